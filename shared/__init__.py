@@ -1,0 +1,1 @@
+"""Library shared by the realtime and bulk functions: clients, mapping, configuration, errors."""
