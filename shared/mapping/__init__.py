@@ -1,0 +1,1 @@
+"""Pure functions from commercetools resources to Klaviyo payloads. No I/O here."""

@@ -1,0 +1,29 @@
+"""Realtime processors: which commercetools deliveries become which Klaviyo writes."""
+
+from __future__ import annotations
+
+from shared.config import Settings
+from shared.errors import ConfigError
+from shared.processors import customers
+from shared.processors.base import Context, Processor, Trigger
+
+__all__ = ["Context", "Processor", "Trigger", "all_processors", "enabled_processors"]
+
+
+def all_processors(settings: Settings) -> list[Processor]:
+    return [*customers.processors(settings)]
+
+
+def enabled_processors(settings: Settings) -> list[Processor]:
+    processors = all_processors(settings)
+    disabled = set(settings.disabled_processors)
+    # A misspelt name must not silently leave a processor running (the reference plugin's
+    # " OrderStateChanged" could never be disabled).
+    unknown = disabled - {p.name for p in processors}
+    if unknown:
+        known = ", ".join(sorted(p.name for p in processors))
+        raise ConfigError(
+            f"invalid configuration: DISABLED_PROCESSORS (unknown {', '.join(sorted(unknown))}; "
+            f"known: {known})"
+        )
+    return [p for p in processors if p.name not in disabled]

@@ -1,0 +1,5 @@
+pytest_plugins = [
+    "tests.emulators",
+    "tests.fakes.klaviyo",
+    "tests.fakes.commercetools",
+]
