@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared.commercetools.models import Customer
+from shared.commercetools.models.customer import Customer
 from shared.mapping.customers import map_profile, normalize_phone, select_address
 
 BILLING = {

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from shared.commercetools.models import CtModel
+from shared.commercetools.models.base import CtModel
 from shared.errors import MessageError
 
 NotificationType = Literal["Message", "ResourceCreated", "ResourceUpdated", "ResourceDeleted"]

@@ -6,7 +6,7 @@ import re
 from collections.abc import Collection
 from typing import Any
 
-from shared.commercetools.models import Address, Customer
+from shared.commercetools.models.customer import Address, Customer
 
 _PHONE_PUNCTUATION = re.compile(r"[\s\-./()]")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.commercetools.messages import CtMessage
-from shared.commercetools.models import Customer
+from shared.commercetools.models.customer import Customer
 from shared.config import Settings
 from shared.log import get_logger
 from shared.mapping.customers import map_profile

@@ -1,31 +1,8 @@
-"""Pydantic models of the commercetools resources the mappers read (the typed boundary).
-
-Only the fields we map are declared; everything else commercetools sends is ignored, so a new CT
-field never breaks parsing. Field names are snake_case in Python, camelCase on the wire.
-"""
+"""Customer and Address."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict
-from pydantic.alias_generators import to_camel
-
-
-class CtModel(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True
-    )
-
-
-class Reference(CtModel):
-    type_id: str
-    id: str
-    obj: dict[str, Any] | None = None
-
-
-class CustomFields(CtModel):
-    fields: dict[str, Any] = {}
+from shared.commercetools.models.base import CtModel, CustomFields
 
 
 class Address(CtModel):

@@ -1,0 +1,37 @@
+"""Small conversions every mapper needs: localized text, money, timestamps."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from decimal import Decimal
+
+from shared.commercetools.models.base import LocalizedString, Money
+
+_LOCALE = re.compile(r"^[A-Za-z]{2,4}([_-][A-Za-z]{4})?([_-]([A-Za-z]{2}|[0-9]{3}))?$")
+
+
+def localized(text: LocalizedString | None, locale: str | None = None) -> str | None:
+    """The preferred locale's value, else its language's (`en` for `en-US`), else the first one."""
+    if not text:
+        return None
+    if locale and _LOCALE.match(locale):
+        for key in (locale, locale.replace("_", "-"), re.split(r"[-_]", locale)[0]):
+            if text.get(key):
+                return text[key]
+    return next((value for value in text.values() if value), None)
+
+
+def money_value(money: Money | None) -> float:
+    """Major units as a JSON number (Klaviyo's `value`), rounded to the currency's digits."""
+    if money is None:
+        return 0.0
+    return float(money.amount.quantize(Decimal(1).scaleb(-money.fraction_digits)))
+
+
+def klaviyo_time(timestamp: str) -> str:
+    """An ISO-8601 UTC time Klaviyo accepts, from a commercetools timestamp."""
+    parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
