@@ -65,6 +65,15 @@ class Settings(BaseSettings):
     customer_properties_include: CommaList = ()
     customer_properties_exclude: CommaList = ()
 
+    # Orders, payments and refunds (realtime + bulk)
+    # (end of orders settings)
+
+    # Catalog: categories, products, variants, inventory (realtime + bulk)
+    # (end of catalog settings)
+
+    # Bulk import
+    # (end of bulk settings)
+
     _split = field_validator(
         "disabled_processors",
         "customer_properties_include",
