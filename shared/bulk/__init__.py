@@ -1,0 +1,1 @@
+"""Bulk import: reading commercetools in keyset batches and writing Klaviyo through bulk jobs."""
