@@ -1,0 +1,357 @@
+"""Read-only commercetools client returning raw JSON dicts exactly as commercetools sends them.
+
+Auth and the HTTP session come from the `commercetools` SDK (see `_session.py` for why its
+request builders are not used). Every call is retried on transport errors, timeouts, 429 and 5xx
+with `shared.retry.call_with_retry`, bounded by the caller's Deadline; a 401 refreshes the token
+once. Values placed in `where` predicates always go through `predicate_string`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import urllib.parse
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import requests
+from oauthlib.oauth2 import OAuth2Error
+from pydantic import SecretStr
+
+from shared.commercetools._session import SdkSession, parse_retry_after
+from shared.config import Settings
+from shared.deadline import Deadline
+from shared.errors import CommercetoolsError, ConnectorError, DeadlineExceeded
+from shared.log import get_logger
+from shared.retry import call_with_retry
+
+log = get_logger("commercetools")
+
+RESOURCES = frozenset(
+    {
+        "customers",
+        "orders",
+        "payments",
+        "products",
+        "categories",
+        "inventory",
+        "carts",
+        "product-projections",
+    }
+)
+MAX_LIMIT = 500
+# Bound on the URL-encoded `where` of one get_by_ids request (URLs beyond ~8 KB get rejected).
+_MAX_IDS_WHERE_CHARS = 4000
+
+Json = dict[str, Any]
+
+
+def predicate_string(value: str) -> str:
+    """`value` as a quoted commercetools predicate string literal (backslash and quote escaped)."""
+    if not isinstance(value, str):
+        raise TypeError(f"predicate value must be a str, not {type(value).__name__}")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _is_loopback(url: str) -> bool:
+    host = urllib.parse.urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class CommercetoolsClient:
+    def __init__(
+        self,
+        *,
+        project_key: str,
+        client_id: str,
+        client_secret: str | SecretStr,
+        api_url: str,
+        auth_url: str,
+        scopes: Sequence[str] | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 8,
+        backoff_base: float = 0.25,
+        backoff_cap: float = 8.0,
+    ) -> None:
+        if isinstance(client_secret, SecretStr):
+            client_secret = client_secret.get_secret_value()
+        api_url, auth_url = api_url.rstrip("/"), auth_url.rstrip("/")
+        # oauthlib refuses plain http unless this is set; allow it only for a local fake/emulator.
+        if any(u.startswith("http://") and _is_loopback(u) for u in (api_url, auth_url)):
+            os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
+        self.project_key = project_key
+        self._timeout = (connect_timeout, read_timeout)
+        self._retry = {"max_attempts": max_attempts, "base": backoff_base, "cap": backoff_cap}
+        # No network I/O here: the first token is fetched by the first request.
+        self._sdk = SdkSession(
+            client_id=client_id,
+            client_secret=client_secret,
+            scopes=list(scopes or [f"manage_project:{project_key}"]),
+            api_url=api_url,
+            auth_url=auth_url,
+            timeout=self._timeout,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **kwargs: Any) -> CommercetoolsClient:
+        return cls(
+            project_key=settings.ctp_project_key,
+            client_id=settings.ctp_client_id,
+            client_secret=settings.ctp_client_secret,
+            api_url=settings.ctp_api_url,
+            auth_url=settings.ctp_auth_url,
+            scopes=settings.ct_scopes,
+            **kwargs,
+        )
+
+    # ---- by id --------------------------------------------------------------------------
+
+    def get_customer(self, id: str, *, deadline: Deadline = Deadline.never()) -> Json | None:
+        return self.get_by_id("customers", id, deadline=deadline)
+
+    def get_order(self, id: str, *, deadline: Deadline = Deadline.never()) -> Json | None:
+        return self.get_by_id("orders", id, deadline=deadline)
+
+    def get_payment(self, id: str, *, deadline: Deadline = Deadline.never()) -> Json | None:
+        return self.get_by_id("payments", id, deadline=deadline)
+
+    def get_product(self, id: str, *, deadline: Deadline = Deadline.never()) -> Json | None:
+        """The full Product (`masterData.current` and `masterData.staged`)."""
+        return self.get_by_id("products", id, deadline=deadline)
+
+    def get_category(self, id: str, *, deadline: Deadline = Deadline.never()) -> Json | None:
+        """The Category with `ancestors[*].obj` expanded, so ancestor names are available."""
+        return self.get_by_id("categories", id, expand=("ancestors[*]",), deadline=deadline)
+
+    def get_inventory_entry(self, id: str, *, deadline: Deadline = Deadline.never()) -> Json | None:
+        return self.get_by_id("inventory", id, deadline=deadline)
+
+    def get_cart(self, id: str, *, deadline: Deadline = Deadline.never()) -> Json | None:
+        return self.get_by_id("carts", id, deadline=deadline)
+
+    def get_by_id(
+        self,
+        resource: str,
+        id: str,
+        *,
+        expand: Sequence[str] = (),
+        deadline: Deadline = Deadline.never(),
+    ) -> Json | None:
+        """`GET /{project}/{resource}/{id}`; None when commercetools answers 404."""
+        self._check_resource(resource)
+        if not id:
+            raise ValueError("id must not be empty")
+        path = f"/{resource}/{urllib.parse.quote(id, safe='')}"
+        params = [("expand", e) for e in expand]
+        return self._get(path, params, deadline, resource, none_on_404=True)
+
+    # ---- queries ------------------------------------------------------------------------
+
+    def find_order_by_payment_id(
+        self, payment_id: str, *, deadline: Deadline = Deadline.never()
+    ) -> Json | None:
+        where = f"paymentInfo(payments(id={predicate_string(payment_id)}))"
+        page = self._query("orders", [("where", where), ("limit", "1"), ("withTotal", "false")],
+                           deadline)
+        return page[0] if page else None
+
+    def get_by_ids(
+        self,
+        resource: str,
+        ids: Sequence[str],
+        *,
+        expand: Sequence[str] = (),
+        deadline: Deadline = Deadline.never(),
+    ) -> list[Json]:
+        """The documents with these ids, in the order asked (ids not found are left out)."""
+        self._check_resource(resource)
+        unique = list(dict.fromkeys(ids))
+        found: dict[str, Json] = {}
+        for chunk in _chunk_ids(unique):
+            where = "id in (" + ", ".join(predicate_string(i) for i in chunk) + ")"
+            params = [("where", where), ("limit", str(len(chunk))), ("withTotal", "false")]
+            params += [("expand", e) for e in expand]
+            for doc in self._query(resource, params, deadline):
+                found[doc["id"]] = doc
+        return [found[i] for i in unique if i in found]
+
+    def query_page(
+        self,
+        resource: str,
+        *,
+        after: str | None,
+        limit: int = MAX_LIMIT,
+        where: Sequence[str] = (),
+        expand: Sequence[str] = (),
+        deadline: Deadline = Deadline.never(),
+    ) -> list[Json]:
+        """One keyset page: `sort=id asc`, ids greater than `after`, at most `limit` results.
+
+        `where` clauses are predicates built by the caller (quote values with predicate_string);
+        commercetools ANDs repeated `where` parameters.
+        """
+        self._check_resource(resource)
+        if isinstance(where, str):
+            raise TypeError("where must be a sequence of predicates, not a str")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_LIMIT}, got {limit!r}")
+        params: list[tuple[str, str]] = [("sort", "id asc"), ("limit", str(limit)),
+                                         ("withTotal", "false")]
+        if after is not None:
+            params.append(("where", f"id > {predicate_string(after)}"))
+        params += [("where", w) for w in where]
+        params += [("expand", e) for e in expand]
+        return self._query(resource, params, deadline)
+
+    def iter_pages(
+        self,
+        resource: str,
+        *,
+        limit: int = MAX_LIMIT,
+        where: Sequence[str] = (),
+        expand: Sequence[str] = (),
+        start_after: str | None = None,
+        deadline: Deadline = Deadline.never(),
+    ) -> Iterator[list[Json]]:
+        """Yield keyset pages until one is shorter than `limit` (an empty page is not yielded)."""
+        after = start_after
+        while True:
+            page = self.query_page(resource, after=after, limit=limit, where=where,
+                                   expand=expand, deadline=deadline)
+            if page:
+                yield page
+            if len(page) < limit:
+                return
+            after = page[-1]["id"]
+
+    # ---- transport ----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_resource(resource: str) -> None:
+        if resource not in RESOURCES:
+            raise ValueError(f"unknown commercetools resource {resource!r}")
+
+    def _query(
+        self, resource: str, params: list[tuple[str, str]], deadline: Deadline
+    ) -> list[Json]:
+        body = self._get(f"/{resource}", params, deadline, resource, none_on_404=False)
+        results = body.get("results") if isinstance(body, dict) else None
+        if not isinstance(results, list):
+            raise CommercetoolsError(f"commercetools {resource} query: no results list",
+                                     status=200, retryable=False)
+        return results
+
+    def _get(
+        self,
+        path: str,
+        params: list[tuple[str, str]],
+        deadline: Deadline,
+        resource: str,
+        *,
+        none_on_404: bool,
+    ) -> Any:
+        full_path = f"/{self.project_key}{path}"
+
+        def attempt() -> Any:
+            return self._get_once(full_path, params, deadline, resource, none_on_404)
+
+        def on_retry(n: int, exc: ConnectorError, delay: float) -> None:
+            fields = exc.log_fields() if isinstance(exc, CommercetoolsError) else {}
+            log.warning("commercetools request retried", resource=resource, attempt=n,
+                        delaySeconds=round(delay, 3), error=type(exc).__name__, **fields)
+
+        return call_with_retry(attempt, deadline=deadline, on_retry=on_retry, **self._retry)
+
+    def _timeout_for(self, deadline: Deadline) -> tuple[float, float]:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise DeadlineExceeded("deadline reached before the commercetools request")
+        return (min(self._timeout[0], remaining), min(self._timeout[1], remaining))
+
+    def _get_once(
+        self,
+        path: str,
+        params: list[tuple[str, str]],
+        deadline: Deadline,
+        resource: str,
+        none_on_404: bool,
+    ) -> Any:
+        try:
+            self._sdk.ensure_token(self._timeout_for(deadline))
+            token = self._sdk.access_token
+            response = self._sdk.get(path, params, self._timeout_for(deadline))
+            if response.status_code == 401:
+                # Token expired or revoked server-side before its expires_in: refresh once.
+                log.info("commercetools token rejected, refreshing", resource=resource)
+                self._sdk.refresh(self._timeout_for(deadline), stale=token)
+                response = self._sdk.get(path, params, self._timeout_for(deadline))
+        except requests.Timeout as exc:
+            raise CommercetoolsError(f"commercetools {resource} request timed out",
+                                     status=None) from exc
+        except requests.RequestException as exc:
+            raise CommercetoolsError(
+                f"commercetools {resource} transport error: {type(exc).__name__}", status=None
+            ) from exc
+        except OAuth2Error as exc:  # e.g. token response without access_token, insecure URL
+            raise CommercetoolsError(f"commercetools auth failed: {exc.error}",
+                                     status=exc.status_code, code=exc.error,
+                                     retryable=False) from exc
+        except Warning as exc:  # oauthlib: "Scope has changed from ... to ..."
+            raise CommercetoolsError(f"commercetools auth failed: {exc}", status=None,
+                                     code="scope_changed", retryable=False) from exc
+
+        if response.status_code == 404 and none_on_404:
+            return None
+        if response.status_code >= 400:
+            raise _api_error(response, resource)
+        try:
+            return response.json()
+        except ValueError as exc:
+            raise CommercetoolsError(f"commercetools {resource}: response is not JSON",
+                                     status=response.status_code, retryable=True) from exc
+
+
+def _api_error(response: requests.Response, resource: str) -> CommercetoolsError:
+    """CT error body `{"statusCode","message","errors":[{"code",..}]}` → CommercetoolsError.
+
+    The message names only the resource, status and code: CT messages can echo field values.
+    """
+    status = response.status_code
+    errors: list[dict[str, Any]] = []
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
+    code = errors[0].get("code") if errors else None
+    if code is None and isinstance(body, dict):
+        code = body.get("error")
+    return CommercetoolsError(
+        f"commercetools {resource} request failed: HTTP {status}" + (f" {code}" if code else ""),
+        status=status,
+        code=code,
+        errors=errors,
+        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+    )
+
+
+def _chunk_ids(ids: list[str]) -> Iterator[list[str]]:
+    """Split ids so each `id in (...)` stays under the URL budget and the 500 limit."""
+    chunk: list[str] = []
+    size = len("id in ()")
+    for id_ in ids:
+        cost = len(urllib.parse.quote_plus(predicate_string(id_) + ", "))
+        if chunk and (size + cost > _MAX_IDS_WHERE_CHARS or len(chunk) >= MAX_LIMIT):
+            yield chunk
+            chunk, size = [], len("id in ()")
+        chunk.append(id_)
+        size += cost
+    if chunk:
+        yield chunk

@@ -1,0 +1,372 @@
+"""CommercetoolsClient over real HTTP against the fake commercetools API (tests/fakes)."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from types import SimpleNamespace
+
+import pytest
+
+from shared.commercetools import CommercetoolsClient, predicate_string
+from shared.config import load_settings
+from shared.deadline import Deadline
+from shared.errors import CommercetoolsError, DeadlineExceeded
+from tests.fakes.commercetools import FakeCommercetools, parse_predicate
+
+Fake, Client = FakeCommercetools, CommercetoolsClient
+
+pytest_plugins = ["tests.fakes.commercetools"]  # no-op when tests/conftest.py loads it already
+
+HOSTILE_ID = 'a" or id is defined or id="b'
+
+
+def _ref(type_id: str, id_: str) -> dict:
+    return {"typeId": type_id, "id": id_}
+
+
+# ---- get by id ------------------------------------------------------------------------------
+
+GETTERS = [
+    ("get_customer", "customers", {"email": "x@example.com", "firstName": "X"}),
+    ("get_order", "orders", {"orderNumber": "1001", "totalPrice": {"centAmount": 1000}}),
+    ("get_payment", "payments", {"amountPlanned": {"centAmount": 1000}, "transactions": []}),
+    ("get_inventory_entry", "inventory", {"sku": "SKU-1", "availableQuantity": 3}),
+    ("get_cart", "carts", {"cartState": "Active", "lineItems": []}),
+    ("get_category", "categories", {"name": {"en": "Shoes"}, "ancestors": []}),
+    ("get_product", "products", {"masterData": {"current": {"name": {"en": "P"}},
+                                                "staged": {"name": {"en": "P2"}},
+                                                "published": True}}),
+]
+
+
+@pytest.mark.parametrize(("method", "resource", "doc"), GETTERS, ids=[g[0] for g in GETTERS])
+def test_get_by_id_returns_raw_json(ct: Fake, ct_client: Client,
+                                    method: str, resource: str, doc: dict) -> None:
+    stored = ct.add(resource, doc)
+    ct.add(resource, {**doc, "id": "other"})
+
+    result = getattr(ct_client, method)(stored["id"])
+
+    assert result == stored  # exactly what CT sent: camelCase dicts, no models
+    assert type(result) is dict
+    (request,) = ct.api_requests(resource)
+    assert request.path == f"/{ct.project_key}/{resource}/{stored['id']}"
+
+
+@pytest.mark.parametrize(("method", "resource", "doc"), GETTERS, ids=[g[0] for g in GETTERS])
+def test_get_by_id_404_is_none(ct: Fake, ct_client: Client,
+                               method: str, resource: str, doc: dict) -> None:
+    ct.add(resource, doc)
+    assert getattr(ct_client, method)(str(uuid.uuid4())) is None
+    assert len(ct.api_requests(resource)) == 1  # a 404 is an answer, not retried
+
+
+def test_get_category_expands_ancestors(ct: Fake, ct_client: Client) -> None:
+    root = ct.add("categories", {"name": {"en": "Root"}, "ancestors": []})
+    mid = ct.add("categories", {"name": {"en": "Men"}, "parent": _ref("category", root["id"]),
+                                "ancestors": [_ref("category", root["id"])]})
+    leaf = ct.add("categories", {"name": {"en": "Shoes"}, "parent": _ref("category", mid["id"]),
+                                 "ancestors": [_ref("category", root["id"]),
+                                               _ref("category", mid["id"])]})
+
+    category = ct_client.get_category(leaf["id"])
+
+    assert [a["obj"]["name"]["en"] for a in category["ancestors"]] == ["Root", "Men"]
+    assert [a["id"] for a in category["ancestors"]] == [root["id"], mid["id"]]
+    assert ct.api_requests("categories")[0].query["expand"] == ["ancestors[*]"]
+
+
+def test_product_projection_by_id_and_query(ct: FakeCommercetools,
+                                            ct_client: CommercetoolsClient) -> None:
+    published = ct.add("products", {"key": "p1", "masterData": {
+        "published": True, "current": {"name": {"en": "Live"}},
+        "staged": {"name": {"en": "Draft"}}}})
+    ct.add("products", {"key": "p2",
+                        "masterData": {"published": False, "current": {}, "staged": {}}})
+
+    projection = ct_client.get_by_id("product-projections", published["id"])
+    page = ct_client.query_page("product-projections", after=None)
+
+    assert projection["name"] == {"en": "Live"} and projection["key"] == "p1"
+    assert "masterData" not in projection
+    assert [p["id"] for p in page] == [published["id"]]
+
+
+# ---- keyset paging --------------------------------------------------------------------------
+
+
+def test_iter_pages_keyset(ct: Fake, ct_client: Client) -> None:
+    ids = [ct.add("customers", {"key": f"c{i}"})["id"] for i in range(7)]
+
+    pages = list(ct_client.iter_pages("customers", limit=3))
+
+    assert [len(p) for p in pages] == [3, 3, 1]
+    seen = [c["id"] for page in pages for c in page]
+    assert seen == sorted(ids)  # all, unique, in id order
+    requests = ct.api_requests("customers")
+    assert len(requests) == 3
+    for r in requests:
+        assert r.query["sort"] == ["id asc"]
+        assert r.query["limit"] == ["3"]
+        assert r.query["withTotal"] == ["false"]
+        assert "offset" not in r.query
+    assert "where" not in requests[0].query
+    assert requests[1].query["where"] == [f'id > "{seen[2]}"']
+    assert requests[2].query["where"] == [f'id > "{seen[5]}"']
+
+
+def test_iter_pages_exact_multiple_stops_on_empty_page(ct: FakeCommercetools,
+                                                      ct_client: CommercetoolsClient) -> None:
+    for i in range(6):
+        ct.add("customers", {"key": f"c{i}"})
+    pages = list(ct_client.iter_pages("customers", limit=3))
+    assert [len(p) for p in pages] == [3, 3]
+    assert len(ct.api_requests("customers")) == 3
+
+
+def test_iter_pages_start_after_resumes(ct: Fake, ct_client: Client) -> None:
+    ids = sorted(ct.add("orders", {})["id"] for _ in range(5))
+    pages = list(ct_client.iter_pages("orders", limit=500, start_after=ids[1]))
+    assert [o["id"] for o in pages[0]] == ids[2:]
+
+
+def test_query_page_combines_extra_where(ct: Fake, ct_client: Client) -> None:
+    docs = [ct.add("customers", {"customerGroup": _ref("customer-group", g)})
+            for g in ["vip", "std"] * 4]
+    vip = sorted(d["id"] for d in docs if d["customerGroup"]["id"] == "vip")
+    where = [f"customerGroup(id={predicate_string('vip')})"]
+
+    first = ct_client.query_page("customers", after=None, limit=2, where=where)
+    second = ct_client.query_page("customers", after=first[-1]["id"], limit=2, where=where)
+
+    assert [c["id"] for c in first + second] == vip
+    assert ct.api_requests("customers")[1].query["where"] == [f'id > "{first[-1]["id"]}"', *where]
+
+
+@pytest.mark.parametrize("limit", [0, 501, -1])
+def test_query_page_rejects_bad_limit(ct: Fake, ct_client: Client,
+                                      limit: int) -> None:
+    with pytest.raises(ValueError):
+        ct_client.query_page("customers", after=None, limit=limit)
+    with pytest.raises(ValueError):
+        list(ct_client.iter_pages("customers", limit=limit))
+    assert ct.requests == []
+
+
+def test_unknown_resource_rejected(ct_client: CommercetoolsClient) -> None:
+    with pytest.raises(ValueError):
+        ct_client.query_page("messages", after=None)
+
+
+# ---- get_by_ids / find_order_by_payment_id --------------------------------------------------
+
+
+def test_get_by_ids(ct: Fake, ct_client: Client) -> None:
+    ids = [ct.add("orders", {"orderNumber": str(i)})["id"] for i in range(5)]
+    wanted = [ids[3], "missing", ids[0], ids[3]]
+
+    orders = ct_client.get_by_ids("orders", wanted)
+
+    assert [o["id"] for o in orders] == [ids[3], ids[0]]
+    (request,) = ct.api_requests("orders")
+    assert request.query["where"] == [f'id in ("{ids[3]}", "missing", "{ids[0]}")']
+    assert request.query["limit"] == ["3"]
+
+
+def test_get_by_ids_chunks_long_lists(ct: Fake, ct_client: Client) -> None:
+    ids = [ct.add("customers", {})["id"] for _ in range(250)]
+
+    customers = ct_client.get_by_ids("customers", ids)
+
+    assert [c["id"] for c in customers] == ids
+    requests = ct.api_requests("customers")
+    assert len(requests) > 1
+    assert all(len(r.query["where"][0]) < 4000 for r in requests)
+
+
+def test_get_by_ids_empty_sends_nothing(ct: Fake, ct_client: Client) -> None:
+    assert ct_client.get_by_ids("customers", []) == []
+    assert ct.requests == []
+
+
+def test_find_order_by_payment_id(ct: Fake, ct_client: Client) -> None:
+    ct.add("orders", {"orderNumber": "1"})
+    order = ct.add("orders", {"paymentInfo": {"payments": [_ref("payment", "pay-1"),
+                                                           _ref("payment", "pay-2")]}})
+    ct.add("orders", {"paymentInfo": {"payments": [_ref("payment", "pay-3")]}})
+
+    assert ct_client.find_order_by_payment_id("pay-2")["id"] == order["id"]
+    assert ct_client.find_order_by_payment_id("pay-9") is None
+    request = ct.api_requests("orders")[0]
+    assert request.query["where"] == ['paymentInfo(payments(id="pay-2"))']
+    assert request.query["limit"] == ["1"]
+
+
+# ---- predicate escaping ---------------------------------------------------------------------
+
+
+def test_predicate_string_escapes() -> None:
+    assert predicate_string("abc") == '"abc"'
+    assert predicate_string('a"b') == r'"a\"b"'
+    assert predicate_string("a\\b") == r'"a\\b"'
+    assert predicate_string('\\"') == r'"\\\""'
+    with pytest.raises(TypeError):
+        predicate_string(1)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [HOSTILE_ID, 'x\\" or id="y', "tail\\", 'q"', "ünï ✓"])
+def test_predicate_string_round_trips_through_the_fakes_parser(value: str) -> None:
+    parsed = parse_predicate(f"id = {predicate_string(value)}")
+    assert parsed == ("and", [("cmp", "id", "=", value)])
+
+
+def test_hostile_id_matches_only_itself(ct: Fake, ct_client: Client) -> None:
+    others = [ct.add("customers", {"id": i})["id"] for i in ("a", "b", "c", "zz")]
+    ct.add("customers", {"id": HOSTILE_ID})
+    ct.add("orders", {"paymentInfo": {"payments": [_ref("payment", "b")]}})
+    target = ct.add("orders", {"paymentInfo": {"payments": [_ref("payment", HOSTILE_ID)]}})
+
+    assert [c["id"] for c in ct_client.get_by_ids("customers", [HOSTILE_ID])] == [HOSTILE_ID]
+    assert ct_client.get_customer(HOSTILE_ID)["id"] == HOSTILE_ID
+    assert ct_client.find_order_by_payment_id(HOSTILE_ID)["id"] == target["id"]
+    after = ct_client.query_page("customers", after=HOSTILE_ID)
+    assert [c["id"] for c in after] == sorted(i for i in others if i > HOSTILE_ID)
+
+
+def test_unsupported_predicate_is_a_terminal_400(ct: FakeCommercetools,
+                                                 ct_client: CommercetoolsClient) -> None:
+    with pytest.raises(CommercetoolsError) as info:
+        ct_client.query_page("customers", after=None, where=['id is defined or id = "x"'])
+    error = info.value
+    assert (error.status, error.code, error.retryable) == (400, "InvalidInput", False)
+    assert len(ct.api_requests("customers")) == 1
+
+
+# ---- retries, deadline, auth ----------------------------------------------------------------
+
+
+def test_503_then_success(ct: Fake, ct_client: Client) -> None:
+    customer = ct.add("customers", {})
+    ct.inject(503, times=1)
+    assert ct_client.get_customer(customer["id"]) == customer
+    assert len(ct.api_requests("customers")) == 2
+
+
+def test_429_honours_retry_after(ct: Fake, ct_client: Client) -> None:
+    ct.add("customers", {})
+    ct.inject(429, times=1, retry_after=1)
+    started = time.monotonic()
+    page = ct_client.query_page("customers", after=None)
+    assert len(page) == 1
+    assert time.monotonic() - started >= 1.0
+    assert len(ct.api_requests("customers")) == 2
+
+
+def test_500_forever_hits_the_deadline(ct: FakeCommercetools) -> None:
+    # Enough attempts that the deadline, not the attempt cap, ends the retries.
+    client = CommercetoolsClient(project_key=ct.project_key, client_id=ct.client_id,
+                                 client_secret=ct.client_secret, api_url=ct.url,
+                                 auth_url=ct.auth_url, backoff_base=0.02, backoff_cap=0.1,
+                                 max_attempts=1000)
+    ct.inject(500, times=None)
+    started = time.monotonic()
+    with pytest.raises(DeadlineExceeded) as info:
+        client.get_order("o1", deadline=Deadline.after(0.5))
+    assert time.monotonic() - started < 1.0
+    cause = info.value.__cause__
+    assert isinstance(cause, CommercetoolsError) and cause.status == 500
+    assert len(ct.api_requests("orders")) > 2
+
+
+def test_503_stops_after_max_attempts(ct: Fake, ct_client: Client) -> None:
+    ct.inject(503, times=None)
+    with pytest.raises(CommercetoolsError):
+        ct_client.get_order("o1", deadline=Deadline.after(30))
+    assert len(ct.api_requests("orders")) == 8  # the SDK's own urllib3 retries are off: no 8 x 3
+
+
+def test_definite_4xx_is_not_retried(ct: Fake, ct_client: Client) -> None:
+    ct.inject(403, times=None)
+    with pytest.raises(CommercetoolsError) as info:
+        ct_client.get_payment("p1")
+    assert info.value.status == 403 and not info.value.retryable
+    assert len(ct.api_requests("payments")) == 1
+
+
+def test_token_fetched_once_and_reused(ct: Fake, ct_client: Client) -> None:
+    for _ in range(3):
+        ct_client.get_cart("c1")
+    assert len(ct.token_requests()) == 1
+
+
+def test_expired_token_is_refreshed_transparently(ct: FakeCommercetools,
+                                                  ct_client: CommercetoolsClient) -> None:
+    customer = ct.add("customers", {})
+    assert ct_client.get_customer(customer["id"]) == customer
+    ct.expire_tokens()
+
+    assert ct_client.get_customer(customer["id"]) == customer
+    assert len(ct.token_requests()) == 2
+    assert len(ct.api_requests("customers")) == 3  # ok, 401, ok
+
+
+def test_token_near_expiry_is_refreshed_before_use(ct: Fake, ct_client: Client,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.commercetools import _session
+
+    ct.token_expires_in = 600  # refresh margin: min(60 s, a tenth of the lifetime) = 60 s
+    ct_client.get_cart("c1")
+    clock = {"offset": 500.0}  # the client's clock jumps ahead; the fake still accepts the token
+    shifted = SimpleNamespace(time=lambda: time.time() + clock["offset"])
+    monkeypatch.setattr(_session, "time", shifted)
+    ct_client.get_cart("c1")
+    assert len(ct.token_requests()) == 1  # 100 s left: reused
+
+    clock["offset"] = 560.0  # 40 s left: inside the margin
+    ct_client.get_cart("c1")
+    assert len(ct.token_requests()) == 2  # refreshed before use, not after a 401
+    assert len(ct.api_requests("carts")) == 3
+
+
+def test_token_endpoint_503_is_retried(ct: Fake, ct_client: Client) -> None:
+    ct.inject(503, times=1, path="/oauth/token")
+    assert ct_client.get_cart("c1") is None
+    assert len(ct.token_requests()) == 2
+
+
+def test_bad_credentials_fail_without_retries(ct: FakeCommercetools) -> None:
+    client = CommercetoolsClient(project_key=ct.project_key, client_id=ct.client_id,
+                                 client_secret="wrong", api_url=ct.url, auth_url=ct.auth_url)
+    with pytest.raises(CommercetoolsError) as info:
+        client.get_customer("c1")
+    error = info.value
+    assert (error.status, error.code, error.retryable) == (401, "invalid_client", False)
+    assert len(ct.token_requests()) == 1
+    assert "wrong" not in str(info.value)
+
+
+def test_unreachable_api_is_retried_until_the_deadline() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    client = CommercetoolsClient(project_key="p", client_id="i", client_secret="s", api_url=url,
+                                 auth_url=url, backoff_base=0.02, backoff_cap=0.1,
+                                 max_attempts=10_000)  # no I/O yet
+    with pytest.raises(DeadlineExceeded) as info:
+        client.get_customer("c1", deadline=Deadline.after(0.5))
+    assert isinstance(info.value.__cause__, CommercetoolsError)
+    assert info.value.__cause__.status is None
+
+
+def test_from_settings(ct: FakeCommercetools, ct_env: dict[str, str],
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {**ct_env, "KLAVIYO_API_KEY": "pk_test"}.items():
+        monkeypatch.setenv(name, value)
+    customer = ct.add("customers", {})
+    client = CommercetoolsClient.from_settings(load_settings())
+    assert client.get_customer(customer["id"]) == customer
+    (token_request,) = ct.token_requests()
+    assert token_request.path == "/oauth/token"
