@@ -1,0 +1,169 @@
+"""Klaviyo bulk jobs: profile import, event create, catalog create/update/delete.
+
+Body shapes follow Klaviyo's OpenAPI (klaviyo/openapi, revision 2026-07-15):
+`ProfileImportJobCreateQuery`, `EventsBulkCreateJob`, `Catalog{Item,Variant,Category}
+{Create,Update,Delete}JobCreateQuery`. Size limits are checked before sending, because Klaviyo
+would reject the whole request anyway and the caller should split, not retry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Literal
+
+from shared.deadline import Deadline
+from shared.errors import DeadlineExceeded
+from shared.klaviyo.catalog import KINDS, CatalogKind
+from shared.klaviyo.transport import KlaviyoTransport
+
+MAX_BULK_PROFILES = 10_000
+MAX_BULK_EVENTS = 1_000
+MAX_CATALOG_BULK = 100
+
+CatalogOp = Literal["create", "update", "delete"]
+PENDING_STATUSES = frozenset({"queued", "processing"})
+
+
+def _catalog_job_path(kind: CatalogKind, op: CatalogOp) -> str:
+    if kind not in KINDS:
+        raise ValueError(f"unknown catalog kind {kind!r}")
+    if op not in ("create", "update", "delete"):
+        raise ValueError(f"unknown catalog operation {op!r}")
+    return f"/api/catalog-{kind}-bulk-{op}-jobs"
+
+
+class BulkMixin(KlaviyoTransport):
+    # -- profiles ----------------------------------------------------------------------------------
+
+    def create_profile_bulk_import_job(
+        self, profiles: list[dict[str, Any]], *, list_id: str | None = None,
+        deadline: Deadline = Deadline.never(),
+    ) -> str:
+        """Start an import of ≤10,000 profiles (attribute dicts); returns the job id.
+
+        Klaviyo validates the whole request: one malformed profile makes it a 400 whose error
+        pointer names the profile's index (`/data/attributes/profiles/data/<i>/...`).
+        """
+        if len(profiles) > MAX_BULK_PROFILES:
+            raise ValueError(f"{len(profiles)} profiles exceed the bulk limit {MAX_BULK_PROFILES}")
+        data: dict[str, Any] = {
+            "type": "profile-bulk-import-job",
+            "attributes": {
+                "profiles": {"data": [{"type": "profile", "attributes": p} for p in profiles]}
+            },
+        }
+        if list_id:
+            data["relationships"] = {"lists": {"data": [{"type": "list", "id": list_id}]}}
+        body = self.request("POST", "/api/profile-bulk-import-jobs", json={"data": data},
+                            deadline=deadline)
+        return str((body or {})["data"]["id"])
+
+    def get_profile_bulk_import_job(
+        self, job_id: str, *, deadline: Deadline = Deadline.never()
+    ) -> dict[str, Any]:
+        """The job's attributes: status, total_count, completed_count, failed_count, ..."""
+        body = self.request("GET", f"/api/profile-bulk-import-jobs/{job_id}", deadline=deadline)
+        return dict((body or {})["data"]["attributes"])
+
+    def get_profile_bulk_import_errors(
+        self, job_id: str, *, deadline: Deadline = Deadline.never()
+    ) -> list[dict[str, Any]]:
+        """Import errors of a job (attributes: code, title, detail, source, original_payload)."""
+        path = f"/api/profile-bulk-import-jobs/{job_id}/import-errors"
+        return [
+            {"id": e.get("id"), **(e.get("attributes") or {})}
+            for e in self.paginate(path, deadline=deadline)
+        ]
+
+    # -- events ------------------------------------------------------------------------------------
+
+    def create_event_bulk_job(
+        self, entries: list[dict[str, Any]], *, deadline: Deadline = Deadline.never()
+    ) -> None:
+        """Create ≤1,000 events grouped by profile; Klaviyo answers 202 with no job to poll.
+
+        Each entry is `{"profile": {profile attributes}, "events": [event attributes without
+        profile], "backfill": bool (optional)}`. A unique_id repeated for the same profile and
+        metric fails the whole request, so callers de-duplicate before sending.
+        """
+        total = sum(len(e.get("events") or ()) for e in entries)
+        if total > MAX_BULK_EVENTS:
+            raise ValueError(f"{total} events exceed the bulk limit {MAX_BULK_EVENTS}")
+        data = []
+        for entry in entries:
+            attributes: dict[str, Any] = {
+                "profile": {"data": {"type": "profile", "attributes": entry["profile"]}},
+                "events": {
+                    "data": [{"type": "event", "attributes": ev} for ev in entry["events"]]
+                },
+            }
+            if entry.get("backfill") is not None:
+                attributes["backfill"] = bool(entry["backfill"])
+            data.append({"type": "event-bulk-create", "attributes": attributes})
+        body = {
+            "data": {
+                "type": "event-bulk-create-job",
+                "attributes": {"events-bulk-create": {"data": data}},
+            }
+        }
+        self.request("POST", "/api/event-bulk-create-jobs", json=body, deadline=deadline)
+
+    # -- catalog -----------------------------------------------------------------------------------
+
+    def create_catalog_bulk_job(
+        self, kind: CatalogKind, op: CatalogOp, resources: list[dict[str, Any]], *,
+        deadline: Deadline = Deadline.never(),
+    ) -> str:
+        """Start a catalog bulk job over ≤100 resource objects; returns the job id.
+
+        Build the resources with `catalog_resource(kind, op, external_id, ...)`.
+        """
+        path = _catalog_job_path(kind, op)
+        if len(resources) > MAX_CATALOG_BULK:
+            raise ValueError(f"{len(resources)} resources exceed the bulk limit {MAX_CATALOG_BULK}")
+        spec = KINDS[kind]
+        body = {
+            "data": {
+                "type": f"catalog-{kind}-bulk-{op}-job",
+                "attributes": {
+                    spec.bulk_key: {"data": [{"type": spec.type, **r} for r in resources]}
+                },
+            }
+        }
+        resp = self.request("POST", path, json=body, deadline=deadline)
+        return str((resp or {})["data"]["id"])
+
+    def get_catalog_bulk_job(
+        self, kind: CatalogKind, op: CatalogOp, job_id: str, *,
+        deadline: Deadline = Deadline.never(),
+    ) -> dict[str, Any]:
+        """The job's attributes: status, total/completed/failed counts, errors, ..."""
+        body = self.request("GET", f"{_catalog_job_path(kind, op)}/{job_id}", deadline=deadline)
+        return dict((body or {})["data"]["attributes"])
+
+    # -- polling -----------------------------------------------------------------------------------
+
+    def wait_for_job(
+        self,
+        get_fn: Callable[..., dict[str, Any]],
+        job_id: str,
+        *,
+        deadline: Deadline = Deadline.never(),
+        poll_interval: float = 2.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> dict[str, Any]:
+        """Poll `get_fn(job_id, deadline=...)` until the job leaves queued/processing.
+
+        Returns the final attributes (status `complete` or `cancelled`). A job that is still
+        `queued` has not started, so stopping there (as the reference plugin did) reports work
+        that has not happened.
+        """
+        while True:
+            attributes = get_fn(job_id, deadline=deadline)
+            status = attributes.get("status")
+            if status not in PENDING_STATUSES:
+                return attributes
+            if poll_interval >= deadline.remaining():
+                raise DeadlineExceeded(f"job {job_id} still {status} at the deadline")
+            sleep(poll_interval)
