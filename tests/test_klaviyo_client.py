@@ -121,18 +121,37 @@ def test_duplicate_profile_conflict_updates_the_named_profile(
     assert klaviyo.profiles[existing]["attributes"]["first_name"] == "Ann"
 
 
-def test_duplicate_profile_conflict_is_retried_once_then_raised(
+def test_duplicate_profile_conflict_updates_the_named_profile_without_identifiers(
         klaviyo: FakeKlaviyo, klaviyo_client: KlaviyoClient) -> None:
     by_email = klaviyo.add_profile(email="ann@shop.example")
     by_external_id = klaviyo.add_profile(external_id="c1")
+
+    klaviyo_client.upsert_profile(
+        {"email": "ann@shop.example", "external_id": "c1", "first_name": "Ann"})
+
+    assert [r.status for r in klaviyo.requests] == [409, 409, 200]
+    assert klaviyo.requests[1].json["data"]["id"] == by_external_id
+    assert klaviyo.requests[2].json["data"] == {
+        "type": "profile", "id": by_external_id, "attributes": {"first_name": "Ann"}}
+    assert set(klaviyo.profiles) == {by_email, by_external_id}
+    assert klaviyo.profiles[by_external_id]["attributes"]["first_name"] == "Ann"
+
+
+def test_duplicate_profile_conflict_gives_up_after_the_fallback(
+        klaviyo: FakeKlaviyo, klaviyo_client: KlaviyoClient) -> None:
+    klaviyo.add_profile(email="ann@shop.example")
+    other = klaviyo.add_profile(external_id="c1")
+    duplicate = [{"id": "e", "status": 409, "code": "duplicate_profile", "title": "Conflict.",
+                  "detail": "A profile already exists with one of these identifiers.",
+                  "source": {"pointer": "/data/attributes"},
+                  "meta": {"duplicate_profile_id": other}}]
+    klaviyo.inject(409, times=3, path="/api/profile-import", errors=duplicate)
 
     with pytest.raises(KlaviyoError) as info:
         klaviyo_client.upsert_profile({"email": "ann@shop.example", "external_id": "c1"})
 
     assert info.value.status == 409 and info.value.code == "duplicate_profile"
-    assert [r.status for r in klaviyo.requests] == [409, 409]
-    assert klaviyo.requests[1].json["data"]["id"] == by_external_id
-    assert set(klaviyo.profiles) == {by_email, by_external_id}
+    assert len(klaviyo.requests) == 3
 
 
 def test_rejected_phone_is_dropped_and_profile_upserted(

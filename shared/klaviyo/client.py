@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from shared.config import Settings
 
 PHONE_POINTER = "/data/attributes/phone_number"
+# Attributes by which Klaviyo identifies a profile (a conflict on any of them is a 409).
+IDENTIFIERS = ("email", "phone_number", "external_id")
 
 
 def filter_string(value: str) -> str:
@@ -61,7 +63,8 @@ class KlaviyoClient(CatalogMixin, BulkMixin):
 
         Returns the profile resource. Two documented failures are repaired once each:
         409 duplicate_profile (the identifiers belong to different profiles) → update the profile
-        Klaviyo names; 400 on the phone number (not E.164, or SMS not set up) → send without it.
+        Klaviyo names, and if its identifiers still belong to another profile, update its other
+        attributes without them; 400 on the phone number (not E.164, or SMS not set up) → send without it.
         """
         attrs = dict(attributes)
         profile_id: str | None = None
@@ -81,6 +84,15 @@ class KlaviyoClient(CatalogMixin, BulkMixin):
                     profile_id = duplicate
                     log.info("klaviyo duplicate profile, updating the existing one",
                              profileId=duplicate)
+                    continue
+                if duplicate and profile_id and any(k in attrs for k in IDENTIFIERS):
+                    # The identifiers belong to different profiles, which only a merge in Klaviyo
+                    # can join. Update the named profile's other attributes rather than lose the
+                    # update, and say that a merge is needed.
+                    log.warning("klaviyo profile identifiers conflict; updated the profile without "
+                                "identifiers, merge the profiles in Klaviyo",
+                                profileId=profile_id, otherProfileId=duplicate)
+                    attrs = {k: v for k, v in attrs.items() if k not in IDENTIFIERS}
                     continue
                 if (exc.status == 400 and not tried_without_phone and "phone_number" in attrs
                         and _points_at(exc, PHONE_POINTER)):
