@@ -66,6 +66,76 @@ class Settings(BaseSettings):
     customer_properties_exclude: CommaList = ()
 
     # Orders, payments and refunds (realtime + bulk)
+    # Messages that send Placed Order + Ordered Product, whatever the order's state (the reference
+    # skipped orders not created Open, so imported orders never reached Klaviyo).
+    order_created_messages: CommaList = ("OrderCreated", "OrderImported", "OrderCustomerSet")
+    # Deliveries that may send Fulfilled/Cancelled Order: OrderStateChanged,
+    # OrderShipmentStateChanged and/or ResourceUpdated (the order change notification).
+    order_state_change_triggers: CommaList = ("OrderStateChanged", "OrderShipmentStateChanged")
+    # JSON objects {"<state>": "<metric name>"}. Unset: Cancelled → METRIC_CANCELLED_ORDER,
+    # Confirmed/Complete → METRIC_FULFILLED_ORDER; shipment Shipped/Delivered → Fulfilled.
+    order_state_metrics: Annotated[dict[str, str] | None, NoDecode] = None
+    order_shipment_state_metrics: Annotated[dict[str, str] | None, NoDecode] = None
+    metric_placed_order: str = Field("Placed Order", min_length=1, max_length=127)
+    metric_ordered_product: str = Field("Ordered Product", min_length=1, max_length=127)
+    metric_fulfilled_order: str = Field("Fulfilled Order", min_length=1, max_length=127)
+    metric_cancelled_order: str = Field("Cancelled Order", min_length=1, max_length=127)
+    metric_refunded_order: str = Field("Refunded Order", min_length=1, max_length=127)
+    # Raw order fields sent as event properties besides the Klaviyo order structure: top-level
+    # names, `custom.<field>` for a custom field, `*` / `custom.*` for all. Default: none (the
+    # whole order is too large for Klaviyo's limits and carries addresses).
+    order_properties_include: CommaList = ()
+    order_properties_exclude: CommaList = ()
+    order_properties_rename: Annotated[dict[str, str], NoDecode] = {}
+    # (ProductURL uses PRODUCT_URL_TEMPLATE from the catalog settings.)
+
+    _split_orders = field_validator(
+        "order_created_messages",
+        "order_state_change_triggers",
+        "order_properties_include",
+        "order_properties_exclude",
+        mode="before",
+    )(_split_commas)
+
+    @field_validator("order_state_metrics", "order_shipment_state_metrics", mode="before")
+    @classmethod
+    def _state_map(cls, value: object) -> object:
+        value = cls._json_object(value, empty=None)
+        if isinstance(value, dict) and any(len(metric) > 127 for metric in value.values()):
+            raise ValueError("metric names must be shorter than 128 characters")
+        return value
+
+    @field_validator("order_properties_rename", mode="before")
+    @classmethod
+    def _rename_map(cls, value: object) -> object:
+        return cls._json_object(value, empty={})
+
+    @classmethod
+    def _json_object(cls, value: object, *, empty: object) -> object:
+        if isinstance(value, str):
+            import json  # local: the module's import block belongs to everyone
+
+            if not value.strip():  # an empty variable means unset
+                return empty
+            try:
+                value = json.loads(value)
+            except ValueError:
+                raise ValueError('must be a JSON object such as {"a": "b"}') from None
+        if value is not None and not (
+            isinstance(value, dict)
+            and all(isinstance(k, str) and isinstance(v, str) and v for k, v in value.items())
+        ):
+            raise ValueError("must be a JSON object of non-empty strings")
+        return value
+
+    @field_validator("order_state_change_triggers", mode="after")
+    @classmethod
+    def _known_triggers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = {"OrderStateChanged", "OrderShipmentStateChanged", "ResourceUpdated"}
+        unknown = [t for t in value if t not in allowed]
+        if unknown:
+            raise ValueError(f"unknown {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+        return value
     # (end of orders settings)
 
     # Catalog: categories, products, variants, inventory (realtime + bulk)

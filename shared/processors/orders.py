@@ -1,0 +1,199 @@
+"""Orders and refunds → Klaviyo order events (Placed Order, Ordered Product, Fulfilled/Cancelled
+Order, Refunded Order).
+
+Every handler reads the order (and payment) from commercetools by id instead of trusting the
+delivery: deliveries are at-least-once, unordered and may omit the payload (`payloadNotIncluded`).
+The message is consulted only for *which* change happened (the new state, the transaction id).
+Every event carries a deterministic unique_id, so a redelivery after a partial failure re-sends
+what was already recorded and Klaviyo keeps one copy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from shared.commercetools.messages import CtMessage
+from shared.commercetools.models.order import Order
+from shared.commercetools.models.payment import Payment
+from shared.config import Settings
+from shared.errors import KlaviyoError
+from shared.log import get_logger
+from shared.mapping.events import KlaviyoEvent
+from shared.mapping.orders import (
+    OrderMappingConfig,
+    ProductLookup,
+    category_ids,
+    order_profile,
+    placed_order_events,
+    product_ids,
+    product_lookup,
+    refund_event,
+    state_change_event,
+    state_metrics,
+    successful_refunds,
+)
+from shared.processors.base import Context, Processor, Trigger
+
+log = get_logger(__name__)
+
+# Discount codes are references; expanded, the mapper can send the codes customers typed.
+ORDER_EXPAND = ("discountCodes[*].discountCode",)
+PAYMENT_MESSAGES = frozenset({"PaymentTransactionAdded", "PaymentTransactionStateChanged"})
+STATE_MESSAGES = frozenset({"OrderStateChanged", "OrderShipmentStateChanged"})
+
+
+def _config(ctx: Context) -> OrderMappingConfig:
+    return OrderMappingConfig.from_settings(ctx.settings)
+
+
+def _load_order(ctx: Context, order_id: str) -> Order | None:
+    document = ctx.ct.get_by_id("orders", order_id, expand=ORDER_EXPAND, deadline=ctx.deadline)
+    if document is None:
+        log.info("order no longer exists; skipped", ctOrderId=order_id)
+        return None
+    return Order.model_validate(document)
+
+
+def _lookup(ctx: Context, order: Order, config: OrderMappingConfig) -> ProductLookup:
+    """Categories and slugs of the ordered products: two requests however many lines."""
+    ids = product_ids(order)
+    if not ids:
+        return {}
+    products = ctx.ct.get_by_ids("products", ids, deadline=ctx.deadline)
+    wanted = category_ids(products)
+    categories = (
+        ctx.ct.get_by_ids("categories", wanted, expand=("ancestors[*]",), deadline=ctx.deadline)
+        if wanted else []
+    )
+    return product_lookup(products, categories, locale=config.locale)
+
+
+def _has_profile(order: Order) -> bool:
+    if order_profile(order) is None:
+        log.info("order has no customer id and no email; skipped", ctOrderId=order.id)
+        return False
+    return True
+
+
+def _send(ctx: Context, order: Order, events: Sequence[KlaviyoEvent]) -> int:
+    """POST each event. A retryable failure stops at once (the redelivery re-sends everything,
+    deduplicated by unique_id); a rejected event does not keep the others from being sent."""
+    writes = 0
+    rejected: KlaviyoError | None = None
+    for event in events:
+        try:
+            ctx.klaviyo.create_event(event.attributes(), deadline=ctx.deadline)
+        except KlaviyoError as exc:
+            if exc.retryable:
+                raise
+            log.error("klaviyo rejected an order event", ctOrderId=order.id,
+                      metric=event.metric, uniqueId=event.unique_id, **exc.log_fields())
+            rejected = rejected or exc
+        else:
+            writes += 1
+    if rejected is not None:
+        raise rejected
+    return writes
+
+
+def placed_order(message: CtMessage, ctx: Context) -> int:
+    """Placed Order + Ordered Product per line, whatever the order's state."""
+    config = _config(ctx)
+    order = _load_order(ctx, message.resource.id)
+    if order is None or not _has_profile(order):
+        return 0
+    events = placed_order_events(order, _lookup(ctx, order, config), config)
+    return _send(ctx, order, events)
+
+
+def _changed_metrics(message: CtMessage, order: Order, config: OrderMappingConfig) -> list[str]:
+    payload = message.payload
+    if message.message_type == "OrderStateChanged":
+        # The state the message reports (an old message still tells of a real transition);
+        # without a payload, the order's current state.
+        state = payload.get("orderState") or order.order_state
+        return state_metrics(config, order_state=state)
+    if message.message_type == "OrderShipmentStateChanged":
+        state = payload.get("shipmentState") or order.shipment_state
+        return state_metrics(config, shipment_state=state)
+    # ResourceUpdated carries no state: whatever the order is in now.
+    return state_metrics(config, order_state=order.order_state,
+                         shipment_state=order.shipment_state)
+
+
+def order_state_changed(message: CtMessage, ctx: Context) -> int:
+    """Fulfilled / Cancelled Order (per the state maps) for a state change."""
+    config = _config(ctx)
+    order = _load_order(ctx, message.resource.id)
+    if order is None:
+        return 0
+    metrics = _changed_metrics(message, order, config)
+    if not metrics:
+        log.info("order state not mapped to a metric; nothing sent", ctOrderId=order.id,
+                 messageType=message.message_type)
+        return 0
+    if not _has_profile(order):
+        return 0
+    lookup = _lookup(ctx, order, config)
+    when = message.created_at or message.modified_at
+    events = [state_change_event(order, metric, lookup, config, time=when) for metric in metrics]
+    return _send(ctx, order, [e for e in events if e is not None])
+
+
+def _transaction_id(message: CtMessage) -> str | None:
+    payload = message.payload
+    if message.message_type == "PaymentTransactionAdded":
+        transaction = payload.get("transaction")
+        return transaction.get("id") if isinstance(transaction, dict) else None
+    transaction_id = payload.get("transactionId")
+    return transaction_id if isinstance(transaction_id, str) else None
+
+
+def order_refunded(message: CtMessage, ctx: Context) -> int:
+    """Refunded Order for the message's refund transaction once it is Success *now*.
+
+    A refund added as Pending sends nothing; its later change to Success sends it. Without a
+    payload (no transaction id) every successful refund of the payment is sent: each has its own
+    unique_id, so those already recorded are not duplicated.
+    """
+    payment_id = message.resource.id
+    document = ctx.ct.get_payment(payment_id, deadline=ctx.deadline)
+    if document is None:
+        log.info("payment no longer exists; skipped", ctPaymentId=payment_id)
+        return 0
+    payment = Payment.model_validate(document)
+    wanted = _transaction_id(message)
+    refunds = [t for t in successful_refunds(payment) if wanted is None or t.id == wanted]
+    if not refunds:
+        log.info("no successful refund transaction; nothing sent", ctPaymentId=payment_id,
+                 ctTransactionId=wanted)
+        return 0
+    found = ctx.ct.find_order_by_payment_id(payment_id, deadline=ctx.deadline)
+    if found is None:
+        log.info("no order for the refunded payment; skipped", ctPaymentId=payment_id)
+        return 0
+    config = _config(ctx)
+    order = _load_order(ctx, found["id"])  # again, with the expansions the properties use
+    if order is None or not _has_profile(order):
+        return 0
+    lookup = _lookup(ctx, order, config)
+    events = [refund_event(order, payment, t, lookup, config) for t in refunds]
+    return _send(ctx, order, [e for e in events if e is not None])
+
+
+def processors(settings: Settings) -> list[Processor]:
+    triggers = frozenset(settings.order_state_change_triggers)
+    return [
+        Processor(
+            "OrderCreated",
+            Trigger("order", messages=frozenset(settings.order_created_messages)),
+            placed_order,
+        ),
+        Processor(
+            "OrderStateChanged",
+            Trigger("order", messages=triggers & STATE_MESSAGES,
+                    changes=triggers & {"ResourceUpdated"}),
+            order_state_changed,
+        ),
+        Processor("OrderRefunded", Trigger("payment", messages=PAYMENT_MESSAGES), order_refunded),
+    ]
