@@ -139,6 +139,32 @@ class Settings(BaseSettings):
     # (end of orders settings)
 
     # Catalog: categories, products, variants, inventory (realtime + bulk)
+    # ISO 4217 code of the prices sent as item/variant `price`; unset: the first matching price.
+    preferred_currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+    # Storefront URL of a product; placeholders {slug} {id} {key} {sku} (the reference plugin's
+    # {{productSlug}} is accepted too). Also meant for order events' ProductURL.
+    product_url_template: str | None = None
+    # Supply channel whose stock becomes `inventory_quantity`; unset: channel-less stock only.
+    inventory_channel_id: str | None = None
+
+    @field_validator("product_url_template", "inventory_channel_id", mode="before")
+    @classmethod
+    def _catalog_blank_is_unset(cls, value: object) -> object:
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @field_validator("preferred_currency", mode="before")
+    @classmethod
+    def _catalog_currency(cls, value: object) -> object:
+        return (value.strip().upper() or None) if isinstance(value, str) else value
+
+    @field_validator("product_url_template")
+    @classmethod
+    def _catalog_url_placeholders(cls, value: str | None) -> str | None:
+        if value is not None:
+            from shared.mapping.catalog import check_url_template  # the mapper owns the syntax
+
+            check_url_template(value)
+        return value
     # (end of catalog settings)
 
     # Bulk import

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from shared.config import Settings
 from shared.errors import ConfigError
-from shared.processors import customers, orders
+from shared.processors import catalog, customers, orders
 from shared.processors.base import Context, Processor, Trigger
 
 __all__ = ["Context", "Processor", "Trigger", "all_processors", "enabled_processors"]
 
 
 def all_processors(settings: Settings) -> list[Processor]:
-    return [*customers.processors(settings), *orders.processors(settings)]
+    return [
+        *customers.processors(settings),
+        *orders.processors(settings),
+        *catalog.processors(settings),
+    ]
 
 
 def enabled_processors(settings: Settings) -> list[Processor]:

@@ -1,0 +1,338 @@
+"""Catalog: categories, products (Klaviyo items + variants) and stock → Klaviyo catalog writes.
+
+Deliveries are at-least-once and unordered, so no handler trusts the message body: each reads
+the resource's current state from commercetools and makes Klaviyo match it. A late or repeated
+message therefore rewrites the same data, and destructive actions (deleting an item) happen only
+when commercetools confirms the product is unpublished or gone. Every write is idempotent
+(update-or-create by external id, delete where 404 means done), so a redelivery after a partial
+failure is safe.
+
+Processor names (for DISABLED_PROCESSORS), triggers and Klaviyo writes:
+
+  CategoryCreated          message CategoryCreated           upsert category + descendants' names
+  CategoryResourceUpdated  changes ResourceCreated/-Updated  same
+  CategoryResourceDeleted  change ResourceDeleted            delete category
+  ProductPublished         message ProductPublished          upsert item, then its variants
+  ProductResourceUpdated   changes ResourceCreated/-Updated  same, when published
+  ProductUnpublished       message ProductUnpublished        delete variants, then the item, when
+  ProductDeleted           message ProductDeleted            commercetools shows the product
+  ProductResourceDeleted   change ResourceDeleted            unpublished or gone
+  InventoryChanged         inventory-entry messages InventoryEntryCreated/-QuantitySet/-Deleted
+                           and changes ResourceCreated/-Updated/-Deleted:
+                           the variant's inventory_quantity
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from typing import Any
+
+from shared.commercetools.client import predicate_string
+from shared.commercetools.messages import CtMessage
+from shared.commercetools.models.category import Category
+from shared.commercetools.models.inventory import InventoryEntry
+from shared.commercetools.models.product import Product
+from shared.config import Settings
+from shared.errors import KlaviyoError
+from shared.klaviyo.catalog import CATALOG_ID_PREFIX, CatalogKind, catalog_id
+from shared.klaviyo.client import filter_string
+from shared.log import get_logger
+from shared.mapping.catalog import (
+    CatalogConfig,
+    category_attributes,
+    inventory_quantity,
+    item_attributes,
+    split_variants,
+    variant_attributes,
+)
+from shared.processors.base import Context, Processor, Trigger
+
+log = get_logger(__name__)
+
+CATEGORY_EXPAND = ("ancestors[*]",)
+# The categories' own `ancestors` references give the ancestor ids for the item's categories.
+PRODUCT_EXPAND = ("masterData.current.categories[*]",)
+# Ids per `any(ids,[...])` filter: each compound id is ~60 characters, keep URLs short.
+_IDS_PER_FILTER = 50
+
+INVENTORY_MESSAGES = frozenset(
+    {"InventoryEntryCreated", "InventoryEntryQuantitySet", "InventoryEntryDeleted"}
+)
+CREATED_OR_UPDATED = frozenset({"ResourceCreated", "ResourceUpdated"})
+DELETED = frozenset({"ResourceDeleted"})
+
+
+# -- Klaviyo helpers -----------------------------------------------------------------------------
+
+
+def _external_id(resource: dict[str, Any]) -> str:
+    external = (resource.get("attributes") or {}).get("external_id")
+    if external:
+        return str(external)
+    return str(resource.get("id", "")).removeprefix(CATALOG_ID_PREFIX)
+
+
+def _put(
+    ctx: Context, kind: CatalogKind, external_id: str, attributes: dict[str, Any],
+    relationships: dict[str, Any] | None, *, exists: bool,
+) -> bool:
+    """Update or create one catalog object, starting with what is likely; True if created.
+
+    `exists` is only a hint: a 404 on update falls back to create, and a 409 on create (another
+    instance was faster) falls back to update, so the outcome never depends on it.
+    """
+    klaviyo, deadline = ctx.klaviyo, ctx.deadline
+    if exists:
+        try:
+            klaviyo.update_catalog_object(kind, external_id, attributes, relationships,
+                                          deadline=deadline)
+            return False
+        except KlaviyoError as exc:
+            if exc.status != 404:
+                raise
+    try:
+        klaviyo.create_catalog_object(kind, external_id, attributes, relationships,
+                                      deadline=deadline)
+        return True
+    except KlaviyoError as exc:
+        if exc.status != 409:
+            raise
+    klaviyo.update_catalog_object(kind, external_id, attributes, relationships, deadline=deadline)
+    return False
+
+
+def _chunks(values: list[str], size: int) -> Iterator[list[str]]:
+    for start in range(0, len(values), size):
+        yield values[start:start + size]
+
+
+def _klaviyo_category_names(ctx: Context, external_ids: list[str]) -> dict[str, str]:
+    """Current Klaviyo names of those categories that exist (external id → name)."""
+    names: dict[str, str] = {}
+    for chunk in _chunks(external_ids, _IDS_PER_FILTER):
+        ids = ",".join(filter_string(catalog_id(external)) for external in chunk)
+        for resource in ctx.klaviyo.iter_catalog_categories(f"any(ids,[{ids}])",
+                                                            deadline=ctx.deadline):
+            names[_external_id(resource)] = (resource.get("attributes") or {}).get("name")
+    return names
+
+
+def _item_variant_skus(ctx: Context, product_id: str) -> list[str]:
+    """SKUs of the item's variants in Klaviyo, all pages (an item with > 100 variants works)."""
+    return [_external_id(v) for v in ctx.klaviyo.iter_item_variants(product_id,
+                                                                    deadline=ctx.deadline)]
+
+
+# -- categories ----------------------------------------------------------------------------------
+
+
+def sync_category(message: CtMessage, ctx: Context) -> int:
+    """Make the category and every descendant carry their current breadcrumb name.
+
+    A change notification does not say what changed, and a breadcrumb depends on every ancestor,
+    so after any change the subtree's names are recomputed and compared with Klaviyo's: only
+    differing (or missing) ones are written. A rename or move thus reaches all descendants, a
+    redelivery after a partial failure finishes the job, and an unrelated change (description,
+    order hint) costs no write.
+    """
+    category_id = message.resource.id
+    document = ctx.ct.get_category(category_id, deadline=ctx.deadline)
+    if document is None:
+        log.info("category no longer exists; skipped", ctCategoryId=category_id)
+        return 0
+    categories = [Category.model_validate(document)]
+    descendants = ctx.ct.iter_pages(
+        "categories", where=[f"ancestors(id={predicate_string(category_id)})"],
+        expand=CATEGORY_EXPAND, deadline=ctx.deadline,
+    )
+    # Parents before children, so a partial failure leaves the upper levels right.
+    categories += sorted((Category.model_validate(doc) for page in descendants for doc in page),
+                         key=lambda c: len(c.ancestors))
+
+    locale = ctx.settings.preferred_locale
+    wanted = {c.id: category_attributes(c, locale) for c in categories}
+    current = _klaviyo_category_names(ctx, list(wanted))
+    writes = 0
+    for external_id, attributes in wanted.items():
+        if current.get(external_id) == attributes["name"]:
+            continue
+        _put(ctx, "category", external_id, attributes, None, exists=external_id in current)
+        writes += 1
+    log.info("category synced", ctCategoryId=category_id, descendants=len(categories) - 1,
+             categoriesWritten=writes)
+    return writes
+
+
+def delete_category(message: CtMessage, ctx: Context) -> int:
+    """Category ids are never reused, so a deletion needs no re-check; 404 = already gone."""
+    deleted = ctx.klaviyo.delete_catalog_category(message.resource.id, deadline=ctx.deadline)
+    if not deleted:
+        log.info("category was not in Klaviyo", ctCategoryId=message.resource.id)
+    return int(deleted)
+
+
+# -- products ------------------------------------------------------------------------------------
+
+
+def sync_product(message: CtMessage, ctx: Context) -> int:
+    """Upsert the item from the product's current data, then its variants; delete variants
+    whose SKU the product no longer has.
+
+    The item is written first because Klaviyo rejects a variant whose item does not exist (the
+    reference plugin sent both at once). A product that is not published (any more) is left
+    alone: its ProductUnpublished delivery removes it.
+    """
+    product_id = message.resource.id
+    document = ctx.ct.get_by_id("products", product_id, expand=PRODUCT_EXPAND,
+                                deadline=ctx.deadline)
+    if document is None:
+        log.info("product no longer exists; skipped", ctProductId=product_id)
+        return 0
+    product = Product.model_validate(document)
+    if not product.master_data.published:
+        log.info("product is not published; skipped", ctProductId=product_id)
+        return 0
+
+    config = CatalogConfig.from_settings(ctx.settings)
+    now = datetime.now(timezone.utc)  # one instant, so item and variants pick the same prices
+    attributes, relationships = item_attributes(product, config, now=now)
+    created = _put(ctx, "item", product_id, attributes, relationships, exists=True)
+    writes = 1
+
+    # A new item has no variants yet: no need to list them.
+    in_klaviyo = [] if created else _item_variant_skus(ctx, product_id)
+    existing = set(in_klaviyo)
+    variants, without_sku = split_variants(product.master_data.current)
+    if without_sku:
+        log.warning("variants without SKU not sent", ctProductId=product_id,
+                    variantIds=without_sku)
+    # One call per variant rather than a variant bulk job: a job's outcome is known only by
+    # polling it, which a realtime deadline cannot wait for, while single calls fail loudly and
+    # retry idempotently (at Klaviyo's 75/s burst, even hundreds of variants fit the deadline).
+    for variant in variants:
+        v_attributes, v_relationships = variant_attributes(product, variant, config, now=now)
+        _put(ctx, "variant", variant.sku or "", v_attributes, v_relationships,
+             exists=variant.sku in existing)
+        writes += 1
+    wanted = {variant.sku for variant in variants}
+    removed = [sku for sku in in_klaviyo if sku not in wanted]
+    for sku in removed:
+        ctx.klaviyo.delete_catalog_variant(sku, deadline=ctx.deadline)
+        writes += 1
+    log.info("product synced", ctProductId=product_id, itemCreated=created,
+             variantsWritten=len(variants), variantsDeleted=len(removed))
+    return writes
+
+
+def remove_product(message: CtMessage, ctx: Context) -> int:
+    """Delete the item and its variants, unless commercetools shows the product published.
+
+    An old ProductUnpublished can arrive after a newer publish; deleting then would remove a
+    live product (reference plugin bug). Variants go first: once the item is gone Klaviyo can
+    no longer list them, so a crash in between would leave them orphaned.
+    """
+    product_id = message.resource.id
+    document = ctx.ct.get_product(product_id, deadline=ctx.deadline)
+    # Read the flag straight from the document: a product that fails model validation must
+    # still not block (or wrongly allow) the deletion decision.
+    if document is not None and (document.get("masterData") or {}).get("published"):
+        log.info("product is published in commercetools; stale message, nothing deleted",
+                 ctProductId=product_id)
+        return 0
+    writes = 0
+    for sku in _item_variant_skus(ctx, product_id):
+        writes += int(ctx.klaviyo.delete_catalog_variant(sku, deadline=ctx.deadline))
+    item_deleted = ctx.klaviyo.delete_catalog_item(product_id, deadline=ctx.deadline)
+    writes += int(item_deleted)
+    log.info("product removed", ctProductId=product_id, itemDeleted=item_deleted,
+             variantsDeleted=writes - int(item_deleted))
+    return writes
+
+
+# -- inventory -----------------------------------------------------------------------------------
+
+
+def _inventory_sku(message: CtMessage, ctx: Context) -> str | None:
+    identifiers = message.resource_user_provided_identifiers or {}
+    payload = message.payload
+    sku = (
+        identifiers.get("sku")
+        or (payload.get("inventoryEntry") or {}).get("sku")  # InventoryEntryCreated
+        or payload.get("sku")  # InventoryEntryDeleted
+    )
+    deleted = message.notification_type == "ResourceDeleted" or (
+        message.message_type == "InventoryEntryDeleted"
+    )
+    if not sku and not deleted:  # e.g. InventoryEntryQuantitySet carries no SKU
+        document = ctx.ct.get_inventory_entry(message.resource.id, deadline=ctx.deadline)
+        sku = (document or {}).get("sku")
+    return str(sku) if sku else None
+
+
+def _inventory_entries(ctx: Context, sku: str) -> Iterable[InventoryEntry]:
+    pages = ctx.ct.iter_pages("inventory", where=[f"sku={predicate_string(sku)}"],
+                              deadline=ctx.deadline)
+    return [InventoryEntry.model_validate(doc) for page in pages for doc in page]
+
+
+def sync_inventory(message: CtMessage, ctx: Context) -> int:
+    """Set the variant's `inventory_quantity` from all current inventory entries of its SKU.
+
+    Reading every entry of the SKU (rather than the one the message names) makes the result
+    independent of delivery order and lets a deletion fall back to the channel-less stock or 0.
+    Only variants already in Klaviyo are updated: creating one needs the product's data, and the
+    product sync writes the stock with it.
+    """
+    sku = _inventory_sku(message, ctx)
+    if not sku:
+        log.info("inventory entry SKU unknown; skipped", ctInventoryEntryId=message.resource.id)
+        return 0
+    channel = ctx.settings.inventory_channel_id
+    quantity = inventory_quantity(_inventory_entries(ctx, sku), channel)
+    variant = ctx.klaviyo.get_catalog_variant(sku, deadline=ctx.deadline)
+    if variant is None:
+        log.info("variant not in Klaviyo yet; skipped", sku=sku)
+        return 0
+    if (variant.get("attributes") or {}).get("inventory_quantity") == quantity:
+        log.info("variant stock unchanged", sku=sku, inventoryQuantity=quantity)
+        return 0
+    try:
+        ctx.klaviyo.update_catalog_variant(sku, {"inventory_quantity": quantity},
+                                           deadline=ctx.deadline)
+    except KlaviyoError as exc:
+        if exc.status != 404:
+            raise
+        log.info("variant deleted from Klaviyo meanwhile; skipped", sku=sku)
+        return 0
+    log.info("variant stock updated", sku=sku, inventoryQuantity=quantity)
+    return 1
+
+
+# -- registry ------------------------------------------------------------------------------------
+
+
+def processors(settings: Settings) -> list[Processor]:
+    return [
+        Processor("CategoryCreated",
+                  Trigger("category", messages=frozenset({"CategoryCreated"})), sync_category),
+        Processor("CategoryResourceUpdated",
+                  Trigger("category", changes=CREATED_OR_UPDATED), sync_category),
+        Processor("CategoryResourceDeleted",
+                  Trigger("category", changes=DELETED), delete_category),
+        Processor("ProductPublished",
+                  Trigger("product", messages=frozenset({"ProductPublished"})), sync_product),
+        # Current data also changes without a publish (e.g. prices set with staged=false).
+        Processor("ProductResourceUpdated",
+                  Trigger("product", changes=CREATED_OR_UPDATED), sync_product),
+        Processor("ProductUnpublished",
+                  Trigger("product", messages=frozenset({"ProductUnpublished"})), remove_product),
+        Processor("ProductDeleted",
+                  Trigger("product", messages=frozenset({"ProductDeleted"})), remove_product),
+        Processor("ProductResourceDeleted",
+                  Trigger("product", changes=DELETED), remove_product),
+        Processor("InventoryChanged",
+                  Trigger("inventory-entry", messages=INVENTORY_MESSAGES,
+                          changes=CREATED_OR_UPDATED | DELETED),
+                  sync_inventory),
+    ]

@@ -1,0 +1,444 @@
+"""Table tests of the catalog mappings: categories, items, variants, prices, stock."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from shared.commercetools.models.category import Category
+from shared.commercetools.models.inventory import InventoryEntry
+from shared.commercetools.models.product import Price, Product, ProductVariantAvailability
+from shared.mapping.catalog import (
+    CatalogConfig,
+    availability_quantity,
+    category_attributes,
+    category_ids,
+    category_name,
+    check_url_template,
+    inventory_quantity,
+    item_attributes,
+    localized_json,
+    price_metadata,
+    price_value,
+    product_url,
+    select_price,
+    split_variants,
+    variant_attributes,
+)
+from shared.mapping.currency_countries import COUNTRIES_BY_CURRENCY, countries_using
+
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
+EUR_COUNTRIES = COUNTRIES_BY_CURRENCY["EUR"]
+
+
+def money(cents: int, currency: str = "EUR", digits: int = 2) -> dict[str, Any]:
+    return {"type": "centPrecision", "currencyCode": currency, "centAmount": cents,
+            "fractionDigits": digits}
+
+
+def price(cents: int, currency: str = "EUR", **extra: Any) -> dict[str, Any]:
+    return {"value": money(cents, currency), **extra}
+
+
+def prices(*docs: dict[str, Any]) -> list[Price]:
+    return [Price.model_validate(d) for d in docs]
+
+
+def ref(type_id: str, id_: str, obj: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"typeId": type_id, "id": id_, **({"obj": obj} if obj is not None else {})}
+
+
+# -- categories ------------------------------------------------------------------------------------
+
+WOMEN = {"id": "c-women", "name": {"en": "Women", "de": "Damen"}, "ancestors": []}
+PANTS = {"id": "c-pants", "name": {"en": "Pants", "de": "Hosen"},
+         "ancestors": [ref("category", "c-women")]}
+
+
+def category(name: dict[str, str], *ancestors: dict[str, Any], **extra: Any) -> Category:
+    return Category.model_validate({
+        "id": "c-jeans", "name": name, "slug": {"en": "jeans"},
+        "ancestors": [ref("category", a["id"], a) for a in ancestors], **extra,
+    })
+
+
+@pytest.mark.parametrize(
+    ("cat", "locale", "expected"),
+    [
+        (category({"en": "Jeans"}), None, "Jeans"),  # a root category: its own name
+        (category({"en": "Jeans", "de": "Jeans"}, WOMEN, PANTS), "de", "Damen > Hosen > Jeans"),
+        (category({"en": "Jeans"}, WOMEN, PANTS), "en-GB", "Women > Pants > Jeans"),  # language
+        (category({"en": "Jeans"}, WOMEN, PANTS), "fr", "Women > Pants > Jeans"),  # first locale
+        (category({"en": "", "de": "Jeans"}, WOMEN), "en", "Women > Jeans"),  # empty → next
+        (category({}, WOMEN, key="jeans-key"), "en", "Women > jeans-key"),  # no name → key
+        (category({}, WOMEN), None, "Women > c-jeans"),  # … then id
+        # An ancestor not expanded (deleted meanwhile) is left out, not shown as an id.
+        (Category.model_validate({"id": "c-x", "name": {"en": "X"},
+                                  "ancestors": [ref("category", "gone"),
+                                                ref("category", "c-women", WOMEN)]}),
+         "en", "Women > X"),
+    ],
+)
+def test_category_breadcrumb(cat: Category, locale: str | None, expected: str) -> None:
+    assert category_name(cat, locale) == expected
+    assert category_attributes(cat, locale) == {"external_id": cat.id, "name": expected}
+
+
+# -- URL template ----------------------------------------------------------------------------------
+
+
+def product(**overrides: Any) -> Product:
+    master = {
+        "id": 1, "sku": "SKU-1",
+        "prices": [price(1999), price(2599, "USD")],
+        "images": [{"url": "https://img/1.jpg", "dimensions": {"w": 1, "h": 1}},
+                   {"url": "https://img/2.jpg", "dimensions": {"w": 1, "h": 1}}],
+        "availability": {"isOnStock": True, "availableQuantity": 7},
+    }
+    current: dict[str, Any] = {
+        "name": {"en": "Blue Jeans", "de": "Blaue Jeans"},
+        "description": {"en": "Denim", "de": "Jeansstoff"},
+        "slug": {"en": "blue-jeans", "de": "blaue-jeans"},
+        "categories": [ref("category", "c-jeans", {"id": "c-jeans", "ancestors": [
+            ref("category", "c-women"), ref("category", "c-pants")]})],
+        "masterVariant": master,
+        "variants": [
+            {"id": 2, "sku": "SKU-2", "prices": [price(2099)], "images": [],
+             "availability": {"availableQuantity": 0}},
+            {"id": 3, "prices": [price(100)]},  # no SKU
+        ],
+    }
+    current.update(overrides.pop("current", {}))
+    doc = {"id": "p-1", "key": "jeans key", "version": 4,
+           "masterData": {"published": True, "current": current, "staged": current,
+                          "hasStagedChanges": False}}
+    doc.update(overrides)
+    return Product.model_validate(doc)
+
+
+@pytest.mark.parametrize(
+    ("template", "sku", "expected"),
+    [
+        (None, None, ""),
+        ("https://shop.example/p/{slug}", None, "https://shop.example/p/blue-jeans"),
+        ("https://shop.example/p/{{productSlug}}", None, "https://shop.example/p/blue-jeans"),
+        ("https://shop.example/{id}/{key}?sku={sku}", None,
+         "https://shop.example/p-1/jeans%20key?sku=SKU-1"),
+        ("https://shop.example/{slug}?sku={sku}", "A/B 1",
+         "https://shop.example/blue-jeans?sku=A%2FB%201"),
+        ("https://shop.example/{{literal}}/{slug}", None,
+         "https://shop.example/{literal}/blue-jeans"),
+    ],
+)
+def test_product_url(template: str | None, sku: str | None, expected: str) -> None:
+    assert product_url(product(), CatalogConfig(url_template=template), sku) == expected
+
+
+def test_product_url_uses_preferred_locale_slug() -> None:
+    config = CatalogConfig(locale="de-DE", url_template="https://s/{slug}")
+    assert product_url(product(), config) == "https://s/blaue-jeans"
+
+
+@pytest.mark.parametrize("template", ["https://s/{nope}", "https://s/{", "https://s/{slug:>5}",
+                                      "https://s/{}", "https://s/{slug!r}"])
+def test_bad_url_templates_are_rejected(template: str) -> None:
+    with pytest.raises(ValueError):
+        check_url_template(template)
+
+
+# -- prices ----------------------------------------------------------------------------------------
+
+EARLY = "2026-01-01T00:00:00.000Z"
+MID = "2026-06-01T00:00:00.000Z"
+LATE = "2026-12-31T00:00:00.000Z"
+FUTURE = "2027-01-01T00:00:00.000Z"
+PAST = "2025-01-01T00:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    ("docs", "currency", "expected"),
+    [
+        ([], None, 0.0),  # no prices → 0
+        ([price(1000)], None, 10.0),  # one regular price
+        ([price(1000), price(2000, "USD")], "USD", 20.0),  # currency filter
+        ([price(1000)], "USD", 0.0),  # no price in the currency → 0
+        ([price(1000), price(1100)], None, 10.0),  # first regular price in array order
+        # An active ranged price wins over a regular one …
+        ([price(1000), price(800, validFrom=EARLY, validUntil=LATE)], None, 8.0),
+        # … open-ended on either side …
+        ([price(1000), price(700, validUntil=LATE)], None, 7.0),
+        ([price(1000), price(600, validFrom=EARLY)], None, 6.0),
+        # … the earliest-started active one first, then the earliest-ending one.
+        ([price(900, validFrom=MID), price(800, validFrom=EARLY, validUntil=LATE)], None, 8.0),
+        ([price(900, validFrom=EARLY), price(800, validFrom=EARLY, validUntil=LATE)], None, 8.0),
+        # Future and expired ranged prices never count.
+        ([price(1000), price(500, validFrom=FUTURE)], None, 10.0),
+        ([price(1000), price(500, validFrom=PAST, validUntil=PAST)], None, 10.0),
+        ([price(500, validFrom=FUTURE)], None, 0.0),
+        # Customer-group prices are never the public price, ranged or regular.
+        ([price(500, customerGroup=ref("customer-group", "vip")), price(1000)], None, 10.0),
+        ([price(1000), price(500, validFrom=EARLY, customerGroup=ref("customer-group", "vip"))],
+         None, 10.0),
+        # Channel- and country-specific prices count as regular (as in the reference).
+        ([price(1200, country="DE", channel=ref("channel", "ch")), price(1000)], None, 12.0),
+        # Ranged in another currency does not beat a regular one in the preferred currency.
+        ([price(1000), price(1, "USD", validFrom=EARLY)], "EUR", 10.0),
+        # Minor units are scaled by the currency's fraction digits.
+        ([{"value": money(1234, "JPY", 0)}], "JPY", 1234.0),
+        ([{"value": money(12345, "KWD", 3)}], None, 12.345),
+    ],
+)
+def test_price_priority(docs: list[dict[str, Any]], currency: str | None, expected: float) -> None:
+    assert price_value(prices(*docs), currency, now=NOW) == expected
+
+
+def test_select_price_returns_the_price_with_its_country() -> None:
+    chosen = select_price(prices(price(1000), price(900, country="AT", validFrom=EARLY)), now=NOW)
+    assert chosen is not None and chosen.country == "AT"
+    assert select_price([], now=NOW) is None
+
+
+def _json(metadata: dict[str, str], key: str) -> dict[str, Any]:
+    return json.loads(metadata[key])
+
+
+def test_price_json_lists_every_country_of_the_currency() -> None:
+    metadata = price_metadata(prices(price(1999), price(2500, "USD")), now=NOW)
+    by_price, by_currency = _json(metadata, "price_json"), _json(metadata, "currency_json")
+    assert list(by_price)[:2] == ["price_EUR", "price_AD"]  # insertion order, like the reference
+    assert by_price["price_EUR"] == 19.99 and by_price["price_DE"] == 19.99
+    assert by_price["price_USD"] == 25 and by_price["price_US"] == 25
+    assert by_currency["currency_FR"] == "EUR" and by_currency["currency_EC"] == "USD"
+    assert "currency_EUR" not in by_currency
+    assert {k for k in by_price if k != "price_EUR" and by_price[k] == 19.99} == {
+        f"price_{c}" for c in EUR_COUNTRIES}
+    # Compact JSON with integers as integers (as JavaScript's JSON.stringify writes them).
+    assert '"price_USD":25,' in metadata["price_json"] and ": " not in metadata["price_json"]
+
+
+@pytest.mark.parametrize(
+    ("docs", "expected_price", "expected_currency"),
+    [
+        ([], None, None),  # no prices → no price_json/currency_json at all
+        # A price for one country: only that country's keys.
+        ([price(1000, "CHF", country="LI")], {"price_CHF": 10, "price_LI": 10},
+         {"currency_LI": "CHF"}),
+        # A currency without a price active now is left out (not advertised at 0).
+        ([price(1000, "CHF", country="CH"), price(5, "GBP", validFrom=FUTURE)],
+         {"price_CHF": 10, "price_CH": 10}, {"currency_CH": "CHF"}),
+        # A later currency overwrites an earlier one's keys for shared countries (Panama).
+        ([price(100, "PAB"), price(200, "USD", country="PA")],
+         {"price_PAB": 1, "price_PA": 2, "price_USD": 2}, {"currency_PA": "USD"}),
+        # A currency used by no country: only its own key.
+        ([price(4200, "XAU")], {"price_XAU": 42}, {}),
+    ],
+)
+def test_price_and_currency_json(docs: list[dict[str, Any]], expected_price: Any,
+                                 expected_currency: Any) -> None:
+    metadata = price_metadata(prices(*docs), now=NOW)
+    if expected_price is None:
+        assert metadata == {}
+    else:
+        assert _json(metadata, "price_json") == expected_price
+        assert _json(metadata, "currency_json") == expected_currency
+
+
+def test_currency_table() -> None:
+    assert countries_using("eur") == EUR_COUNTRIES
+    assert {"DE", "FR", "HR", "BG", "AT"} <= set(EUR_COUNTRIES)
+    assert "EU" not in EUR_COUNTRIES and "FX" not in EUR_COUNTRIES  # not countries
+    assert countries_using("CHF") == ("CH", "LI") and countries_using("XXX") == ()
+
+
+def test_localized_json() -> None:
+    assert localized_json("title", {"en-US": "Jeans", "de": "Jeans \u00fc"}) == (
+        '{"title_en-US":"Jeans","title_de":"Jeans \u00fc"}')
+    assert localized_json("slug", None) == "{}"
+
+
+# -- items -----------------------------------------------------------------------------------------
+
+
+def test_item_attributes() -> None:
+    config = CatalogConfig(locale="en", currency="USD", url_template="https://s/{slug}")
+    attributes, relationships = item_attributes(product(), config, now=NOW)
+    metadata = attributes.pop("custom_metadata")
+    assert attributes == {
+        "external_id": "p-1",
+        "title": "Blue Jeans",
+        "description": "Denim",
+        "url": "https://s/blue-jeans",
+        "price": 25.99,
+        "published": True,
+        "images": ["https://img/1.jpg", "https://img/2.jpg"],
+        "image_full_url": "https://img/1.jpg",
+    }
+    assert metadata["title_json"] == '{"title_en":"Blue Jeans","title_de":"Blaue Jeans"}'
+    assert metadata["slug_json"] == '{"slug_en":"blue-jeans","slug_de":"blaue-jeans"}'
+    assert _json(metadata, "price_json")["price_USD"] == 25.99
+    assert _json(metadata, "currency_json")["currency_DE"] == "EUR"
+    assert relationships == {"categories": {"data": [
+        {"type": "catalog-category", "id": "$custom:::$default:::c-jeans"},
+        {"type": "catalog-category", "id": "$custom:::$default:::c-women"},
+        {"type": "catalog-category", "id": "$custom:::$default:::c-pants"},
+    ]}}
+
+
+@pytest.mark.parametrize(
+    ("current", "check"),
+    [
+        # No description: empty string (Klaviyo requires the attribute).
+        ({"description": None}, lambda a, r: a["description"] == ""),
+        # No images: none sent, and the list is emptied in Klaviyo.
+        ({"masterVariant": {"id": 1, "sku": "S", "images": []}},
+         lambda a, r: a["images"] == [] and "image_full_url" not in a),
+        # No prices: price 0, no price_json/currency_json.
+        ({"masterVariant": {"id": 1, "sku": "S"}},
+         lambda a, r: a["price"] == 0 and set(a["custom_metadata"]) == {"title_json", "slug_json"}),
+        # No categories: an empty relationship, so removed categories are cleared in Klaviyo.
+        ({"categories": []}, lambda a, r: r == {"categories": {"data": []}}),
+        # Preferred currency absent → the first regular price in any currency.
+        ({}, lambda a, r: a["price"] == 19.99),
+    ],
+)
+def test_item_edge_cases(current: dict[str, Any], check: Any) -> None:
+    attributes, relationships = item_attributes(product(current=current), CatalogConfig(),
+                                                now=NOW)
+    assert check(attributes, relationships)
+
+
+def test_category_ids_without_expansion_are_the_own_ones() -> None:
+    data = product(current={"categories": [ref("category", "a"), ref("category", "b"),
+                                           ref("category", "a")]}).master_data.current
+    assert category_ids(data) == ["a", "b"]
+
+
+# -- variants --------------------------------------------------------------------------------------
+
+
+def test_variants_without_sku_are_split_off() -> None:
+    with_sku, without = split_variants(product().master_data.current)
+    assert [v.sku for v in with_sku] == ["SKU-1", "SKU-2"]
+    assert without == [3]
+    no_sku = product().master_data.current.variants[1]
+    with pytest.raises(ValueError):
+        variant_attributes(product(), no_sku, CatalogConfig(), now=NOW)
+
+
+def test_variant_attributes() -> None:
+    config = CatalogConfig(locale="de", currency="EUR", url_template="https://s/{slug}?v={sku}")
+    item = product()
+    attributes, relationships = variant_attributes(item, item.master_data.current.variants[0],
+                                                   config, now=NOW)
+    metadata = attributes.pop("custom_metadata")
+    assert attributes == {
+        "external_id": "SKU-2",
+        "sku": "SKU-2",
+        "title": "Blaue Jeans",
+        "description": "Jeansstoff",
+        "url": "https://s/blaue-jeans?v=SKU-2",
+        "price": 20.99,
+        "inventory_quantity": 0,
+        "inventory_policy": 1,
+        "published": True,
+        # No images of its own: the master variant's.
+        "images": ["https://img/1.jpg", "https://img/2.jpg"],
+        "image_full_url": "https://img/1.jpg",
+    }
+    assert _json(metadata, "price_json")["price_EUR"] == 20.99
+    assert metadata["title_json"] == '{"title_en":"Blue Jeans","title_de":"Blaue Jeans"}'
+    assert relationships == {"item": {"data": {"type": "catalog-item",
+                                               "id": "$custom:::$default:::p-1"}}}
+
+
+def test_master_variant_as_variant() -> None:
+    item = product()
+    attributes, _ = variant_attributes(item, item.master_data.current.master_variant,
+                                       CatalogConfig(), now=NOW)
+    assert attributes["sku"] == "SKU-1" and attributes["inventory_quantity"] == 7
+    assert attributes["price"] == 19.99 and attributes["url"] == ""
+
+
+# -- stock -----------------------------------------------------------------------------------------
+
+
+def availability(qty: int | None = None, **channels: int | None) -> ProductVariantAvailability:
+    return ProductVariantAvailability.model_validate({
+        **({"availableQuantity": qty} if qty is not None else {}),
+        "channels": {ch: ({"availableQuantity": q} if q is not None else {"isOnStock": False})
+                     for ch, q in channels.items()},
+    })
+
+
+@pytest.mark.parametrize(
+    ("avail", "channel", "expected"),
+    [
+        (None, None, 0),  # no availability → 0
+        (availability(5), None, 5),
+        (availability(), None, 0),  # availability without a quantity → 0
+        (availability(5, ch1=3), None, 5),  # channels ignored when none is configured
+        (availability(5, ch1=3), "ch1", 3),  # the configured channel wins
+        (availability(5, ch1=0), "ch1", 0),  # … a 0 there too (reference fell back to 5)
+        (availability(5, ch2=3), "ch1", 5),  # channel not stocked → channel-less stock
+        (availability(None, ch2=3), "ch1", 0),  # … or 0
+        (availability(5, ch1=None), "ch1", 5),  # channel entry without a quantity → fallback
+    ],
+)
+def test_availability_quantity(avail: ProductVariantAvailability | None, channel: str | None,
+                               expected: int) -> None:
+    assert availability_quantity(avail, channel) == expected
+
+
+def entry(qty: int, channel: str | None = None) -> InventoryEntry:
+    return InventoryEntry.model_validate({
+        "id": f"inv-{channel}", "sku": "SKU-1", "availableQuantity": qty, "quantityOnStock": qty,
+        **({"supplyChannel": ref("channel", channel)} if channel else {}),
+    })
+
+
+@pytest.mark.parametrize(
+    ("entries", "channel", "expected"),
+    [
+        ([], None, 0),  # no entries (the last one was deleted) → 0
+        ([], "ch1", 0),
+        ([entry(4)], None, 4),
+        ([entry(0)], None, 0),  # 0 is a quantity, sent as such
+        ([entry(4), entry(9, "ch1")], None, 4),  # channel entries ignored without a channel
+        ([entry(9, "ch1")], None, 0),
+        ([entry(4), entry(9, "ch1")], "ch1", 9),  # the channel's entry wins …
+        ([entry(9, "ch1"), entry(4)], "ch1", 9),  # … whatever the order (no overwrite)
+        ([entry(4), entry(0, "ch1")], "ch1", 0),  # … even at 0 (reference: skipped)
+        ([entry(4), entry(9, "ch2")], "ch1", 4),  # other channel → channel-less fallback
+        ([entry(9, "ch2")], "ch1", 0),  # … or 0
+    ],
+)
+def test_inventory_quantity(entries: list[InventoryEntry], channel: str | None,
+                            expected: int) -> None:
+    assert inventory_quantity(entries, channel) == expected
+
+
+def test_config_from_settings() -> None:
+    from shared.config import load_settings
+
+    settings = load_settings(
+        ctp_project_key="p", ctp_client_id="c", ctp_client_secret="s",
+        ctp_api_url="http://ct", ctp_auth_url="http://ct", klaviyo_api_key="k",
+        preferred_locale="de", preferred_currency="chf", product_url_template="https://s/{slug}",
+        inventory_channel_id=" ch1 ",
+    )
+    assert CatalogConfig.from_settings(settings) == CatalogConfig(
+        locale="de", currency="CHF", url_template="https://s/{slug}", inventory_channel_id="ch1")
+
+
+def test_config_rejects_bad_catalog_settings() -> None:
+    from shared.config import load_settings
+    from shared.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        load_settings(ctp_project_key="p", ctp_client_id="c", ctp_client_secret="s",
+                      ctp_api_url="http://ct", ctp_auth_url="http://ct", klaviyo_api_key="k",
+                      preferred_currency="euro", product_url_template="https://s/{slugg}")
+    assert "PREFERRED_CURRENCY" in str(error.value) and "PRODUCT_URL_TEMPLATE" in str(error.value)

@@ -1,0 +1,628 @@
+"""Catalog sync end to end: CloudEvents → realtime function → commercetools and Klaviyo fakes.
+
+Categories, products (items + variants) and inventory, with the exact Klaviyo requests made.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+P = "$custom:::$default:::"  # Klaviyo's compound catalog id prefix
+CATALOG_ENV = {
+    "PRODUCT_URL_TEMPLATE": "https://shop.example/p/{slug}?sku={sku}",
+    "PREFERRED_CURRENCY": "CHF",
+    "PREFERRED_LOCALE": "en",
+}
+_seq = itertools.count(1)
+
+
+@pytest.fixture
+def realtime(make_realtime: Callable[..., Any]) -> Any:
+    return make_realtime(**CATALOG_ENV)
+
+
+# -- deliveries ------------------------------------------------------------------------------------
+
+
+def message(type_id: str, resource_id: str, message_type: str, **body: Any) -> dict[str, Any]:
+    seq = next(_seq)
+    return {
+        "notificationType": "Message", "projectKey": "test-project", "id": f"msg-{seq}",
+        "version": 1, "sequenceNumber": seq, "resource": {"typeId": type_id, "id": resource_id},
+        "resourceVersion": seq, "type": message_type, "createdAt": "2026-01-01T00:00:00.000Z",
+        "lastModifiedAt": "2026-01-01T00:00:00.000Z", **body,
+    }
+
+
+def change(notification: str, type_id: str, resource_id: str, version: int = 2,
+           identifiers: dict[str, Any] | None = None) -> dict[str, Any]:
+    delivery = {
+        "notificationType": notification, "projectKey": "test-project",
+        "resource": {"typeId": type_id, "id": resource_id}, "version": version,
+        "modifiedAt": "2026-01-02T00:00:00.000Z",
+    }
+    if notification == "ResourceUpdated":
+        delivery["oldVersion"] = version - 1
+    if identifiers is not None:
+        delivery["resourceUserProvidedIdentifiers"] = identifiers
+    return delivery
+
+
+# -- commercetools documents -----------------------------------------------------------------------
+
+
+def category_doc(cid: str, name: str, *ancestors: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": cid, "version": 1, "key": cid, "name": {"en": name}, "slug": {"en": cid},
+        "ancestors": [{"typeId": "category", "id": a} for a in ancestors],
+        **({"parent": {"typeId": "category", "id": ancestors[-1]}} if ancestors else {}),
+        **extra,
+    }
+
+
+def chf(cents: int) -> dict[str, Any]:
+    return {"value": {"type": "centPrecision", "currencyCode": "CHF", "centAmount": cents,
+                      "fractionDigits": 2}}
+
+
+def variant_doc(number: int, sku: str | None, quantity: int | None = None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "id": number, "prices": [chf(1000 + number)],
+        "images": [{"url": f"https://img.example/{number}.jpg", "dimensions": {"w": 1, "h": 1}}],
+        "availability": {"isOnStock": True,
+                         "availableQuantity": number if quantity is None else quantity},
+    }
+    if sku is not None:
+        doc["sku"] = sku
+    return doc
+
+
+def product_doc(pid: str = "p-1", skus: tuple[str | None, ...] = ("SKU-1", "SKU-2"), *,
+                published: bool = True, name: str = "Blue Jeans",
+                categories: tuple[str, ...] = ("c-jeans",),
+                stock: dict[str, int] | None = None) -> dict[str, Any]:
+    """Variant n has price CHF 10.0n and, unless `stock` says otherwise, n in stock."""
+    variants = [variant_doc(i + 1, sku, (stock or {}).get(sku or ""))
+                for i, sku in enumerate(skus)]
+    current = {
+        "name": {"en": name, "de": "Blaue Jeans"}, "description": {"en": "Denim"},
+        "slug": {"en": "blue-jeans"},
+        "categories": [{"typeId": "category", "id": c} for c in categories],
+        "masterVariant": variants[0], "variants": variants[1:],
+    }
+    return {"id": pid, "key": pid, "version": 1,
+            "masterData": {"published": published, "current": current, "staged": current,
+                           "hasStagedChanges": False}}
+
+
+def inventory_doc(eid: str, sku: str, quantity: int, channel: str | None = None
+                  ) -> dict[str, Any]:
+    doc: dict[str, Any] = {"id": eid, "version": 1, "sku": sku, "quantityOnStock": quantity,
+                           "availableQuantity": quantity}
+    if channel:
+        doc["supplyChannel"] = {"typeId": "channel", "id": channel}
+    return doc
+
+
+def published(pid: str = "p-1") -> dict[str, Any]:
+    return message("product", pid, "ProductPublished", scope="All")
+
+
+def unpublished(pid: str = "p-1") -> dict[str, Any]:
+    return message("product", pid, "ProductUnpublished")
+
+
+# -- Klaviyo observations --------------------------------------------------------------------------
+
+
+def calls(klaviyo: Any, since: int = 0) -> list[tuple[str, str]]:
+    return [(r.method, r.path) for r in list(klaviyo.requests)[since:]]
+
+
+def writes(klaviyo: Any, since: int = 0) -> list[tuple[str, str]]:
+    return [c for c in calls(klaviyo, since) if c[0] != "GET"]
+
+
+def names(klaviyo: Any) -> dict[str, str]:
+    return {cid.removeprefix(P): c["attributes"]["name"] for cid, c in klaviyo.categories.items()}
+
+
+def variant_skus(klaviyo: Any, pid: str = "p-1") -> set[str]:
+    return {v["attributes"]["sku"] for v in klaviyo.variants.values()
+            if v["relationships"]["item"] == P + pid}
+
+
+def catalog_filter(*external_ids: str) -> str:
+    return "any(ids,[" + ",".join(f'"{P}{e}"' for e in external_ids) + "])"
+
+
+# -- categories ------------------------------------------------------------------------------------
+
+
+def add_tree(ct: Any) -> None:
+    ct.add("categories", category_doc("c-women", "Women"))
+    ct.add("categories", category_doc("c-pants", "Pants", "c-women"))
+    ct.add("categories", category_doc("c-jeans", "Jeans", "c-women", "c-pants"))
+    ct.add("categories", category_doc("c-men", "Men"))
+
+
+def test_category_created(realtime: Any, ct: Any, klaviyo: Any) -> None:
+    add_tree(ct)
+
+    assert realtime.deliver(message("category", "c-jeans", "CategoryCreated")) == 200
+
+    assert calls(klaviyo) == [("GET", "/api/catalog-categories"),
+                              ("POST", "/api/catalog-categories")]
+    lookup, create = klaviyo.requests
+    assert lookup.query == {"filter": catalog_filter("c-jeans")}
+    assert create.json == {"data": {"type": "catalog-category", "attributes": {
+        "external_id": "c-jeans", "name": "Women > Pants > Jeans",
+        "integration_type": "$custom", "catalog_type": "$default"}}}
+    (by_id, descendants) = ct.api_requests("categories")
+    assert by_id.path.endswith("/categories/c-jeans") and by_id.param("expand") == "ancestors[*]"
+    assert descendants.query["where"] == ['ancestors(id="c-jeans")']
+
+
+def test_category_resource_created_change(realtime: Any, ct: Any, klaviyo: Any) -> None:
+    add_tree(ct)
+
+    assert realtime.deliver(change("ResourceCreated", "category", "c-women", version=1)) == 200
+
+    # A new category with descendants already synced by their own messages: all written.
+    assert writes(klaviyo) == [("POST", "/api/catalog-categories")] * 3
+    assert names(klaviyo) == {"c-women": "Women", "c-pants": "Women > Pants",
+                              "c-jeans": "Women > Pants > Jeans"}
+
+
+def test_category_renamed_updates_descendant_breadcrumbs(
+    realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    add_tree(ct)
+    for cid in ("c-women", "c-pants", "c-jeans", "c-men"):
+        assert realtime.deliver(message("category", cid, "CategoryCreated")) == 200
+    ct.add("categories", category_doc("c-women", "Ladies"))
+    mark = len(klaviyo.requests)
+
+    assert realtime.deliver(change("ResourceUpdated", "category", "c-women")) == 200
+
+    assert calls(klaviyo, mark) == [
+        ("GET", "/api/catalog-categories"),
+        ("PATCH", f"/api/catalog-categories/{P}c-women"),
+        ("PATCH", f"/api/catalog-categories/{P}c-pants"),
+        ("PATCH", f"/api/catalog-categories/{P}c-jeans"),
+    ]
+    assert klaviyo.requests[mark].query == {"filter": catalog_filter("c-women", "c-pants",
+                                                                     "c-jeans")}
+    assert klaviyo.requests[mark + 3].json == {"data": {
+        "type": "catalog-category", "id": f"{P}c-jeans",
+        "attributes": {"name": "Ladies > Pants > Jeans"}}}
+    assert names(klaviyo) == {"c-women": "Ladies", "c-pants": "Ladies > Pants",
+                              "c-jeans": "Ladies > Pants > Jeans", "c-men": "Men"}
+
+    # A change that does not touch any name (e.g. the description) writes nothing.
+    mark = len(klaviyo.requests)
+    assert realtime.deliver(change("ResourceUpdated", "category", "c-women", version=3)) == 200
+    assert writes(klaviyo, mark) == []
+
+
+def test_category_moved_to_another_parent(realtime: Any, ct: Any, klaviyo: Any) -> None:
+    add_tree(ct)
+    for cid in ("c-women", "c-pants", "c-jeans", "c-men"):
+        assert realtime.deliver(message("category", cid, "CategoryCreated")) == 200
+    ct.add("categories", category_doc("c-pants", "Pants", "c-men"))
+    ct.add("categories", category_doc("c-jeans", "Jeans", "c-men", "c-pants"))
+    mark = len(klaviyo.requests)
+
+    assert realtime.deliver(change("ResourceUpdated", "category", "c-pants")) == 200
+
+    assert writes(klaviyo, mark) == [("PATCH", f"/api/catalog-categories/{P}c-pants"),
+                                     ("PATCH", f"/api/catalog-categories/{P}c-jeans")]
+    assert names(klaviyo)["c-jeans"] == "Men > Pants > Jeans"
+
+
+def test_category_deleted(realtime: Any, ct: Any, klaviyo: Any) -> None:
+    add_tree(ct)
+    assert realtime.deliver(message("category", "c-men", "CategoryCreated")) == 200
+    ct.delete("categories", "c-men")
+    mark = len(klaviyo.requests)
+
+    deleted = change("ResourceDeleted", "category", "c-men", version=3)
+    assert realtime.deliver(deleted) == 200
+    assert realtime.deliver(deleted) == 200  # redelivered: 404 means already gone
+
+    assert calls(klaviyo, mark) == [("DELETE", f"/api/catalog-categories/{P}c-men")] * 2
+    assert [r.status for r in klaviyo.requests[mark:]] == [204, 404]
+    assert klaviyo.categories == {}
+
+
+def test_created_message_for_a_deleted_category_writes_nothing(
+    realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    assert realtime.deliver(message("category", "c-gone", "CategoryCreated")) == 200
+    assert klaviyo.requests == []
+
+
+# -- products --------------------------------------------------------------------------------------
+
+
+def expected_item(name: str = "Blue Jeans") -> dict[str, Any]:
+    return {
+        "external_id": "p-1", "integration_type": "$custom", "catalog_type": "$default",
+        "title": name, "description": "Denim",
+        "url": "https://shop.example/p/blue-jeans?sku=SKU-1",
+        "price": 10.01, "published": True,
+        "images": ["https://img.example/1.jpg"], "image_full_url": "https://img.example/1.jpg",
+        "custom_metadata": {
+            "title_json": f'{{"title_en":"{name}","title_de":"Blaue Jeans"}}',
+            "slug_json": '{"slug_en":"blue-jeans"}',
+            "price_json": '{"price_CHF":10.01,"price_CH":10.01,"price_LI":10.01}',
+            "currency_json": '{"currency_CH":"CHF","currency_LI":"CHF"}',
+        },
+    }
+
+
+def test_product_published_new_item_before_its_variants(
+    realtime: Any, ct: Any, klaviyo: Any, caplog: Any,
+) -> None:
+    add_tree(ct)
+    ct.add("products", product_doc(skus=("SKU-1", "SKU-2", None)))
+    caplog.set_level(logging.INFO, logger="connector")
+
+    assert realtime.deliver(published()) == 200
+
+    # The item exists before any variant request (the reference sent them in parallel); a new
+    # item has no variants to list; the variant without SKU is not sent.
+    assert calls(klaviyo) == [
+        ("PATCH", f"/api/catalog-items/{P}p-1"),
+        ("POST", "/api/catalog-items"),
+        ("POST", "/api/catalog-variants"),
+        ("POST", "/api/catalog-variants"),
+    ]
+    assert klaviyo.requests[0].status == 404
+    item_request = klaviyo.requests[1].json
+    assert item_request == {"data": {
+        "type": "catalog-item", "attributes": expected_item(),
+        "relationships": {"categories": {"data": [
+            {"type": "catalog-category", "id": f"{P}c-jeans"},
+            {"type": "catalog-category", "id": f"{P}c-women"},
+            {"type": "catalog-category", "id": f"{P}c-pants"},
+        ]}}}}
+    assert klaviyo.requests[3].json == {"data": {
+        "type": "catalog-variant",
+        "attributes": {
+            "external_id": "SKU-2", "integration_type": "$custom", "catalog_type": "$default",
+            "sku": "SKU-2", "title": "Blue Jeans", "description": "Denim",
+            "url": "https://shop.example/p/blue-jeans?sku=SKU-2", "price": 10.02,
+            "inventory_quantity": 2, "inventory_policy": 1, "published": True,
+            "images": ["https://img.example/2.jpg"],
+            "image_full_url": "https://img.example/2.jpg",
+            "custom_metadata": {
+                "title_json": '{"title_en":"Blue Jeans","title_de":"Blaue Jeans"}',
+                "slug_json": '{"slug_en":"blue-jeans"}',
+                "price_json": '{"price_CHF":10.02,"price_CH":10.02,"price_LI":10.02}',
+                "currency_json": '{"currency_CH":"CHF","currency_LI":"CHF"}',
+            },
+        },
+        "relationships": {"item": {"data": {"type": "catalog-item", "id": f"{P}p-1"}}},
+    }}
+    assert variant_skus(klaviyo) == {"SKU-1", "SKU-2"}
+    skipped = [r for r in caplog.records if r.getMessage() == "variants without SKU not sent"]
+    assert [r.__dict__["variantIds"] for r in skipped] == [[3]]
+    # commercetools: the product with its categories expanded (their ancestors give the ids).
+    (product_request,) = ct.api_requests("products")
+    assert product_request.param("expand") == "masterData.current.categories[*]"
+
+
+def test_product_published_again_updates_adds_and_removes_variants(
+    realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    ct.add("products", product_doc(skus=("SKU-1", "SKU-2", "SKU-3")))
+    assert realtime.deliver(published()) == 200
+    ct.add("products", product_doc(skus=("SKU-1", "SKU-2", "SKU-4"), name="Jeans"))
+    mark = len(klaviyo.requests)
+
+    assert realtime.deliver(published()) == 200
+
+    assert calls(klaviyo, mark) == [
+        ("PATCH", f"/api/catalog-items/{P}p-1"),
+        ("GET", f"/api/catalog-items/{P}p-1/variants"),
+        ("PATCH", f"/api/catalog-variants/{P}SKU-1"),
+        ("PATCH", f"/api/catalog-variants/{P}SKU-2"),
+        ("POST", "/api/catalog-variants"),
+        ("DELETE", f"/api/catalog-variants/{P}SKU-3"),
+    ]
+    patch = klaviyo.requests[mark].json["data"]
+    expected = expected_item("Jeans")
+    for key in ("external_id", "integration_type", "catalog_type"):
+        expected.pop(key)
+    assert patch["id"] == f"{P}p-1" and patch["attributes"] == expected
+    assert variant_skus(klaviyo) == {"SKU-1", "SKU-2", "SKU-4"}
+    assert klaviyo.items[f"{P}p-1"]["attributes"]["title"] == "Jeans"
+
+
+def test_product_with_more_variants_than_a_page(realtime: Any, ct: Any, klaviyo: Any) -> None:
+    klaviyo.page_size = 10
+    skus = tuple(f"SKU-{n:03}" for n in range(1, 121))
+    ct.add("products", product_doc(skus=skus))
+    assert realtime.deliver(published()) == 200
+    assert len(variant_skus(klaviyo)) == 120
+    ct.add("products", product_doc(skus=skus[:-1]))  # the last variant was removed
+    mark = len(klaviyo.requests)
+
+    assert realtime.deliver(published()) == 200
+
+    made = calls(klaviyo, mark)
+    assert made.count(("GET", f"/api/catalog-items/{P}p-1/variants")) == 12  # every page read
+    assert [c for c in made if c[0] == "POST"] == []  # nothing re-created past page 1
+    assert [c for c in made if c[0] == "DELETE"] == [("DELETE",
+                                                      f"/api/catalog-variants/{P}SKU-120")]
+    assert sum(c[0] == "PATCH" for c in made) == 1 + 119
+    assert variant_skus(klaviyo) == set(skus[:-1])
+
+
+def test_product_resource_updated_syncs_a_published_product(
+    realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    ct.add("products", product_doc())
+    assert realtime.deliver(change("ResourceUpdated", "product", "p-1")) == 200
+    assert variant_skus(klaviyo) == {"SKU-1", "SKU-2"}
+
+
+@pytest.mark.parametrize("delivery", [published(), change("ResourceUpdated", "product", "p-1")],
+                         ids=["ProductPublished", "ResourceUpdated"])
+def test_unpublished_or_missing_product_is_not_written(
+    realtime: Any, ct: Any, klaviyo: Any, delivery: Any,
+) -> None:
+    ct.add("products", product_doc(published=False))
+    assert realtime.deliver(delivery) == 200
+    ct.delete("products", "p-1")
+    assert realtime.deliver(delivery) == 200
+    assert klaviyo.requests == []
+
+
+@pytest.mark.parametrize(
+    ("delivery", "still_exists"),
+    [(unpublished(), True), (message("product", "p-1", "ProductDeleted"), False),
+     (change("ResourceDeleted", "product", "p-1", version=5), False)],
+    ids=["ProductUnpublished", "ProductDeleted", "ResourceDeleted"],
+)
+def test_unpublished_or_deleted_product_is_removed(
+    realtime: Any, ct: Any, klaviyo: Any, delivery: dict[str, Any], still_exists: bool,
+) -> None:
+    ct.add("products", product_doc())
+    assert realtime.deliver(published()) == 200
+    if still_exists:  # commercetools confirms: still unpublished
+        ct.add("products", product_doc(published=False))
+    else:
+        ct.delete("products", "p-1")
+    mark = len(klaviyo.requests)
+
+    assert realtime.deliver(delivery) == 200
+
+    # Variants first: once the item is gone Klaviyo can no longer list them.
+    assert calls(klaviyo, mark) == [
+        ("GET", f"/api/catalog-items/{P}p-1/variants"),
+        ("DELETE", f"/api/catalog-variants/{P}SKU-1"),
+        ("DELETE", f"/api/catalog-variants/{P}SKU-2"),
+        ("DELETE", f"/api/catalog-items/{P}p-1"),
+    ]
+    assert klaviyo.items == {} and klaviyo.variants == {}
+
+    # Redelivered: nothing left to delete, acknowledged.
+    mark = len(klaviyo.requests)
+    assert realtime.deliver(delivery) == 200
+    assert calls(klaviyo, mark) == [("GET", f"/api/catalog-items/{P}p-1/variants"),
+                                    ("DELETE", f"/api/catalog-items/{P}p-1")]
+
+
+def test_old_unpublish_after_a_republish_deletes_nothing(
+    realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    ct.add("products", product_doc())  # unpublished, then published again: live now
+    stale = unpublished()
+    assert realtime.deliver(published()) == 200
+    mark = len(klaviyo.requests)
+
+    assert realtime.deliver(stale) == 200
+
+    assert klaviyo.requests[mark:] == []
+    assert f"{P}p-1" in klaviyo.items and variant_skus(klaviyo) == {"SKU-1", "SKU-2"}
+
+
+# -- inventory -------------------------------------------------------------------------------------
+
+
+def seed_variants(realtime: Any, ct: Any, klaviyo: Any) -> int:
+    """The product's variants in Klaviyo (SKU-1 with stock 1, SKU-2 with 2); returns a mark."""
+    ct.add("products", product_doc())
+    assert realtime.deliver(published()) == 200
+    return len(klaviyo.requests)
+
+
+def stock(klaviyo: Any, sku: str) -> int:
+    return klaviyo.variants[P + sku]["attributes"]["inventory_quantity"]
+
+
+def quantity_set(eid: str, quantity: int, sku: str = "SKU-1", **extra: Any) -> dict[str, Any]:
+    return message("inventory-entry", eid, "InventoryEntryQuantitySet",
+                   oldQuantityOnStock=1, newQuantityOnStock=quantity,
+                   oldAvailableQuantity=1, newAvailableQuantity=quantity,
+                   resourceUserProvidedIdentifiers={"sku": sku}, **extra)
+
+
+def test_inventory_quantity_set_patches_the_variant(realtime: Any, ct: Any, klaviyo: Any) -> None:
+    mark = seed_variants(realtime, ct, klaviyo)
+    ct.add("inventory", inventory_doc("inv-1", "SKU-1", 25))
+
+    assert realtime.deliver(quantity_set("inv-1", 25)) == 200
+
+    assert calls(klaviyo, mark) == [("GET", f"/api/catalog-variants/{P}SKU-1"),
+                                    ("PATCH", f"/api/catalog-variants/{P}SKU-1")]
+    assert klaviyo.requests[-1].json == {"data": {
+        "type": "catalog-variant", "id": f"{P}SKU-1", "attributes": {"inventory_quantity": 25}}}
+    assert stock(klaviyo, "SKU-1") == 25
+    (query,) = ct.api_requests("inventory")
+    assert query.query["where"] == ['sku="SKU-1"']
+
+
+def test_inventory_quantity_zero_is_sent(realtime: Any, ct: Any, klaviyo: Any) -> None:
+    mark = seed_variants(realtime, ct, klaviyo)
+    ct.add("inventory", inventory_doc("inv-1", "SKU-1", 0))
+
+    assert realtime.deliver(quantity_set("inv-1", 0)) == 200
+
+    assert klaviyo.requests[-1].json["data"]["attributes"] == {"inventory_quantity": 0}
+    assert writes(klaviyo, mark) == [("PATCH", f"/api/catalog-variants/{P}SKU-1")]
+    assert stock(klaviyo, "SKU-1") == 0
+
+
+def test_inventory_channel_specific(make_realtime: Any, ct: Any, klaviyo: Any) -> None:
+    realtime = make_realtime(**CATALOG_ENV, INVENTORY_CHANNEL_ID="ch-store")
+    seed_variants(realtime, ct, klaviyo)
+    ct.add("inventory", inventory_doc("inv-any", "SKU-1", 10))
+    ct.add("inventory", inventory_doc("inv-store", "SKU-1", 0, "ch-store"))
+    ct.add("inventory", inventory_doc("inv-other", "SKU-1", 5, "ch-other"))
+
+    # A change of the channel-less entry does not overwrite the channel's 0.
+    updated = change("ResourceUpdated", "inventory-entry", "inv-any", identifiers={"sku": "SKU-1"})
+    assert realtime.deliver(updated) == 200
+    assert stock(klaviyo, "SKU-1") == 0
+    # Another channel's change leaves it as it is (no write at all).
+    mark = len(klaviyo.requests)
+    other = change("ResourceUpdated", "inventory-entry", "inv-other",
+                   identifiers={"sku": "SKU-1"})
+    assert realtime.deliver(other) == 200
+    assert writes(klaviyo, mark) == [] and stock(klaviyo, "SKU-1") == 0
+    # The channel's entry deleted: the channel-less stock is the fallback.
+    ct.delete("inventory", "inv-store")
+    deleted = change("ResourceDeleted", "inventory-entry", "inv-store", version=3,
+                     identifiers={"sku": "SKU-1"})
+    assert realtime.deliver(deleted) == 200
+    assert stock(klaviyo, "SKU-1") == 10
+
+
+def test_inventory_entry_created_and_deleted_messages(realtime: Any, ct: Any, klaviyo: Any) -> None:
+    seed_variants(realtime, ct, klaviyo)
+    entry = ct.add("inventory", inventory_doc("inv-2", "SKU-2", 40))
+
+    assert realtime.deliver(message("inventory-entry", "inv-2", "InventoryEntryCreated",
+                                    inventoryEntry=entry)) == 200
+    assert stock(klaviyo, "SKU-2") == 40
+
+    ct.delete("inventory", "inv-2")
+    assert realtime.deliver(message("inventory-entry", "inv-2", "InventoryEntryDeleted",
+                                    sku="SKU-2")) == 200
+    assert stock(klaviyo, "SKU-2") == 0  # no stock left anywhere
+
+
+def test_inventory_message_without_sku_reads_the_entry(
+    realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    seed_variants(realtime, ct, klaviyo)
+    ct.add("inventory", inventory_doc("inv-1", "SKU-1", 8))
+    delivery = quantity_set("inv-1", 8)
+    del delivery["resourceUserProvidedIdentifiers"]
+
+    assert realtime.deliver(delivery) == 200
+
+    assert stock(klaviyo, "SKU-1") == 8
+    assert ct.api_requests("inventory")[0].path.endswith("/inventory/inv-1")
+
+
+def test_inventory_for_a_variant_not_in_klaviyo_is_skipped(
+    realtime: Any, ct: Any, klaviyo: Any, caplog: Any,
+) -> None:
+    ct.add("inventory", inventory_doc("inv-9", "SKU-NEW", 3))
+    caplog.set_level(logging.INFO, logger="connector")
+
+    assert realtime.deliver(quantity_set("inv-9", 3, sku="SKU-NEW")) == 200
+
+    assert calls(klaviyo) == [("GET", f"/api/catalog-variants/{P}SKU-NEW")]
+    assert any(r.getMessage() == "variant not in Klaviyo yet; skipped" for r in caplog.records)
+
+
+# -- ordering, duplicates, failures ----------------------------------------------------------------
+
+
+ORDERS = {"as-is": lambda xs: xs, "reversed": lambda xs: xs[::-1],
+          "interleaved": lambda xs: xs[1::2] + xs[::2]}
+
+
+@pytest.mark.parametrize("order", list(ORDERS))
+def test_every_message_twice_and_out_of_order(
+    realtime: Any, ct: Any, klaviyo: Any, order: Any,
+) -> None:
+    # Final commercetools state: Women renamed Ladies; p-1 published (it was unpublished once)
+    # with SKU-1 stocked 7 and SKU-3 added; p-2 deleted.
+    ct.add("categories", category_doc("c-women", "Ladies"))
+    ct.add("categories", category_doc("c-pants", "Pants", "c-women"))
+    ct.add("products", product_doc(skus=("SKU-1", "SKU-3"), categories=("c-pants",),
+                                   stock={"SKU-1": 7}))
+    ct.add("inventory", inventory_doc("inv-1", "SKU-1", 7))
+    deliveries = [
+        message("category", "c-women", "CategoryCreated"),
+        message("category", "c-pants", "CategoryCreated"),
+        change("ResourceUpdated", "category", "c-women"),
+        published(),
+        unpublished(),  # older than the latest publish
+        published(),
+        quantity_set("inv-1", 3),  # older quantity message …
+        quantity_set("inv-1", 7),
+        published("p-2"),  # … and a product deleted since
+        change("ResourceDeleted", "product", "p-2", version=4),
+    ]
+    sequence = ORDERS[order](deliveries + deliveries)
+
+    for delivery in sequence:
+        assert realtime.deliver(delivery) == 200
+
+    assert names(klaviyo) == {"c-women": "Ladies", "c-pants": "Ladies > Pants"}
+    assert set(klaviyo.items) == {f"{P}p-1"}
+    assert variant_skus(klaviyo) == {"SKU-1", "SKU-3"}
+    assert stock(klaviyo, "SKU-1") == 7
+    assert klaviyo.items[f"{P}p-1"]["relationships"]["categories"] == [f"{P}c-pants",
+                                                                         f"{P}c-women"]
+    assert klaviyo.events == []  # catalog messages never create events
+
+
+def test_klaviyo_429_then_success(realtime: Any, ct: Any, klaviyo: Any) -> None:
+    add_tree(ct)
+    klaviyo.inject(429, path="/api/catalog-categories", method="POST", retry_after=0)
+
+    assert realtime.deliver(message("category", "c-men", "CategoryCreated")) == 200
+
+    assert [r.status for r in klaviyo.requests_to("POST", "/api/catalog-categories")] == [429, 201]
+    assert names(klaviyo) == {"c-men": "Men"}
+
+
+def test_klaviyo_500_forever_fails_the_invocation(
+    make_realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    realtime = make_realtime(**CATALOG_ENV, REALTIME_DEADLINE_SECONDS="1")
+    ct.add("products", product_doc())
+    fault = klaviyo.inject(500, times=10_000, path="/api/catalog-")
+
+    assert realtime.deliver(published()) == 500  # Pub/Sub redelivers
+
+    assert len(klaviyo.requests) >= 2 and klaviyo.items == {}
+    fault.times = 0  # Klaviyo recovers: the redelivery completes the work
+    assert realtime.deliver(published()) == 200
+    assert variant_skus(klaviyo) == {"SKU-1", "SKU-2"}
+
+
+def test_catalog_processors_can_be_disabled(make_realtime: Any, ct: Any, klaviyo: Any) -> None:
+    realtime = make_realtime(**CATALOG_ENV,
+                             DISABLED_PROCESSORS="ProductResourceUpdated,InventoryChanged")
+    ct.add("products", product_doc())
+    ct.add("inventory", inventory_doc("inv-1", "SKU-1", 4))
+
+    assert realtime.deliver(change("ResourceUpdated", "product", "p-1")) == 200
+    assert realtime.deliver(quantity_set("inv-1", 4)) == 200
+    assert klaviyo.requests == []
+    assert realtime.deliver(published()) == 200  # the others still run
+    assert variant_skus(klaviyo) == {"SKU-1", "SKU-2"}
