@@ -40,7 +40,10 @@ class Logger:
 
     def _log(self, level: int, message: str, fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
-            self._logger.log(level, message, extra=fields)
+            # A field named like a LogRecord attribute (`created`, `name`…) would make logging
+            # raise, turning a log line into a failed invocation; keep it under another name.
+            safe = {(f"{k}_" if k in _RESERVED else k): v for k, v in fields.items()}
+            self._logger.log(level, message, extra=safe)
 
     def debug(self, message: str, **fields: Any) -> None:
         self._log(logging.DEBUG, message, fields)
