@@ -630,7 +630,8 @@ def test_lookup_ancestor_names_from_fetched_categories_and_bad_documents() -> No
                                                   {"typeId": "category", "id": "cat-pants"},
                                                   {"typeId": "category", "id": "cat-gone"}]},
                   WOMEN, PANTS]
-    lookup = product_lookup([PRODUCTS[0], {"id": "broken"}], unexpanded + [{"name": "x"}])
+    broken = [{"key": "no-id"}, {"id": "bad", "masterData": {"current": {"categories": 3}}}]
+    lookup = product_lookup([PRODUCTS[0], *broken], unexpanded + [{"name": "x"}])
     assert lookup == {"prod-1": ProductInfo(
         categories=("Women", "Women > Pants", "Women > Pants > Jeans"),
         slug="blue-jeans-product", key="jeans")}

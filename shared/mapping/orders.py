@@ -23,8 +23,7 @@ from urllib.parse import quote
 
 from pydantic import ValidationError
 
-from shared.commercetools.models.base import LocalizedString, Money
-from shared.commercetools.models.category import Category
+from shared.commercetools.models.base import CtModel, LocalizedString, Money, Reference
 from shared.commercetools.models.order import (
     CustomLineItem,
     DiscountedPricePerQuantity,
@@ -33,7 +32,6 @@ from shared.commercetools.models.order import (
     ShippingInfo,
 )
 from shared.commercetools.models.payment import Payment, Transaction
-from shared.commercetools.models.product import Product
 from shared.log import get_logger
 from shared.mapping.common import klaviyo_time, localized, money_value
 from shared.mapping.customers import map_location
@@ -144,20 +142,44 @@ def category_ids(products: Iterable[Mapping[str, Any]]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+class _Category(CtModel):
+    # Lenient on purpose (only what a breadcrumb needs): a category that fails the catalog's
+    # stricter model must still name an order's items.
+    id: str
+    name: LocalizedString = {}
+    ancestors: list[Reference] = []  # root first; `obj` holds the Category when expanded
+
+
+class _ProductData(CtModel):
+    slug: LocalizedString = {}
+    categories: list[Reference] = []
+
+
+class _MasterData(CtModel):
+    current: _ProductData = _ProductData()
+
+
+class _Product(CtModel):
+    id: str
+    key: str | None = None
+    master_data: _MasterData = _MasterData()
+
+
 def category_breadcrumbs(
-    category: Category, names: Mapping[str, LocalizedString], locale: str | None
+    category: Mapping[str, Any], names: Mapping[str, LocalizedString], locale: str | None
 ) -> list[str]:
-    """Every level of the category's path, root first: ["Women", "Women > Pants"].
+    """Every level of a raw Category's path, root first: ["Women", "Women > Pants"].
 
     Ancestor names come from the expanded `ancestors[*].obj` or, failing that, from `names`; an
     ancestor whose name is unknown is left out of the path rather than shown as an id.
     """
+    parsed = _Category.model_validate(category)
     path: list[str] = []
-    for ref in category.ancestors:
+    for ref in parsed.ancestors:
         name = localized((ref.obj or {}).get("name") or names.get(ref.id), locale)
         if name:
             path.append(name)
-    own = localized(category.name, locale)
+    own = localized(parsed.name, locale)
     if own:
         path.append(own)
     return [CATEGORY_SEPARATOR.join(path[: i + 1]) for i in range(len(path))]
@@ -174,17 +196,17 @@ def product_lookup(
 
     A document that does not parse only loses its enrichment: the order's events still go.
     """
-    by_id: dict[str, Category] = {}
+    by_id: dict[str, Mapping[str, Any]] = {}
+    names: dict[str, LocalizedString] = {}
     for doc in categories:
         try:
-            category = Category.model_validate(doc)
+            category = _Category.model_validate(doc)
         except ValidationError:
             log.warning("category document unreadable; left out of Categories",
                         ctCategoryId=str(doc.get("id")))
             continue
-        by_id[category.id] = category
-    names = {cid: c.name for cid, c in by_id.items()}
-    for category in by_id.values():
+        by_id[category.id] = doc
+        names[category.id] = category.name
         for ref in category.ancestors:
             if ref.obj and ref.obj.get("name"):
                 names.setdefault(ref.id, ref.obj["name"])
@@ -192,7 +214,7 @@ def product_lookup(
     lookup: dict[str, ProductInfo] = {}
     for doc in products:
         try:
-            product = Product.model_validate(doc)
+            product = _Product.model_validate(doc)
         except ValidationError:
             log.warning("product document unreadable; order items lack its categories",
                         ctProductId=str(doc.get("id")))
@@ -200,14 +222,13 @@ def product_lookup(
         current = product.master_data.current
         paths: list[str] = []
         for ref in current.categories:
-            category = by_id.get(ref.id)
-            if category is None and ref.obj:
-                try:
-                    category = Category.model_validate(ref.obj)
-                except ValidationError:
-                    category = None
-            if category is not None:
+            category = by_id.get(ref.id) or ref.obj
+            if category is None:
+                continue
+            try:
                 paths.extend(category_breadcrumbs(category, names, locale))
+            except ValidationError:
+                continue
         lookup[product.id] = ProductInfo(
             categories=tuple(dict.fromkeys(paths)),
             slug=localized(current.slug, locale),
