@@ -170,6 +170,79 @@ class Settings(BaseSettings):
     # Bulk import
     # (end of bulk settings)
 
+    # Checkout, consent and deletion
+    # Started Checkout (cart change notifications). CHECKOUT_SIGNAL says when a cart with line items
+    # and an email is "in checkout": shipping_address (default) | custom_field:<name> | any_update.
+    checkout_signal: str = "shipping_address"
+    # Link back to the checkout in the event (CheckoutURL): https://shop.example/checkout/{cartId}
+    checkout_url_template: str | None = None
+    metric_started_checkout: str = Field("Started Checkout", min_length=1, max_length=127)
+    # Marketing consent from customer custom fields (boolean, enum/lenum key or string). Unset:
+    # nothing about consent is ever sent; a profile is never subscribed without the field.
+    consent_field: str | None = None  # email marketing
+    consent_sms_field: str | None = None  # SMS marketing (needs an E.164 phone on the customer)
+    consent_list_id: str | None = Field(None, validate_default=True)  # required with a field
+    # Enum keys / strings meaning yes and no (case-insensitive); booleans need no mapping.
+    consent_granted_values: CommaList = ("true", "yes")
+    consent_withdrawn_values: CommaList = ("false", "no")
+    # true: consent is recorded as given at the customer's lastModifiedAt (Klaviyo's
+    # `historical_import`, which skips double opt-in and "Added to List" flows); false: Klaviyo's
+    # list opt-in settings apply and consent is dated when Klaviyo processes it.
+    consent_historical_import: bool = True
+    # GDPR: CustomerDeleted → Klaviyo data-privacy deletion of the profile. Irreversible: off.
+    customer_deletion_enabled: bool = False
+
+    _split_consent = field_validator(
+        "consent_granted_values", "consent_withdrawn_values", mode="before"
+    )(_split_commas)
+
+    @field_validator(
+        "checkout_url_template", "consent_field", "consent_sms_field", "consent_list_id",
+        mode="before",
+    )
+    @classmethod
+    def _ccd_blank_is_unset(cls, value: object) -> object:
+        return (value.strip() or None) if isinstance(value, str) else value
+
+    @field_validator("checkout_signal")
+    @classmethod
+    def _ccd_signal(cls, value: str) -> str:
+        from shared.mapping.checkout import parse_checkout_signal  # the mapper owns the syntax
+
+        parse_checkout_signal(value)
+        return value.strip()
+
+    @field_validator("checkout_url_template")
+    @classmethod
+    def _ccd_checkout_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            from shared.mapping.checkout import check_checkout_url_template
+
+            check_checkout_url_template(value)
+        return value
+
+    @field_validator("consent_list_id")
+    @classmethod
+    def _ccd_list_needed(  # type: ignore[no-untyped-def]
+        cls, value: str | None, info
+    ) -> str | None:
+        # Subscribing without a list would follow the account's default opt-in silently.
+        if value is None and (info.data.get("consent_field") or info.data.get("consent_sms_field")):
+            raise ValueError("required when CONSENT_FIELD or CONSENT_SMS_FIELD is set")
+        return value
+
+    @field_validator("consent_withdrawn_values")
+    @classmethod
+    def _ccd_values_disjoint(  # type: ignore[no-untyped-def]
+        cls, value: tuple[str, ...], info
+    ) -> tuple[str, ...]:
+        granted = {v.casefold() for v in info.data.get("consent_granted_values") or ()}
+        both = sorted(v for v in value if v.casefold() in granted)
+        if both:
+            raise ValueError(f"{', '.join(both)} also in CONSENT_GRANTED_VALUES")
+        return value
+    # (end of checkout/consent/deletion settings)
+
     _split = field_validator(
         "disabled_processors",
         "customer_properties_include",

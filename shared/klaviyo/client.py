@@ -12,6 +12,7 @@ from shared.deadline import Deadline
 from shared.errors import KlaviyoError
 from shared.klaviyo.bulk import BulkMixin
 from shared.klaviyo.catalog import CatalogMixin
+from shared.klaviyo.privacy import PrivacyMixin
 from shared.klaviyo.transport import DEFAULT_TIMEOUT, log
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ def _points_at(exc: KlaviyoError, pointer: str) -> bool:
     return any((e.get("source") or {}).get("pointer") == pointer for e in exc.errors)
 
 
-class KlaviyoClient(CatalogMixin, BulkMixin):
+class KlaviyoClient(CatalogMixin, BulkMixin, PrivacyMixin):
     """`KlaviyoClient(api_key, base_url, revision)`; see CatalogMixin and BulkMixin for the rest."""
 
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 from shared.config import Settings
 from shared.errors import ConfigError
 from shared.processors import catalog, customers, orders
+from shared.processors import checkout, consent, deletion
 from shared.processors.base import Context, Processor, Trigger
 
 __all__ = ["Context", "Processor", "Trigger", "all_processors", "enabled_processors"]
@@ -15,6 +16,9 @@ def all_processors(settings: Settings) -> list[Processor]:
         *customers.processors(settings),
         *orders.processors(settings),
         *catalog.processors(settings),
+        *checkout.processors(settings),
+        *consent.processors(settings),
+        *deletion.processors(settings),
     ]
 
 

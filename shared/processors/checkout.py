@@ -1,0 +1,94 @@
+"""Cart changes → Klaviyo "Started Checkout" (the trigger of abandoned-cart flows).
+
+commercetools has no "checkout started" message, so the processor listens to the cart's change
+notifications (ResourceCreated / ResourceUpdated). Those never carry the cart, and deliveries are
+unordered anyway, so the cart is always read by id: the event describes the cart as it is now,
+and a cart that was ordered or merged meanwhile is not reported.
+"""
+
+from __future__ import annotations
+
+from shared.commercetools.client import predicate_string
+from shared.commercetools.messages import CtMessage
+from shared.commercetools.models.cart import Cart
+from shared.config import Settings
+from shared.log import get_logger
+from shared.mapping.checkout import (
+    CheckoutMappingConfig,
+    checkout_profile,
+    product_ids,
+    skip_reason,
+    started_checkout_event,
+)
+from shared.mapping.orders import ProductLookup, category_ids, product_lookup
+from shared.processors.base import Context, Processor, Trigger
+
+log = get_logger(__name__)
+
+CART_CHANGES = frozenset({"ResourceCreated", "ResourceUpdated"})
+
+
+def _customer_email(ctx: Context, cart: Cart) -> str | None:
+    """A signed-in shopper's cart may have no customerEmail: the customer's email then."""
+    if cart.customer_email or not cart.customer_id:
+        return None
+    document = ctx.ct.get_customer(cart.customer_id, deadline=ctx.deadline)
+    email = (document or {}).get("email")
+    return email if isinstance(email, str) and email else None
+
+
+def _has_order(ctx: Context, cart: Cart) -> bool:
+    """An order created from the cart. Its cart state says Ordered then, but an order imported or
+    created by another path may not have changed it: one query settles it before sending."""
+    page = ctx.ct.query_page(
+        "orders", after=None, limit=1, where=[f"cart(id={predicate_string(cart.id)})"],
+        deadline=ctx.deadline,
+    )
+    return bool(page)
+
+
+def _lookup(ctx: Context, cart: Cart, config: CheckoutMappingConfig) -> ProductLookup:
+    """Categories and slugs of the products in the cart: two requests however many lines."""
+    ids = product_ids(cart)
+    if not ids:
+        return {}
+    products = ctx.ct.get_by_ids("products", ids, deadline=ctx.deadline)
+    wanted = category_ids(products)
+    categories = (
+        ctx.ct.get_by_ids("categories", wanted, expand=("ancestors[*]",), deadline=ctx.deadline)
+        if wanted else []
+    )
+    return product_lookup(products, categories, locale=config.locale)
+
+
+def started_checkout(message: CtMessage, ctx: Context) -> int:
+    cart_id = message.resource.id
+    document = ctx.ct.get_cart(cart_id, deadline=ctx.deadline)
+    if document is None:
+        log.info("cart no longer exists; skipped", ctCartId=cart_id)
+        return 0
+    cart = Cart.model_validate(document)
+    config = CheckoutMappingConfig.from_settings(ctx.settings)
+    # Cheap checks on the cart first: most cart edits are not checkouts and cost one read only.
+    reason = skip_reason(cart, config)
+    if reason is not None:
+        log.info("cart not in checkout; nothing sent", ctCartId=cart_id, reason=reason)
+        return 0
+    customer_email = _customer_email(ctx, cart)
+    if checkout_profile(cart, customer_email) is None:
+        log.info("cart has no email; nothing sent", ctCartId=cart_id)
+        return 0
+    if _has_order(ctx, cart):
+        log.info("cart already ordered; nothing sent", ctCartId=cart_id)
+        return 0
+    event = started_checkout_event(cart, _lookup(ctx, cart, config), config,
+                                   customer_email=customer_email)
+    if event is None:  # not reached: every reason to skip was checked above
+        return 0
+    ctx.klaviyo.create_event(event.attributes(), deadline=ctx.deadline)
+    log.info("started checkout sent", ctCartId=cart_id, uniqueId=event.unique_id)
+    return 1
+
+
+def processors(settings: Settings) -> list[Processor]:
+    return [Processor("StartedCheckout", Trigger("cart", changes=CART_CHANGES), started_checkout)]
