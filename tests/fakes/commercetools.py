@@ -11,6 +11,7 @@ Served over real HTTP on 127.0.0.1 (free port, daemon thread). Endpoints:
                                             limit (default 20, max 500), offset, withTotal, expand
 Resources: customers, orders, payments, products, categories, inventory, carts, and the derived
 product-projections (current published data of `products`; `staged=true` for staged data).
+Subscriptions: GET/POST/DELETE by key, as tests/fakes/ct_subscriptions.py documents.
 
 Predicates: `and` of `field op "string"` (op: = != > >= < <=), `field in ("a", "b")` and nested
 `field(predicate)` (any element when the field is a list), e.g. `paymentInfo(payments(id="x"))`.
@@ -268,6 +269,7 @@ class FakeCommercetools:
     def reset(self) -> None:
         with self._lock:
             self._store = {r: {} for r in STORED_RESOURCES}
+            self._subscriptions: dict[str, dict] = {}  # see tests/fakes/ct_subscriptions.py
             self._tokens.clear()
             self._requests.clear()
             self._faults.clear()
@@ -359,6 +361,10 @@ class FakeCommercetools:
         if not self._authorized(req):
             return ct_error(401, "invalid_token", "invalid_token", error="invalid_token")
         parts = req.path.strip("/").split("/")
+        if parts[:2] == [self.project_key, "subscriptions"]:
+            from tests.fakes.ct_subscriptions import handle
+
+            return handle(self, req, parts[2:])
         if req.method != "GET":
             return ct_error(405, "MethodNotAllowed", "the fake only serves GET")
         if parts[0] != self.project_key or len(parts) not in (2, 3) or parts[1] not in RESOURCES:

@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# Remove what deploy/deploy.sh created in a Google Cloud project, after a confirmation.
+#
+#   deploy/teardown.sh --project PROJECT_ID --region REGION [options]
+#
+# Options (use the same --prefix, --gateway-region and --ct-subscription-key as for deploy.sh):
+#   --prefix NAME              prefix of every resource name (default ct-klaviyo)
+#   --gateway-region REGION    API Gateway location (default: --region)
+#   --ct-subscription-key KEY  commercetools subscription to delete (default klaviyo-connector)
+#   --skip-ct-subscription     leave the commercetools subscription alone
+#   --delete-firestore         also delete the project's (default) Firestore database, with
+#                              everything in it (by default it is kept: it may serve other apps)
+#   --yes                      do not ask for confirmation
+#   --dry-run                  print every command instead of running it (needs no gcloud)
+#
+# Removed: the commercetools subscription, the API Gateway (gateway, configs, API) and its API
+# key, the three functions (and with them their Eventarc triggers and trigger subscriptions), the
+# Pub/Sub topics and dead-letter subscriptions (with any dead letters still in them), the two
+# secrets, the IAM bindings and the three service accounts, and the local deploy/build folder.
+# Kept: the enabled APIs and, unless --delete-firestore, the Firestore database.
+# Resources that are already gone are skipped, so a re-run finishes an interrupted teardown.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+# shellcheck source=deploy/lib.sh
+source deploy/lib.sh
+
+PROJECT="" REGION="" PREFIX="ct-klaviyo" GATEWAY_REGION="" CT_SUBSCRIPTION_KEY="klaviyo-connector"
+SKIP_CT_SUBSCRIPTION=0 DELETE_FIRESTORE=0 YES=0 DRY_RUN=0
+
+usage() {
+  sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0" >&2
+  exit 2
+}
+
+while (($#)); do
+  case $1 in
+    --project=* | --region=* | --prefix=* | --gateway-region=* | --ct-subscription-key=*)
+      set -- "${1%%=*}" "${1#*=}" "${@:2}"
+      continue
+      ;;
+    --project) PROJECT=${2:?--project needs a value}; shift ;;
+    --region) REGION=${2:?--region needs a value}; shift ;;
+    --prefix) PREFIX=${2:?--prefix needs a value}; shift ;;
+    --gateway-region) GATEWAY_REGION=${2:?--gateway-region needs a value}; shift ;;
+    --ct-subscription-key) CT_SUBSCRIPTION_KEY=${2:?--ct-subscription-key needs a value}; shift ;;
+    --skip-ct-subscription) SKIP_CT_SUBSCRIPTION=1 ;;
+    --delete-firestore) DELETE_FIRESTORE=1 ;;
+    --yes) YES=1 ;;
+    --dry-run) DRY_RUN=1 ;;
+    -h | --help) usage ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+  esac
+  shift
+done
+[[ -n $PROJECT ]] || die "--project is required (see --help)"
+[[ -n $REGION ]] || die "--region is required (see --help)"
+GATEWAY_REGION=${GATEWAY_REGION:-$REGION}
+if ! ((DRY_RUN)); then
+  command -v gcloud >/dev/null || die "gcloud is not installed (https://cloud.google.com/sdk/docs/install)"
+fi
+
+# The names deploy.sh uses.
+TOPICS=("$PREFIX-ct-messages" "$PREFIX-bulk-tasks" "$PREFIX-ct-messages-dead-letter"
+  "$PREFIX-bulk-tasks-dead-letter")
+DEAD_SUBSCRIPTIONS=("$PREFIX-ct-messages-dead-letter" "$PREFIX-bulk-tasks-dead-letter")
+FUNCTIONS=("$PREFIX-realtime" "$PREFIX-bulk-worker" "$PREFIX-bulk-api")
+SECRETS=("$PREFIX-klaviyo-api-key" "$PREFIX-ctp-client-secret")
+ACCOUNTS=("$PREFIX-runtime@$PROJECT.iam.gserviceaccount.com"
+  "$PREFIX-trigger@$PROJECT.iam.gserviceaccount.com"
+  "$PREFIX-gateway@$PROJECT.iam.gserviceaccount.com")
+API_ID="$PREFIX-bulk" GATEWAY_ID="$PREFIX-bulk" API_KEY_NAME="$PREFIX bulk API"
+P=(--project="$PROJECT")
+if [[ -x $ROOT/.venv/bin/python ]]; then PYTHON=${PYTHON:-$ROOT/.venv/bin/python}; else PYTHON=${PYTHON:-python3}; fi
+export CLOUDSDK_CORE_DISABLE_PROMPTS=1
+
+if ! ((YES || DRY_RUN)); then
+  cat >&2 <<EOF
+This deletes the connector "$PREFIX" from project $PROJECT ($REGION): the commercetools
+subscription "$CT_SUBSCRIPTION_KEY", the functions, the bulk API gateway and its API key, the
+Pub/Sub topics and dead-letter subscriptions (dead letters still in them are lost), the secrets and
+the service accounts.$( ((DELETE_FIRESTORE)) && printf ' AND THE (default) FIRESTORE DATABASE.')
+EOF
+  answer=""
+  ask answer "Type the project id to confirm: " || die "no terminal to confirm on; pass --yes"
+  [[ $answer == "$PROJECT" ]] || die "not confirmed; nothing was deleted"
+fi
+if ((DRY_RUN)); then
+  printf '# deploy/teardown.sh --dry-run: what a teardown of project %s, region %s executes.\n' "$PROJECT" "$REGION"
+  printf 'export CLOUDSDK_CORE_DISABLE_PROMPTS=1\n'
+fi
+
+failed=0
+
+heading "commercetools subscription"
+if ((SKIP_CT_SUBSCRIPTION)); then
+  echo "skipped (--skip-ct-subscription)"
+else
+  # First, so commercetools stops delivering to a topic that is about to go.
+  ct_args=(-m deploy.subscriptions delete --key="$CT_SUBSCRIPTION_KEY")
+  if ((DRY_RUN)); then
+    show python "${ct_args[@]}"
+  else
+    if [[ -z ${CTP_CLIENT_SECRET:-} ]]; then
+      CTP_CLIENT_SECRET=$(gcloud secrets versions access latest --secret="${SECRETS[1]}" "${P[@]}" 2>/dev/null || true)
+      export CTP_CLIENT_SECRET
+    fi
+    printf '+ %s\n' "$(show python "${ct_args[@]}")"
+    if ! "$PYTHON" "${ct_args[@]}"; then
+      echo "warning: the commercetools subscription was not deleted (see above); continuing" >&2
+      failed=1
+    fi
+  fi
+fi
+
+heading "API Gateway"
+if present gcloud api-gateway gateways describe "$GATEWAY_ID" --location="$GATEWAY_REGION" "${P[@]}"; then
+  run gcloud api-gateway gateways delete "$GATEWAY_ID" --location="$GATEWAY_REGION" --quiet "${P[@]}"
+fi
+if present gcloud api-gateway apis describe "$API_ID" "${P[@]}"; then
+  list_names "<config>" gcloud api-gateway api-configs list --api="$API_ID" \
+    --format='value(name.basename())' "${P[@]}"
+  for config in ${NAMES[@]+"${NAMES[@]}"}; do
+    run gcloud api-gateway api-configs delete "$config" --api="$API_ID" --quiet "${P[@]}"
+  done
+  run gcloud api-gateway apis delete "$API_ID" --quiet "${P[@]}"
+fi
+list_names "<api-key>" gcloud services api-keys list --filter="displayName=\"$API_KEY_NAME\"" \
+  --format='value(name)' "${P[@]}"
+for key in ${NAMES[@]+"${NAMES[@]}"}; do
+  run gcloud services api-keys delete "$key" --quiet "${P[@]}"
+done
+
+heading "Functions"
+for fn in "${FUNCTIONS[@]}"; do
+  if present gcloud functions describe "$fn" --region="$REGION" "${P[@]}"; then
+    run gcloud functions delete "$fn" --region="$REGION" --quiet "${P[@]}"
+  fi
+done
+
+heading "Pub/Sub"
+for sub in "${DEAD_SUBSCRIPTIONS[@]}"; do
+  if present gcloud pubsub subscriptions describe "$sub" "${P[@]}"; then
+    run gcloud pubsub subscriptions delete "$sub" --quiet "${P[@]}"
+  fi
+done
+for topic in "${TOPICS[@]}"; do
+  if present gcloud pubsub topics describe "$topic" "${P[@]}"; then
+    run gcloud pubsub topics delete "$topic" --quiet "${P[@]}"
+  fi
+done
+
+heading "Secrets"
+for secret in "${SECRETS[@]}"; do
+  if present gcloud secrets describe "$secret" "${P[@]}"; then
+    run gcloud secrets delete "$secret" --quiet "${P[@]}"
+  fi
+done
+
+heading "Service accounts"
+runtime_member="serviceAccount:${ACCOUNTS[0]}"
+if nonempty gcloud projects get-iam-policy "$PROJECT" --flatten=bindings[].members \
+  "--filter=bindings.role=\"roles/datastore.user\" AND bindings.members=\"$runtime_member\"" \
+  --format='value(bindings.role)'; then
+  run_quiet gcloud projects remove-iam-policy-binding "$PROJECT" --member="$runtime_member" \
+    --role=roles/datastore.user --condition=None
+fi
+for account in "${ACCOUNTS[@]}"; do
+  if present gcloud iam service-accounts describe "$account" "${P[@]}"; then
+    run gcloud iam service-accounts delete "$account" --quiet "${P[@]}"
+  fi
+done
+
+heading "Firestore"
+if ((DELETE_FIRESTORE)); then
+  if present gcloud firestore databases describe --database='(default)' "${P[@]}"; then
+    run gcloud firestore databases delete --database='(default)' --quiet "${P[@]}"
+  fi
+else
+  echo "kept: the (default) database and its bulk job collections (--delete-firestore removes it)"
+fi
+
+heading "Local build folder"
+run rm -rf deploy/build
+
+if ((failed)); then
+  echo "Done, except the commercetools subscription (see above)." >&2
+  exit 3
+fi
+echo "Done."

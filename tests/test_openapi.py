@@ -1,0 +1,98 @@
+"""deploy/openapi.yaml: a valid Swagger 2.0 API Gateway spec of exactly what the bulk function serves."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from openapi_spec_validator import validate
+from openapi_spec_validator.validation.exceptions import OpenAPIValidationError
+from openapi_spec_validator.validation.validators import OpenAPIV2SpecValidator
+
+from shared.bulk.api import ROUTES
+from shared.config import get_settings
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC_PATH = ROOT / "deploy" / "openapi.yaml"
+METHODS = {"get", "put", "post", "delete", "options", "head", "patch"}
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict[str, Any]:
+    return yaml.safe_load(SPEC_PATH.read_text())
+
+
+def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(method.upper(), path, op) for path, item in spec["paths"].items()
+            for method, op in item.items() if method in METHODS]
+
+
+def test_is_a_valid_swagger_2_document(spec) -> None:
+    assert spec["swagger"] == "2.0"
+    validate(spec, cls=OpenAPIV2SpecValidator)
+
+
+def test_the_validator_does_reject_a_broken_spec(spec) -> None:
+    broken = {**spec, "paths": {"/sync/customers": {"get": {"operationId": "x"}}}}  # no responses
+    with pytest.raises(OpenAPIValidationError):
+        validate(broken, cls=OpenAPIV2SpecValidator)
+
+
+def test_paths_and_methods_are_exactly_the_bulk_routes(spec) -> None:
+    served = sorted(ROUTES)
+    documented = sorted((method, path) for method, path, _ in operations(spec))
+    assert documented == served
+
+
+def test_every_operation_has_a_unique_operation_id(spec) -> None:  # API Gateway requires them
+    ids = [op.get("operationId") for _, _, op in operations(spec)]
+    assert all(ids) and len(set(ids)) == len(ids)
+
+
+def test_every_call_needs_an_api_key(spec) -> None:
+    definitions = spec["securityDefinitions"]
+    accepted = {(d["in"], d["name"]) for d in definitions.values() if d["type"] == "apiKey"}
+    assert accepted == {("query", "key"), ("header", "x-api-key")}
+    # one alternative per location; no operation overrides it with an empty requirement
+    assert sorted(next(iter(r)) for r in spec["security"]) == sorted(definitions)
+    assert all("security" not in op for _, _, op in operations(spec))
+
+
+def test_backend_is_the_placeholder_deploy_sh_replaces(spec) -> None:
+    backend = spec["x-google-backend"]
+    assert backend["path_translation"] == "APPEND_PATH_TO_ADDRESS"  # /sync/... reaches the function
+    placeholder = backend["address"]
+    assert placeholder == "https://BULK_API_URL_PLACEHOLDER"
+    deploy_sh = (ROOT / "deploy" / "deploy.sh").read_text()
+    assert re.search(rf"s\|{re.escape(placeholder)}\|\$API_URL\|g", deploy_sh)
+
+
+@pytest.fixture
+def bulk_client(ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from functions_framework import create_app
+
+    for name, value in {**ct_env, "KLAVIYO_API_KEY": klaviyo.api_key,
+                        "KLAVIYO_BASE_URL": klaviyo.url, "BULK_BACKEND": "local",
+                        "BULK_LOCAL_STATE_FILE": ""}.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    yield create_app("sync_api", str(ROOT / "bulk" / "main.py")).test_client()
+    get_settings.cache_clear()
+
+
+def test_the_function_answers_every_spec_route_and_404s_others(spec, bulk_client) -> None:
+    for method, path, _ in operations(spec):
+        url = path.replace("{jobId}", "0123abcd")
+        # a body that is not an object: proves the route without starting a job
+        response = bulk_client.open(url, method=method, data=b"[]",
+                                    content_type="application/json")
+        body = response.get_json()
+        assert response.status_code != 405, (method, path)
+        assert body.get("message") != "unknown path", (method, path)
+        assert not str(body.get("message", "")).startswith("unknown kind"), (method, path)
+    for unknown in ("/sync", "/sync/jobs", "/sync/customers/start", "/sync/carts", "/other"):
+        response = bulk_client.get(unknown)
+        assert response.status_code == 404, unknown
