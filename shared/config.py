@@ -168,6 +168,9 @@ class Settings(BaseSettings):
     # (end of catalog settings)
 
     # Bulk import
+    # Exporters: commercetools page size (keyset paging) and first wait between catalog job polls.
+    bulk_page_size: int = Field(500, ge=1, le=500)
+    bulk_job_poll_seconds: float = Field(1.0, gt=0, le=60)
     # (end of bulk settings)
 
     # Checkout, consent and deletion

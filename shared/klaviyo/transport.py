@@ -13,6 +13,7 @@ from requests.adapters import HTTPAdapter
 
 from shared.deadline import Deadline
 from shared.errors import DeadlineExceeded, KlaviyoError
+from shared.klaviyo.limiter import RateLimiter
 from shared.log import get_logger
 from shared.retry import call_with_retry
 
@@ -77,6 +78,7 @@ class KlaviyoTransport:
         max_attempts: int = 8,
         retry_base: float = 0.25,
         retry_cap: float = 8.0,
+        limiter: RateLimiter | None = None,
     ) -> None:
         if not api_key:
             raise ValueError("a Klaviyo API key is required")
@@ -86,6 +88,7 @@ class KlaviyoTransport:
         self.max_attempts = max_attempts
         self.retry_base = retry_base
         self.retry_cap = retry_cap
+        self.limiter = limiter  # shared.klaviyo.limiter: every attempt waits for its slot
         self._headers = {
             "Authorization": f"Klaviyo-API-Key {api_key}",
             "revision": revision,
@@ -167,6 +170,9 @@ class KlaviyoTransport:
         remaining = deadline.remaining()
         if remaining < _MIN_USEFUL_SECONDS:
             raise DeadlineExceeded(f"no time left for {method} {template}")
+        if self.limiter is not None:
+            self.limiter.acquire(method, template, deadline=deadline)
+            remaining = deadline.remaining()
         # A read that outlives the deadline would make the function overrun its own timeout.
         timeout = (min(self.timeout[0], remaining), min(self.timeout[1], remaining))
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
@@ -195,7 +201,10 @@ class KlaviyoTransport:
         with resp:
             if resp.status_code in ok:
                 return self._parse_success(resp, method, template)
-            raise self._error_from(resp, method, template)
+            error = self._error_from(resp, method, template)
+            if resp.status_code == 429 and self.limiter is not None:
+                self.limiter.throttled(method, template, error.retry_after)
+            raise error
 
     @staticmethod
     def _parse_success(

@@ -13,7 +13,8 @@ Resources: customers, orders, payments, products, categories, inventory, carts, 
 product-projections (current published data of `products`; `staged=true` for staged data).
 Subscriptions: GET/POST/DELETE by key, as tests/fakes/ct_subscriptions.py documents.
 
-Predicates: `and` of `field op "string"` (op: = != > >= < <=), `field in ("a", "b")` and nested
+Predicates: `and` of `field op "string"` (op: = != > >= < <=), `field = true|false` (and !=),
+`field in ("a", "b")` and nested
 `field(predicate)` (any element when the field is a list), e.g. `paymentInfo(payments(id="x"))`.
 String literals honour backslash escapes. Anything else (or, not, numbers, is defined) → 400.
 
@@ -148,6 +149,10 @@ class _Parser:
             return ("nested", name, inner)
         if tok and tok[0] == "op":
             self.pos += 1
+            literal = self.peek()
+            if tok[1] in ("=", "!=") and literal in (("ident", "true"), ("ident", "false")):
+                self.pos += 1  # boolean literal, e.g. masterData(published = true)
+                return ("cmp", name, tok[1], literal[1] == "true")
             return ("cmp", name, tok[1], self.take("str"))
         if tok and tok[0] == "ident" and tok[1].lower() == "in":
             self.pos += 1
@@ -177,6 +182,8 @@ def _matches(node: tuple, doc: Any) -> bool:
     if kind == "nested":
         items = value if isinstance(value, list) else [value]
         return any(_matches(node[2], item) for item in items)
+    if kind == "cmp" and isinstance(node[3], bool):
+        return isinstance(value, bool) and _OPS[node[2]](value, node[3])
     if not isinstance(value, str):  # only string fields are compared (literals are strings)
         return False
     if kind == "in":

@@ -1,0 +1,197 @@
+"""Orders → Klaviyo events through event-bulk-create-jobs (≤1,000 events a request).
+
+Every order yields what `shared.mapping.orders.order_events` says its current state implies —
+Placed Order, one Ordered Product per line, Fulfilled/Cancelled Order by state, one Refunded Order
+per successful refund — with the realtime function's unique_ids, so nothing is recorded twice.
+All events carry `backfill: true`: historical orders must not trigger flows.
+
+Per CT page the I/O is fixed, never per order: the page itself is read with
+`expand=paymentInfo.payments[*]` (the payments come with it: no extra request), the ordered
+products in one `id in (...)` query (split only where the URL would get too long; products seen
+earlier in the batch are not fetched again), and their categories, ancestors expanded, in one more.
+
+A batch reads pages until it holds ~10 requests' worth of events; then, unless the orders ran
+out, it hands the orders of a last, partly filled request back (the cursor stops before them),
+so every request it sends is full and requests per 1,000 events stay at the minimum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from shared.bulk.base import BatchResult, Kind, RecordError
+from shared.bulk.exporters._common import Doc, ReadBudget, next_page, sorted_ids
+from shared.bulk.sending import EventRecord, Tally, dedupe_events, send_events
+from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient
+from shared.commercetools.models.order import Order
+from shared.deadline import Deadline
+from shared.klaviyo import MAX_BULK_EVENTS, KlaviyoClient
+from shared.log import get_logger
+from shared.mapping.events import KlaviyoEvent
+from shared.mapping.orders import (
+    OrderMappingConfig,
+    ProductInfo,
+    category_ids,
+    expanded_payments,
+    order_events,
+    product_ids,
+    product_lookup,
+)
+
+log = get_logger("bulk.orders")
+
+ORDER_EXPAND = ("paymentInfo.payments[*]",)
+CATEGORY_EXPAND = ("ancestors[*]",)
+
+
+@dataclass
+class _Row:
+    ct_id: str
+    events: list[KlaviyoEvent] | None  # None: skipped (no email and no customer id)
+    error: RecordError | None = None
+
+
+class OrdersExporter:
+    kind: Kind = "orders"
+
+    def __init__(
+        self,
+        ct: CommercetoolsClient,
+        klaviyo: KlaviyoClient,
+        *,
+        config: OrderMappingConfig | None = None,
+        page_size: int = MAX_LIMIT,
+        requests_per_batch: int = 10,
+        backfill: bool = True,
+    ) -> None:
+        if not 1 <= page_size <= MAX_LIMIT:
+            raise ValueError(f"page_size must be between 1 and {MAX_LIMIT}")
+        if requests_per_batch < 1:
+            raise ValueError("requests_per_batch must be at least 1")
+        self.ct = ct
+        self.klaviyo = klaviyo
+        self.config = config or OrderMappingConfig()
+        self.page_size = page_size
+        self.target_events = requests_per_batch * MAX_BULK_EVENTS
+        self.backfill = backfill
+
+    def run_batch(
+        self, *, after: str | None, ids: Sequence[str] | None, deadline: Deadline
+    ) -> BatchResult:
+        wanted = sorted_ids(ids)
+        budget = ReadBudget(deadline)
+        products: dict[str, ProductInfo] = {}
+        categories: dict[str, Doc] = {}
+        rows: list[_Row] = []
+        total = 0
+        cursor, exhausted = after, False
+        while True:
+            page = next_page(self.ct, "orders", after=cursor, ids=wanted, limit=self.page_size,
+                             expand=ORDER_EXPAND, deadline=deadline)
+            cursor, exhausted = page.cursor, page.exhausted
+            for row in self._map_page(page.docs, products, categories, deadline):
+                rows.append(row)
+                total += len(row.events or ())
+            if exhausted or total >= self.target_events or not budget.more():
+                break
+
+        if not exhausted:
+            rows, cursor = self._fill_requests(rows, cursor)
+
+        tally = Tally()
+        tally.read = len(rows)
+        records: list[EventRecord] = []
+        for row in rows:
+            if row.error is not None:
+                tally.fail(row.error)
+            elif not row.events:
+                tally.skip(row.ct_id)
+            else:
+                records.extend(EventRecord(row.ct_id, event) for event in row.events)
+        records, dropped = dedupe_events(records)
+        if dropped:
+            log.warning("events with a repeated unique_id left out of the batch",
+                        count=len(dropped), ctOrderIds=sorted({r.ct_id for r in dropped})[:20])
+        outcome = send_events(self.klaviyo, records, deadline=deadline, backfill=self.backfill)
+        tally.fail_all(outcome.rejected)
+        result = tally.result(cursor=cursor, done=exhausted)
+        log.info("orders batch exported", read=result.read, sent=result.sent,
+                 skipped=result.skipped, failed=result.failed, events=len(outcome.sent),
+                 requests=outcome.requests, cursor=cursor, done=exhausted)
+        return result
+
+    @staticmethod
+    def _fill_requests(rows: list[_Row], cursor: str | None) -> tuple[list[_Row], str | None]:
+        """Drop the trailing orders whose events would only part-fill a last request (they are
+        read again by the next batch), keeping at least one order."""
+        total = sum(len(r.events or ()) for r in rows)
+        full = (total // MAX_BULK_EVENTS) * MAX_BULK_EVENTS
+        if not rows or total == full or full == 0:
+            return rows, cursor
+        kept, count = 0, 0
+        for row in rows:
+            n = len(row.events or ())
+            if count + n > full:
+                break
+            count += n
+            kept += 1
+        kept = max(kept, 1)
+        return rows[:kept], rows[kept - 1].ct_id
+
+    def _map_page(
+        self, docs: list[Doc], products: dict[str, ProductInfo], categories: dict[str, Doc],
+        deadline: Deadline,
+    ) -> list[_Row]:
+        orders: list[tuple[str, Order | None]] = []
+        for doc in docs:
+            ct_id = str(doc.get("id"))
+            try:
+                orders.append((ct_id, Order.model_validate(doc)))
+            except ValidationError:
+                log.warning("order document unreadable", ctOrderId=ct_id)
+                orders.append((ct_id, None))
+        self._load_products([o for _, o in orders if o is not None], products, categories,
+                            deadline)
+        rows = []
+        for ct_id, order in orders:
+            if order is None:
+                rows.append(_Row(ct_id, None, RecordError(ct_id=ct_id,
+                                                          code="unreadable_document")))
+                continue
+            try:
+                payments = expanded_payments(order)
+            except ValidationError:
+                log.warning("order payment unreadable; refunds left out", ctOrderId=ct_id)
+                payments = []
+            events = order_events(order, payments, products, self.config)
+            rows.append(_Row(ct_id, events or None))
+        return rows
+
+    def _load_products(
+        self, orders: list[Order], products: dict[str, ProductInfo], categories: dict[str, Doc],
+        deadline: Deadline,
+    ) -> None:
+        """ProductInfo (breadcrumbs, slug, key) of every product these orders name that the
+        batch has not looked up yet: one products query and one categories query."""
+        wanted = list(dict.fromkeys(pid for o in orders for pid in product_ids(o)
+                                    if pid not in products))
+        if not wanted:
+            return
+        docs = self.ct.get_by_ids("products", wanted, deadline=deadline)
+        missing = [cid for cid in category_ids(docs) if cid not in categories]
+        if missing:
+            for category in self.ct.get_by_ids("categories", missing, expand=CATEGORY_EXPAND,
+                                               deadline=deadline):
+                categories[category["id"]] = category
+        wanted_categories: list[Any] = [categories[c] for c in category_ids(docs)
+                                        if c in categories]
+        products.update(product_lookup(docs, wanted_categories, locale=self.config.locale))
+        for pid in wanted:  # deleted products: remember they are gone
+            products.setdefault(pid, ProductInfo())
+
+    def delete_batch(self, *, deadline: Deadline) -> BatchResult:
+        raise NotImplementedError("deleting order events is not supported")
