@@ -171,6 +171,31 @@ class Settings(BaseSettings):
     # Exporters: commercetools page size (keyset paging) and first wait between catalog job polls.
     bulk_page_size: int = Field(500, ge=1, le=500)
     bulk_job_poll_seconds: float = Field(1.0, gt=0, le=60)
+    # Job runner (job state, one-job-per-kind lock, page tasks). Without GOOGLE_CLOUD_PROJECT and
+    # the emulator hosts the runner is embedded (state in BULK_LOCAL_STATE_FILE, in-process queue).
+    bulk_backend: Literal["auto", "gcp", "local"] = "auto"
+    bulk_tasks_topic: str = Field(  # topic id, or projects/<project>/topics/<id>
+        "bulk-page-tasks", pattern=r"^(projects/[^/\s]+/topics/)?[A-Za-z][A-Za-z0-9._~+%-]{2,254}$"
+    )
+    bulk_collection_prefix: str = Field("bulk_", pattern=r"^[A-Za-z0-9_-]{0,40}$")
+    # Time one page task may spend exporting a batch; keep it below the worker's function timeout
+    # (event functions: at most 540 s) with room to save the cursor and publish the next task.
+    bulk_batch_deadline_seconds: float = Field(420.0, gt=0, le=540)
+    # A job's lock lapses this long after its last saved batch (a crashed job can be taken over).
+    bulk_lease_seconds: float = Field(900.0, gt=0, le=7 * 24 * 3600)
+    bulk_max_batch_attempts: int = Field(10, ge=1, le=1000)  # retryable failures of one batch
+    bulk_max_ids: int = Field(10_000, ge=1, le=10_000)  # per partial sync request
+    bulk_max_errors: int = Field(100, ge=0, le=1000)  # record errors kept on a job
+    bulk_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=32 * 1024 * 1024)
+    bulk_local_state_file: str = ".local/bulk-state.json"  # empty: embedded state in memory only
+
+    @field_validator("bulk_lease_seconds")
+    @classmethod
+    def _bulk_lease_above_deadline(cls, value: float, info) -> float:  # type: ignore[no-untyped-def]
+        deadline = info.data.get("bulk_batch_deadline_seconds")
+        if deadline is not None and value <= deadline:
+            raise ValueError("must be greater than BULK_BATCH_DEADLINE_SECONDS")
+        return value
     # (end of bulk settings)
 
     # Checkout, consent and deletion

@@ -1,0 +1,357 @@
+"""The bulk job runner: start / stop / status of jobs, and running one page task.
+
+A job is a chain of page tasks. Each task runs one exporter batch (`run_batch`, or
+`delete_batch` in a deleteAll job's first phase), saves its result in ONE store transaction
+that also checks the job is still where the task started (so a redelivered task never counts
+twice), then queues the task for the next batch. Crashes anywhere are safe:
+
+- before the save: the task is redelivered and the batch re-sent (Klaviyo writes are
+  idempotent), counted once;
+- after the save, before the next task is queued: the redelivered task finds its batch done and
+  queues the next task itself (the job records whether it did);
+- a worker that never comes back: the job's lease lapses, and the next start takes the lock over.
+
+The backend (Firestore + Pub/Sub, or the embedded store + in-process queue) is chosen in one
+place, `build_runner`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Literal
+
+from shared.bulk.base import KINDS, BatchResult, Exporter, Kind
+from shared.bulk.tasks import LocalTaskQueue, PageTask, PubsubTaskQueue, TaskQueue, topic_path
+from shared.deadline import Deadline
+from shared.errors import ApiError, ConfigError, ConnectorError
+from shared.log import get_logger
+from shared.state import jobs
+from shared.state.jobs import Conflict, Job, JobStatus
+from shared.state.memory_store import MemoryStore
+from shared.state.store import JobStore
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+
+log = get_logger("bulk.runner")
+
+Backend = Literal["gcp", "local"]
+ExporterFactory = Callable[[Kind], Exporter]
+
+__all__ = [
+    "Backend",
+    "Conflict",
+    "EnqueueError",
+    "Runner",
+    "RunnerConfig",
+    "build_runner",
+    "select_backend",
+]
+
+
+class EnqueueError(Exception):
+    """The job was created but its first task could not be queued (the job is failed)."""
+
+    def __init__(self, job: Job) -> None:
+        super().__init__(f"could not queue the first task of job {job.id}")
+        self.job = job
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    batch_deadline_seconds: float = 420.0
+    lease_seconds: float = 900.0
+    max_batch_attempts: int = 10
+    max_errors: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunnerConfig:
+        return cls(
+            batch_deadline_seconds=settings.bulk_batch_deadline_seconds,
+            lease_seconds=settings.bulk_lease_seconds,
+            max_batch_attempts=settings.bulk_max_batch_attempts,
+            max_errors=settings.bulk_max_errors,
+        )
+
+    @property
+    def lease(self) -> timedelta:
+        return timedelta(seconds=self.lease_seconds)
+
+
+def _worker_id() -> str:
+    instance = os.environ.get("K_REVISION") or socket.gethostname()
+    return f"{instance}:{os.getpid()}"
+
+
+def error_code(exc: BaseException) -> str:
+    """A short, PII-free code for an exception: the API's error code, else its HTTP status, else
+    the type. A retry that ran out of time reports the API error that caused it."""
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, ApiError):
+            if cause.code:
+                return str(cause.code)
+            if cause.status is not None:
+                return f"http_{cause.status}"
+        cause = cause.__cause__
+    return type(exc).__name__
+
+
+class Runner:
+    def __init__(
+        self,
+        store: JobStore,
+        queue: TaskQueue,
+        exporters: ExporterFactory,
+        *,
+        config: RunnerConfig | None = None,
+        clock: Callable[[], datetime] = jobs.utcnow,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.queue = queue
+        self.exporters = exporters
+        self.config = config or RunnerConfig()
+        self.clock = clock
+        self.worker_id = worker_id or _worker_id()
+
+    def __repr__(self) -> str:
+        return f"Runner(store={self.store!r}, queue={self.queue!r})"
+
+    # ---- API operations ---------------------------------------------------------------------
+
+    def start(
+        self, kind: Kind, *, ids: Sequence[str] | None = None, delete_all: bool = False
+    ) -> Job:
+        """Create a job and queue its first task. Raises Conflict (a live job holds the kind's
+        lock) or EnqueueError (the first task could not be queued; the job is failed)."""
+        if kind not in KINDS:
+            raise ValueError(f"unknown kind {kind!r}")
+        created = self.store.create(kind, ids=ids, delete_all=delete_all, now=self.clock(),
+                                    lease=self.config.lease)
+        job = created.job
+        if created.took_over:
+            log.warning("bulk job lease expired; lock taken over", kind=kind,
+                        jobId=job.id, deadJobId=created.took_over)
+        log.info("bulk job created", jobId=job.id, kind=kind, idCount=job.idCount,
+                 deleteAll=delete_all)
+        try:
+            self._publish_next(job)
+        except Exception as exc:
+            failed = self.store.finish(job.id, JobStatus.FAILED, now=self.clock(),
+                                       reason="could not queue the first task",
+                                       error_code=error_code(exc))
+            log.error("bulk job could not be queued", jobId=job.id, kind=kind,
+                      error=type(exc).__name__)
+            raise EnqueueError(failed or job) from exc
+        return job
+
+    def stop(self, kind: Kind) -> Job | None:
+        """Ask the kind's live job to stop at its next batch boundary (None: no live job)."""
+        job = self.store.request_stop(kind, now=self.clock())
+        if job is not None:
+            log.info("bulk job stop requested", jobId=job.id, kind=kind, cursor=job.cursor)
+        return job
+
+    def latest(self, kind: Kind) -> Job | None:
+        return self.store.latest_job(kind)
+
+    def job(self, job_id: str) -> Job | None:
+        return self.store.get_job(job_id)
+
+    def force_release(self, kind: Kind, *, reason: str = "lock released by an operator") -> Job | None:
+        job = self.store.force_release(kind, now=self.clock(), reason=reason)
+        log.warning("bulk lock force-released", kind=kind, jobId=job.id if job else None)
+        return job
+
+    def abandon(self, job_id: str, *, reason: str) -> Job | None:
+        """End a live job now (e.g. the local CLI interrupted): stopped, lock released."""
+        return self.store.finish(job_id, JobStatus.STOPPED, now=self.clock(), reason=reason)
+
+    # ---- the worker -------------------------------------------------------------------------
+
+    def run_task(self, task: PageTask) -> str:
+        """Run one page task. Returns what happened (for logs and tests); raises only when the
+        task should be delivered again (a retryable failure, or the store/queue is down)."""
+        fields = task.log_fields()
+        job = self.store.get_job(task.jobId)
+        if job is None or job.kind != task.kind:
+            log.warning("bulk task for an unknown job ignored", **fields)
+            return "unknown-job"
+        if not job.live:
+            log.info("bulk task for an ended job ignored", status=job.status.value, **fields)
+            return "ended"
+        if (job.seq, job.phase, job.cursor) != (task.seq, task.phase, task.cursor):
+            if job.seq == task.seq + 1 and not job.nextTaskPublished:
+                # The batch was saved but the next task may never have been queued.
+                log.info("bulk task already done; queueing the next task", **fields)
+                self._publish_next(job)
+                return "requeued-next"
+            log.info("bulk task already done, ignored", jobSeq=job.seq, **fields)
+            return "duplicate"
+        if job.status == JobStatus.STOPPING:
+            stopped = self.store.finish(job.id, JobStatus.STOPPED, now=self.clock(),
+                                        reason="stopped on request",
+                                        only_if=frozenset({JobStatus.STOPPING}))
+            if stopped is not None:
+                self._log_end(stopped)
+            return "stopped"
+        if job.status == JobStatus.QUEUED:
+            job = self.store.mark_running(job.id, now=self.clock(), lease=self.config.lease,
+                                          worker=self.worker_id) or job
+            log.info("bulk job running", jobId=job.id, kind=job.kind)
+
+        try:
+            result = self._run_batch(job)
+        except ConnectorError as exc:
+            if not exc.retryable:
+                return self._fail(job, exc)
+            return self._retry_later(job, exc)
+        except Exception as exc:  # a bug or unexpected data: retrying will not help
+            return self._fail(job, exc)
+
+        if jobs.no_progress(job, result, job.cursor):
+            ended = self.store.finish(job.id, JobStatus.FAILED, now=self.clock(),
+                                      reason=f"batch {job.seq} made no progress",
+                                      error_code="no_progress")
+            if ended is not None:
+                self._log_end(ended)
+            return "failed"
+        return self._save(job, result)
+
+    def _run_batch(self, job: Job) -> BatchResult:
+        exporter = self.exporters(job.kind)
+        deadline = Deadline.after(self.config.batch_deadline_seconds)
+        if job.phase == "deleting":
+            return exporter.delete_batch(deadline=deadline)
+        ids = self.store.get_ids(job.id) if job.idCount is not None else None
+        return exporter.run_batch(after=job.cursor, ids=ids, deadline=deadline)
+
+    def _save(self, job: Job, result: BatchResult) -> str:
+        saved = self.store.save_batch(
+            job.id, seq=job.seq, phase=job.phase, cursor=job.cursor, result=result,
+            now=self.clock(), lease=self.config.lease, worker=self.worker_id,
+            max_errors=self.config.max_errors,
+        )
+        if saved is None:
+            log.info("bulk batch result discarded: the job moved on", jobId=job.id,
+                     kind=job.kind, seq=job.seq)
+            return "duplicate"
+        log.info("bulk batch saved", jobId=saved.id, kind=saved.kind, phase=job.phase,
+                 seq=job.seq, cursor=saved.cursor, read=result.read, sent=result.sent,
+                 skipped=result.skipped, failed=result.failed,
+                 counts=saved.counts.model_dump(), status=saved.status.value)
+        if saved.live:
+            self._publish_next(saved)
+        else:
+            self._log_end(saved)
+        return "saved"
+
+    def _retry_later(self, job: Job, exc: ConnectorError) -> str:
+        code = error_code(exc)
+        updated = self.store.record_failure(
+            job.id, seq=job.seq, now=self.clock(), lease=self.config.lease,
+            worker=self.worker_id, max_attempts=self.config.max_batch_attempts, error_code=code,
+        )
+        if updated is not None and updated.status == JobStatus.FAILED:
+            self._log_end(updated)
+            return "failed"
+        log.warning("bulk batch failed, will be retried", jobId=job.id, kind=job.kind,
+                    seq=job.seq, cursor=job.cursor, errorCode=code,
+                    attempt=updated.attempts if updated else None)
+        raise exc
+
+    def _fail(self, job: Job, exc: BaseException) -> str:
+        code = error_code(exc)
+        fields = exc.log_fields() if isinstance(exc, ApiError) else {}
+        log.error("bulk batch failed terminally", jobId=job.id, kind=job.kind, seq=job.seq,
+                  cursor=job.cursor, error=type(exc).__name__, **fields)
+        ended = self.store.finish(job.id, JobStatus.FAILED, now=self.clock(),
+                                  reason=f"batch {job.seq} failed: {type(exc).__name__}",
+                                  error_code=code)
+        if ended is not None:
+            self._log_end(ended)
+        return "failed"
+
+    def _publish_next(self, job: Job) -> None:
+        task = PageTask(jobId=job.id, kind=job.kind, phase=job.phase, seq=job.seq,
+                        cursor=job.cursor)
+        self.queue.publish(task)
+        self.store.mark_published(job.id, job.seq)
+
+    @staticmethod
+    def _log_end(job: Job) -> None:
+        log_fn = log.info if job.status != JobStatus.FAILED else log.error
+        log_fn("bulk job ended", jobId=job.id, kind=job.kind, status=job.status.value,
+               reason=job.reason, errorCode=job.errorCode, cursor=job.cursor, batches=job.seq,
+               counts=job.counts.model_dump())
+
+
+# ---- wiring: the ONE place that picks the backend ----------------------------------------------
+
+
+def select_backend(settings: Settings, *, local: bool = False) -> Backend:
+    """`gcp` (Firestore + Pub/Sub) when GOOGLE_CLOUD_PROJECT or an emulator host is set (or
+    BULK_BACKEND=gcp); otherwise the embedded `local` store and queue."""
+    if local or settings.bulk_backend == "local":
+        return "local"
+    if settings.bulk_backend == "gcp" or settings.google_cloud_project or (
+        settings.firestore_emulator_host or settings.pubsub_emulator_host
+    ):
+        if not settings.google_cloud_project:
+            raise ConfigError("invalid configuration: GOOGLE_CLOUD_PROJECT (missing: the bulk "
+                              "job store and task topic need it)")
+        return "gcp"
+    if os.environ.get("K_SERVICE"):
+        raise ConfigError("invalid configuration: GOOGLE_CLOUD_PROJECT (missing: on Cloud "
+                          "Functions the bulk job store must be Firestore)")
+    return "local"
+
+
+def default_exporters(settings: Settings) -> ExporterFactory:
+    """One exporter per kind (built on first use) sharing one CT client and one Klaviyo client,
+    the latter drawing on the process-wide Klaviyo rate limiter."""
+    from shared.commercetools.client import CommercetoolsClient
+    from shared.klaviyo.client import KlaviyoClient
+    from shared.klaviyo.limiter import shared_limiter
+
+    ct = CommercetoolsClient.from_settings(settings)
+    klaviyo = KlaviyoClient.from_settings(settings, limiter=shared_limiter())
+    built: dict[str, Exporter] = {}
+
+    def factory(kind: Kind) -> Exporter:
+        if kind not in built:
+            from shared.bulk.exporters import build_exporter
+
+            built[kind] = build_exporter(kind, settings, ct, klaviyo)
+        return built[kind]
+
+    return factory
+
+
+def build_runner(
+    settings: Settings, *, exporters: ExporterFactory | None = None, local: bool = False
+) -> Runner:
+    backend = select_backend(settings, local=local)
+    config = RunnerConfig.from_settings(settings)
+    factory = exporters or default_exporters(settings)
+    store: JobStore
+    queue: TaskQueue
+    if backend == "gcp":
+        from shared.state.firestore_store import FirestoreStore
+
+        assert settings.google_cloud_project
+        store = FirestoreStore.connect(settings.google_cloud_project,
+                                       prefix=settings.bulk_collection_prefix)
+        queue = PubsubTaskQueue(topic_path(settings.google_cloud_project,
+                                           settings.bulk_tasks_topic))
+        return Runner(store, queue, factory, config=config)
+    store = MemoryStore(settings.bulk_local_state_file or None)
+    local_queue = LocalTaskQueue()
+    runner = Runner(store, local_queue, factory, config=config)
+    local_queue.set_handler(runner.run_task)
+    return runner

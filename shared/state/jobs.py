@@ -1,0 +1,247 @@
+"""Bulk job state: the Job document, the per-kind lock with its lease, and the pure transitions.
+
+Every change of state is a function of (lock, job, now) that the stores run inside one
+transaction (Firestore) or under one lock (the embedded store), so both backends share the rules:
+
+- a kind has at most one *live* job (queued, running, stopping): the lock document of the kind
+  points at it and carries a lease (`expiresAt`) that every saved batch renews;
+- a lock whose lease has lapsed belongs to a dead job: the next start marks that job failed
+  ("lease expired") and takes the lock over;
+- a batch result is saved only if the job is still at the cursor (and batch number) the task
+  started from, so a redelivered or duplicated task never counts twice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.bulk.base import BatchResult, Kind, RecordError
+
+Phase = Literal["deleting", "syncing"]
+
+
+class JobStatus(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def live(self) -> bool:
+        return self in LIVE_STATUSES
+
+
+LIVE_STATUSES = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.STOPPING})
+
+LEASE_EXPIRED = "lease expired"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+
+class Counts(_Model):
+    read: int = 0
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    deleted: int = 0  # Klaviyo objects removed in the deleteAll phase
+
+
+class JobError(_Model):
+    """One refused record: CT id and Klaviyo status/code/pointer only (never the record)."""
+
+    ctId: str
+    status: int | None = None
+    code: str | None = None
+    pointer: str | None = None
+
+    @classmethod
+    def of(cls, error: RecordError) -> JobError:
+        return cls(ctId=error.ct_id, status=error.status, code=error.code, pointer=error.pointer)
+
+
+class Job(_Model):
+    id: str
+    kind: Kind
+    status: JobStatus = JobStatus.QUEUED
+    phase: Phase = "syncing"
+    deleteAll: bool = False
+    idCount: int | None = None  # partial sync: how many ids (the ids live in their own document)
+    cursor: str | None = None  # last CT id done in the syncing phase
+    seq: int = 0  # batches saved so far; the task for the next batch carries this number
+    nextTaskPublished: bool = False  # the task for batch `seq` is on the queue
+    counts: Counts = Field(default_factory=Counts)
+    errors: list[JobError] = Field(default_factory=list)  # the first N record errors
+    errorCount: int = 0  # all record errors, including those beyond the first N
+    attempts: int = 0  # failed attempts at the current batch
+    reason: str | None = None  # why the job failed or stopped
+    errorCode: str | None = None  # Klaviyo/CT error code (or exception type) that failed it
+    worker: str | None = None  # instance that last ran a batch
+    leaseExpiresAt: datetime | None = None
+    createdAt: datetime
+    startedAt: datetime | None = None
+    updatedAt: datetime
+    finishedAt: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        return self.status.live
+
+    def public(self) -> dict:
+        """The status view served by the API and printed by the CLI (JSON-ready, no ids list)."""
+        data = self.model_dump(mode="json", exclude={"id", "nextTaskPublished", "attempts"})
+        return {"jobId": self.id, **data}
+
+
+class Lock(_Model):
+    """One document per kind: the kind's latest job, and whether it holds the lock (with lease)."""
+
+    kind: Kind
+    jobId: str
+    held: bool = True
+    holder: str | None = None  # instance that last renewed the lease
+    expiresAt: datetime
+    acquiredAt: datetime
+
+    def active(self, now: datetime) -> bool:
+        return self.held and self.expiresAt > now
+
+
+# ---- results of transitions ------------------------------------------------------------------
+
+
+class Conflict(Exception):
+    """A live job of the kind holds the lock."""
+
+    def __init__(self, job_id: str, status: str | None = None) -> None:
+        super().__init__(f"job {job_id} is live")
+        self.job_id = job_id
+        self.status = status
+
+
+class Created(BaseModel):
+    job: Job
+    took_over: str | None = None  # id of a dead job whose expired lease was taken over
+
+
+# ---- pure transitions ------------------------------------------------------------------------
+
+
+def new_job(
+    kind: Kind, *, ids: Sequence[str] | None, delete_all: bool, now: datetime, lease: timedelta
+) -> Job:
+    return Job(
+        id=new_job_id(),
+        kind=kind,
+        phase="deleting" if delete_all else "syncing",
+        deleteAll=delete_all,
+        idCount=len(ids) if ids is not None else None,
+        leaseExpiresAt=now + lease,
+        createdAt=now,
+        updatedAt=now,
+    )
+
+
+def acquire(lock: Lock | None, job: Job, *, now: datetime, lease: timedelta) -> Lock:
+    """The lock for `job` (raises Conflict when a live job holds an unexpired lease)."""
+    if lock is not None and lock.active(now):
+        raise Conflict(lock.jobId)
+    return Lock(kind=job.kind, jobId=job.id, held=True, expiresAt=now + lease, acquiredAt=now)
+
+
+def expire(job: Job, *, now: datetime) -> Job:
+    """A live job whose lease lapsed: failed, "lease expired"."""
+    return finish(job, JobStatus.FAILED, now=now, reason=LEASE_EXPIRED)
+
+
+def finish(
+    job: Job, status: JobStatus, *, now: datetime, reason: str | None = None,
+    error_code: str | None = None,
+) -> Job:
+    return job.model_copy(update={
+        "status": status,
+        "reason": reason if reason is not None else job.reason,
+        "errorCode": error_code if error_code is not None else job.errorCode,
+        "updatedAt": now,
+        "finishedAt": now,
+        "leaseExpiresAt": None,
+        "nextTaskPublished": False,
+    })
+
+
+def release(lock: Lock | None, job_id: str) -> Lock | None:
+    """The lock after `job_id` ends (None: leave the lock document alone)."""
+    if lock is None or lock.jobId != job_id:
+        return None
+    return lock.model_copy(update={"held": False})
+
+
+def renew(lock: Lock, *, now: datetime, lease: timedelta, holder: str) -> Lock:
+    return lock.model_copy(update={"expiresAt": now + lease, "holder": holder})
+
+
+def apply_batch(
+    job: Job, result: BatchResult, *, now: datetime, lease: timedelta, worker: str,
+    max_errors: int,
+) -> Job:
+    """`job` after one batch: counts added, errors appended (capped), cursor/phase advanced."""
+    counts = job.counts.model_copy()
+    counts.failed += result.failed
+    if job.phase == "deleting":
+        counts.deleted += result.sent
+    else:
+        counts.read += result.read
+        counts.sent += result.sent
+        counts.skipped += result.skipped
+    room = max(0, max_errors - len(job.errors))
+    errors = job.errors + [JobError.of(e) for e in result.errors[:room]]
+    update: dict = {
+        "counts": counts,
+        "errors": errors,
+        "errorCount": job.errorCount + max(len(result.errors), result.failed),
+        "seq": job.seq + 1,
+        "attempts": 0,
+        "worker": worker,
+        "updatedAt": now,
+        "leaseExpiresAt": now + lease,
+        "nextTaskPublished": False,
+    }
+    if job.status == JobStatus.QUEUED:
+        update["status"] = JobStatus.RUNNING
+    if job.phase == "deleting":
+        if result.done:
+            update.update(phase="syncing", cursor=None)
+    elif result.cursor is not None:
+        update["cursor"] = result.cursor
+    advanced = job.model_copy(update=update)
+    if job.status == JobStatus.STOPPING:
+        return finish(advanced, JobStatus.STOPPED, now=now, reason="stopped on request")
+    if job.phase == "syncing" and result.done:
+        return finish(advanced, JobStatus.COMPLETED, now=now)
+    return advanced
+
+
+def no_progress(job: Job, result: BatchResult, after: str | None) -> bool:
+    """A batch that neither finished nor moved on would be repeated forever."""
+    if result.done:
+        return False
+    if job.phase == "deleting":
+        return result.sent == 0
+    return result.cursor is None or result.cursor == after

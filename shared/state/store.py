@@ -1,0 +1,245 @@
+"""The job store: transactional operations on jobs and locks, over a backend's `run(fn)`.
+
+A backend (Firestore, or the embedded memory store) only provides atomic read-modify-write:
+`run(fn)` calls `fn(txn)` where `txn` reads lock/job documents and buffers writes, and commits
+them atomically (Firestore may call `fn` again on contention, so `fn` does nothing but read and
+write through `txn`; reads come before writes). The operations below are the same for both.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
+
+from shared.bulk.base import BatchResult, Kind
+from shared.state import jobs
+from shared.state.jobs import Conflict, Created, Job, JobStatus, Lock, Phase
+
+T = TypeVar("T")
+
+
+class Txn(Protocol):
+    def lock(self, kind: Kind) -> Lock | None: ...
+
+    def job(self, job_id: str) -> Job | None: ...
+
+    def put_lock(self, lock: Lock) -> None: ...
+
+    def put_job(self, job: Job) -> None: ...
+
+    def put_ids(self, job_id: str, ids: list[str]) -> None: ...
+
+
+class JobStore(ABC):
+    """Jobs, their ids lists and the per-kind locks. Thread-safe."""
+
+    # ---- backend primitives -----------------------------------------------------------------
+
+    @abstractmethod
+    def run(self, fn: Callable[[Txn], T]) -> T:
+        """Run `fn` atomically (all its writes or none)."""
+
+    @abstractmethod
+    def get_job(self, job_id: str) -> Job | None: ...
+
+    @abstractmethod
+    def get_lock(self, kind: Kind) -> Lock | None: ...
+
+    @abstractmethod
+    def get_ids(self, job_id: str) -> list[str] | None:
+        """The ids of a partial sync (None: the job syncs everything)."""
+
+    # ---- operations -------------------------------------------------------------------------
+
+    def latest_job(self, kind: Kind) -> Job | None:
+        lock = self.get_lock(kind)
+        return self.get_job(lock.jobId) if lock is not None else None
+
+    def create(
+        self, kind: Kind, *, ids: Sequence[str] | None, delete_all: bool, now: datetime,
+        lease: timedelta,
+    ) -> Created:
+        """A new queued job holding the kind's lock; Conflict if a live job holds it.
+
+        A lock whose lease lapsed belongs to a dead job: that job is marked failed ("lease
+        expired") in the same transaction and the new job takes the lock over.
+        """
+        job = jobs.new_job(kind, ids=ids, delete_all=delete_all, now=now, lease=lease)
+
+        def fn(txn: Txn) -> Created:
+            lock = txn.lock(kind)
+            old = txn.job(lock.jobId) if lock is not None and lock.held else None
+            new_lock = jobs.acquire(lock, job, now=now, lease=lease)  # raises Conflict
+            dead = jobs.expire(old, now=now) if old is not None and old.live else None
+            txn.put_job(job)
+            if ids is not None:
+                txn.put_ids(job.id, list(ids))
+            txn.put_lock(new_lock)
+            if dead is not None:
+                txn.put_job(dead)
+            return Created(job=job, took_over=dead.id if dead is not None else None)
+
+        return self.run(fn)
+
+    def mark_published(self, job_id: str, seq: int) -> bool:
+        """Record that the task for batch `seq` is queued (unless the job moved on meanwhile)."""
+
+        def fn(txn: Txn) -> bool:
+            job = txn.job(job_id)
+            if job is None or not job.live or job.seq != seq or job.nextTaskPublished:
+                return False
+            txn.put_job(job.model_copy(update={"nextTaskPublished": True}))
+            return True
+
+        return self.run(fn)
+
+    def mark_running(self, job_id: str, *, now: datetime, lease: timedelta, worker: str) -> Job | None:
+        """queued → running (startedAt), lease renewed. None unless the job was queued."""
+
+        def fn(txn: Txn) -> Job | None:
+            job = txn.job(job_id)
+            if job is None:
+                return None
+            lock = txn.lock(job.kind)
+            if job.status != JobStatus.QUEUED:
+                return None
+            running = job.model_copy(update={
+                "status": JobStatus.RUNNING, "startedAt": now, "updatedAt": now,
+                "leaseExpiresAt": now + lease, "worker": worker,
+            })
+            txn.put_job(running)
+            if lock is not None and lock.jobId == job_id and lock.held:
+                txn.put_lock(jobs.renew(lock, now=now, lease=lease, holder=worker))
+            return running
+
+        return self.run(fn)
+
+    def save_batch(
+        self, job_id: str, *, seq: int, phase: Phase, cursor: str | None, result: BatchResult,
+        now: datetime, lease: timedelta, worker: str, max_errors: int,
+    ) -> Job | None:
+        """Add one batch's result if the job is still at (seq, phase, cursor); else None.
+
+        Counts, errors, cursor and lease change together; a job that completes (or was asked to
+        stop) ends here and releases the kind's lock.
+        """
+
+        def fn(txn: Txn) -> Job | None:
+            job = txn.job(job_id)
+            if job is None:
+                return None
+            lock = txn.lock(job.kind)
+            if not job.live or (job.seq, job.phase, job.cursor) != (seq, phase, cursor):
+                return None
+            saved = jobs.apply_batch(job, result, now=now, lease=lease, worker=worker,
+                                     max_errors=max_errors)
+            txn.put_job(saved)
+            if not saved.live:
+                released = jobs.release(lock, job_id)
+                if released is not None:
+                    txn.put_lock(released)
+            elif lock is not None and lock.jobId == job_id and lock.held:
+                txn.put_lock(jobs.renew(lock, now=now, lease=lease, holder=worker))
+            return saved
+
+        return self.run(fn)
+
+    def record_failure(
+        self, job_id: str, *, seq: int, now: datetime, lease: timedelta, worker: str,
+        max_attempts: int, error_code: str,
+    ) -> Job | None:
+        """Count a failed attempt at batch `seq`; the job fails once `max_attempts` is reached.
+
+        Returns the updated job (None if the job moved on or ended meanwhile).
+        """
+
+        def fn(txn: Txn) -> Job | None:
+            job = txn.job(job_id)
+            if job is None:
+                return None
+            lock = txn.lock(job.kind)
+            if not job.live or job.seq != seq:
+                return None
+            attempts = job.attempts + 1
+            if attempts >= max_attempts:
+                ended = jobs.finish(
+                    job.model_copy(update={"attempts": attempts}), JobStatus.FAILED, now=now,
+                    reason=f"batch {seq} failed {attempts} times", error_code=error_code,
+                )
+                txn.put_job(ended)
+                released = jobs.release(lock, job_id)
+                if released is not None:
+                    txn.put_lock(released)
+                return ended
+            retried = job.model_copy(update={
+                "attempts": attempts, "errorCode": error_code, "updatedAt": now,
+                "leaseExpiresAt": now + lease, "worker": worker,
+            })
+            txn.put_job(retried)
+            if lock is not None and lock.jobId == job_id and lock.held:
+                txn.put_lock(jobs.renew(lock, now=now, lease=lease, holder=worker))
+            return retried
+
+        return self.run(fn)
+
+    def finish(
+        self, job_id: str, status: JobStatus, *, now: datetime, reason: str | None = None,
+        error_code: str | None = None, only_if: frozenset[JobStatus] | None = None,
+    ) -> Job | None:
+        """End a live job (stopped/failed/completed) and release its lock; None if not live
+        (or not in `only_if`)."""
+
+        def fn(txn: Txn) -> Job | None:
+            job = txn.job(job_id)
+            if job is None:
+                return None
+            lock = txn.lock(job.kind)
+            if not job.live or (only_if is not None and job.status not in only_if):
+                return None
+            ended = jobs.finish(job, status, now=now, reason=reason, error_code=error_code)
+            txn.put_job(ended)
+            released = jobs.release(lock, job_id)
+            if released is not None:
+                txn.put_lock(released)
+            return ended
+
+        return self.run(fn)
+
+    def request_stop(self, kind: Kind, *, now: datetime) -> Job | None:
+        """The kind's live job → stopping (it stops at its next batch); None if none is live."""
+
+        def fn(txn: Txn) -> Job | None:
+            lock = txn.lock(kind)
+            if lock is None or not lock.active(now):
+                return None
+            job = txn.job(lock.jobId)
+            if job is None or not job.live:
+                return None
+            if job.status == JobStatus.STOPPING:
+                return job
+            stopping = job.model_copy(update={"status": JobStatus.STOPPING, "updatedAt": now})
+            txn.put_job(stopping)
+            return stopping
+
+        return self.run(fn)
+
+    def force_release(self, kind: Kind, *, now: datetime, reason: str) -> Job | None:
+        """Operator override: release the kind's lock whatever its lease; a live job fails."""
+
+        def fn(txn: Txn) -> Job | None:
+            lock = txn.lock(kind)
+            if lock is None or not lock.held:
+                return None
+            job = txn.job(lock.jobId)
+            txn.put_lock(lock.model_copy(update={"held": False}))
+            if job is not None and job.live:
+                job = jobs.finish(job, JobStatus.FAILED, now=now, reason=reason)
+                txn.put_job(job)
+            return job
+
+        return self.run(fn)
+
+
+__all__ = ["Conflict", "Created", "JobStore", "Txn"]

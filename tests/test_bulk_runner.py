@@ -1,0 +1,290 @@
+"""The job runner over the embedded store with an in-test exporter: the task chain, redelivery,
+crashes between steps, stop, failures, deleteAll and local mode's in-process queue."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from shared.bulk.runner import EnqueueError, Runner, build_runner, select_backend
+from shared.bulk.tasks import LocalTaskQueue, PageTask
+from shared.config import load_settings
+from shared.errors import ConfigError, KlaviyoError
+from shared.state import Conflict, JobStatus, MemoryStore
+from shared.state.jobs import LEASE_EXPIRED
+from tests.bulk_helpers import Clock, ListExporter, ListQueue, drain, make_runner
+
+RECORDS = [f"c{i:02d}" for i in range(10)]
+
+
+@pytest.fixture
+def exporter() -> ListExporter:
+    return ListExporter("customers", RECORDS, page=3)
+
+
+@pytest.fixture
+def runner(exporter: ListExporter) -> Runner:
+    return make_runner(MemoryStore(), {"customers": exporter})
+
+
+def test_pages_through_every_batch_once(runner: Runner, exporter: ListExporter) -> None:
+    job = runner.start("customers")
+    assert drain(runner) == ["saved"] * 4
+    done = runner.job(job.id)
+    assert done.status == JobStatus.COMPLETED and done.seq == 4 and done.cursor == "c09"
+    assert done.counts.read == done.counts.sent == 10
+    assert exporter.sent == RECORDS
+    assert [after for after, _ in exporter.calls] == [None, "c02", "c05", "c08"]
+    assert not runner.store.get_lock("customers").held
+
+
+def test_redelivered_task_is_a_no_op(runner: Runner, exporter: ListExporter) -> None:
+    runner.start("customers")
+    first = runner.queue.pop()  # type: ignore[attr-defined]
+    assert runner.run_task(first) == "saved"
+    assert runner.run_task(first) == "duplicate"  # Pub/Sub delivered it twice
+    drain(runner)
+    assert exporter.sent == RECORDS
+    assert runner.latest("customers").counts.sent == 10
+
+
+def test_worker_killed_between_sending_and_saving(
+    runner: Runner, exporter: ListExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = runner.start("customers")
+    drain(runner, limit=1)
+    task = runner.queue.pop()  # type: ignore[attr-defined]
+    real_save = runner.store.save_batch
+
+    def killed(*args: object, **kwargs: object) -> None:
+        raise SystemExit("instance killed")  # after the exporter sent the batch
+
+    monkeypatch.setattr(runner.store, "save_batch", killed)
+    with pytest.raises(SystemExit):
+        runner.run_task(task)
+    monkeypatch.setattr(runner.store, "save_batch", real_save)
+    assert runner.run_task(task) == "saved"  # redelivery: the same batch again
+    drain(runner)
+    done = runner.job(job.id)
+    assert exporter.sent.count("c03") == 2  # resent (idempotent on Klaviyo's side) ...
+    assert done.counts.sent == done.counts.read == 10  # ... but counted once
+    assert sorted(set(exporter.sent)) == RECORDS  # no gap
+
+
+def test_lost_next_task_is_requeued_by_the_redelivery(runner: Runner, exporter: ListExporter) -> None:
+    job = runner.start("customers")
+    task = runner.queue.pop()  # type: ignore[attr-defined]
+    runner.queue.fail_next = 1  # type: ignore[attr-defined]  # saved, then publishing fails
+    with pytest.raises(RuntimeError):
+        runner.run_task(task)
+    assert runner.job(job.id).seq == 1 and not runner.queue.tasks  # type: ignore[attr-defined]
+    assert runner.run_task(task) == "requeued-next"  # the redelivery heals the chain
+    assert runner.run_task(task) == "duplicate"  # and only once
+    drain(runner)
+    assert runner.job(job.id).status == JobStatus.COMPLETED and exporter.sent == RECORDS
+
+
+def test_stop_mid_job(runner: Runner, exporter: ListExporter) -> None:
+    job = runner.start("customers")
+    drain(runner, limit=2)
+    assert runner.stop("customers").status == JobStatus.STOPPING
+    assert drain(runner) == ["stopped"]
+    stopped = runner.job(job.id)
+    assert stopped.status == JobStatus.STOPPED and stopped.cursor == "c05"
+    assert exporter.sent == RECORDS[:6]
+    assert runner.stop("customers") is None
+    runner.start("customers")  # the kind is free again
+
+
+def test_stop_before_the_first_batch(runner: Runner, exporter: ListExporter) -> None:
+    runner.start("customers")
+    runner.stop("customers")
+    assert drain(runner) == ["stopped"] and exporter.calls == []
+
+
+def test_conflict_and_enqueue_failure(runner: Runner) -> None:
+    job = runner.start("customers")
+    with pytest.raises(Conflict) as conflict:
+        runner.start("customers")
+    assert conflict.value.job_id == job.id
+    runner.queue.fail_next = 1  # type: ignore[attr-defined]
+    with pytest.raises(EnqueueError) as failed:
+        runner.start("orders")
+    assert failed.value.job.status == JobStatus.FAILED
+    assert not runner.store.get_lock("orders").held
+
+
+def test_retryable_failure_is_redelivered_then_fails_the_job(exporter: ListExporter) -> None:
+    runner = make_runner(MemoryStore(), {"customers": exporter}, max_batch_attempts=3)
+    exporter.fail["c02"] = [KlaviyoError("x", status=503)] + [KlaviyoError("y", status=429)] * 5
+    job = runner.start("customers")
+    drain(runner, limit=1)
+    task = runner.queue.pop()  # type: ignore[attr-defined]
+    with pytest.raises(KlaviyoError):
+        runner.run_task(task)  # raise → Pub/Sub redelivers
+    assert runner.job(job.id).attempts == 1 and runner.job(job.id).errorCode == "http_503"
+    with pytest.raises(KlaviyoError):
+        runner.run_task(task)
+    assert runner.run_task(task) == "failed"  # third attempt: the job gives up (acknowledged)
+    failed = runner.job(job.id)
+    assert failed.status == JobStatus.FAILED and failed.errorCode == "http_429"
+    assert failed.reason == "batch 1 failed 3 times" and failed.cursor == "c02"
+
+
+def test_retry_succeeds_within_attempts(runner: Runner, exporter: ListExporter) -> None:
+    exporter.fail[None] = [KlaviyoError("x", status=500)]
+    job = runner.start("customers")
+    task = runner.queue.pop()  # type: ignore[attr-defined]
+    with pytest.raises(KlaviyoError):
+        runner.run_task(task)
+    assert runner.run_task(task) == "saved"
+    drain(runner)
+    done = runner.job(job.id)
+    assert done.status == JobStatus.COMPLETED and done.attempts == 0 and exporter.sent == RECORDS
+
+
+@pytest.mark.parametrize("error, code", [
+    (KlaviyoError("bad key", status=401, code="not_authenticated"), "not_authenticated"),
+    (KlaviyoError("bad", status=400), "http_400"),
+    (KeyError("bug"), "KeyError"),
+])
+def test_terminal_failure_fails_the_job_at_once(
+    runner: Runner, exporter: ListExporter, error: Exception, code: str
+) -> None:
+    exporter.fail[None] = [error]
+    job = runner.start("customers")
+    assert drain(runner) == ["failed"]
+    failed = runner.job(job.id)
+    assert failed.status == JobStatus.FAILED and failed.errorCode == code
+    assert not runner.store.get_lock("customers").held
+
+
+def test_batch_without_progress_fails_instead_of_looping(runner: Runner, exporter: ListExporter) -> None:
+    exporter.page = 0  # returns no records, cursor unchanged, not done
+    job = runner.start("customers")
+    assert drain(runner) == ["failed"]
+    assert runner.job(job.id).errorCode == "no_progress"
+
+
+def test_partial_ids_reach_the_exporter(runner: Runner, exporter: ListExporter) -> None:
+    job = runner.start("customers", ids=["c07", "c01", "zz-missing"])
+    drain(runner)
+    assert exporter.sent == ["c01", "c07"]
+    assert exporter.calls[0][1] == ("c07", "c01", "zz-missing")
+    assert runner.job(job.id).idCount == 3
+
+
+def test_record_errors_are_reported(exporter: ListExporter) -> None:
+    exporter.bad = {"c01", "c04", "c05", "c08"}
+    runner = make_runner(MemoryStore(), {"customers": exporter}, max_errors=2)
+    job = runner.start("customers")
+    drain(runner)
+    done = runner.job(job.id)
+    assert done.status == JobStatus.COMPLETED
+    assert (done.counts.sent, done.counts.failed, done.errorCount) == (6, 4, 4)
+    assert [e.ctId for e in done.errors] == ["c01", "c04"]
+    assert done.public()["errors"][0] == {"ctId": "c01", "status": 400, "code": "invalid",
+                                          "pointer": "/data/x"}
+
+
+def test_delete_all_deletes_then_syncs() -> None:
+    exporter = ListExporter("categories", ["k1", "k2"], page=5, to_delete=5, delete_page=2)
+    runner = make_runner(MemoryStore(), {"categories": exporter})
+    job = runner.start("categories", delete_all=True)
+    assert drain(runner) == ["saved"] * 4
+    done = runner.job(job.id)
+    assert exporter.calls == [("<delete>", None)] * 3 + [(None, None)]
+    assert done.status == JobStatus.COMPLETED
+    assert (done.counts.deleted, done.counts.sent) == (5, 2)
+
+
+def test_expired_lease_takeover_ignores_the_dead_jobs_tasks(exporter: ListExporter) -> None:
+    clock = Clock()
+    runner = make_runner(MemoryStore(), {"customers": exporter}, clock=clock, lease_seconds=30)
+    dead = runner.start("customers")
+    drain(runner, limit=1)
+    stale = runner.queue.pop()  # type: ignore[attr-defined]  # its worker "crashed"
+    with pytest.raises(Conflict):
+        runner.start("customers")
+    clock.advance(31)
+    fresh = runner.start("customers")
+    assert runner.job(dead.id).status == JobStatus.FAILED
+    assert runner.job(dead.id).reason == LEASE_EXPIRED
+    calls = len(exporter.calls)
+    assert runner.run_task(stale) == "ended" and len(exporter.calls) == calls
+    drain(runner)
+    assert runner.job(fresh.id).status == JobStatus.COMPLETED
+
+
+def test_task_for_unknown_job_is_acknowledged(runner: Runner) -> None:
+    task = PageTask(jobId="nope", kind="customers", seq=0)
+    assert runner.run_task(task) == "unknown-job"
+
+
+def test_page_task_round_trip() -> None:
+    task = PageTask(jobId="abc", kind="orders", phase="syncing", seq=3, cursor="x\"y")
+    assert PageTask.decode(task.encode()) == task
+    from shared.errors import MessageError
+
+    for bad in (b"{", b"[]", b'{"jobId": "a/b", "kind": "orders", "seq": 0}',
+                b'{"jobId": "a", "kind": "carts", "seq": 0}'):
+        with pytest.raises(MessageError):
+            PageTask.decode(bad)
+
+
+# ---- local mode ------------------------------------------------------------------------------
+
+
+def test_local_queue_runs_the_chain_and_redelivers_failures(exporter: ListExporter) -> None:
+    exporter.fail["c05"] = [KlaviyoError("x", status=503)]
+    queue = LocalTaskQueue(first_delay=0.01)
+    runner = make_runner(MemoryStore(), {"customers": exporter})
+    runner.queue = queue
+    queue.set_handler(runner.run_task)
+    job = runner.start("customers")
+    assert queue.wait_idle(10)
+    done = runner.job(job.id)
+    assert done.status == JobStatus.COMPLETED and exporter.sent == RECORDS
+    queue.close()
+
+
+def _settings(**env: str):  # type: ignore[no-untyped-def]
+    base = {"ctp_project_key": "p", "ctp_client_id": "c", "ctp_client_secret": "s",
+            "ctp_api_url": "http://127.0.0.1:1", "ctp_auth_url": "http://127.0.0.1:1",
+            "klaviyo_api_key": "k", "google_cloud_project": None,
+            "firestore_emulator_host": None, "pubsub_emulator_host": None}
+    return load_settings(**{**base, **env})
+
+
+@pytest.mark.parametrize("env, backend", [
+    ({}, "local"),
+    ({"google_cloud_project": "proj"}, "gcp"),
+    ({"google_cloud_project": "proj", "bulk_backend": "local"}, "local"),
+    ({"google_cloud_project": "proj", "firestore_emulator_host": "127.0.0.1:1"}, "gcp"),
+])
+def test_backend_selection(env: dict[str, str], backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("K_SERVICE", raising=False)
+    assert select_backend(_settings(**env)) == backend
+
+
+def test_backend_needs_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("K_SERVICE", raising=False)
+    with pytest.raises(ConfigError, match="GOOGLE_CLOUD_PROJECT"):
+        select_backend(_settings(pubsub_emulator_host="127.0.0.1:1"))
+    monkeypatch.setenv("K_SERVICE", "bulk")  # on Cloud Functions, never silently embedded
+    with pytest.raises(ConfigError, match="GOOGLE_CLOUD_PROJECT"):
+        select_backend(_settings())
+
+
+def test_build_runner_local_uses_the_state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("K_SERVICE", raising=False)
+    path = tmp_path / "s.json"
+    runner = build_runner(_settings(bulk_local_state_file=str(path)),
+                          exporters=lambda kind: ListExporter(kind, ["a"]))
+    assert isinstance(runner.queue, LocalTaskQueue) and isinstance(runner.store, MemoryStore)
+    job = runner.start("customers")
+    assert runner.queue.wait_idle(10)
+    assert MemoryStore(path).get_job(job.id).status == JobStatus.COMPLETED
+    assert os.path.exists(path)
