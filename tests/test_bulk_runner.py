@@ -133,6 +133,20 @@ def test_retryable_failure_is_redelivered_then_fails_the_job(exporter: ListExpor
     assert failed.reason == "batch 1 failed 3 times" and failed.cursor == "c02"
 
 
+def test_stopping_job_does_not_retry_a_failing_batch(runner: Runner, exporter: ListExporter) -> None:
+    job = runner.start("customers")
+    task = runner.queue.pop()  # type: ignore[attr-defined]
+
+    def stop_then_fail(**kwargs: object) -> None:
+        runner.stop("customers")  # the stop request arrives while the batch is failing
+        raise KlaviyoError("x", status=503)
+
+    exporter.run_batch = stop_then_fail  # type: ignore[method-assign, assignment]
+    assert runner.run_task(task) == "stopped"  # acknowledged: no redelivery needed
+    stopped = runner.job(job.id)
+    assert stopped.status == JobStatus.STOPPED and stopped.cursor is None and stopped.seq == 0
+
+
 def test_retry_succeeds_within_attempts(runner: Runner, exporter: ListExporter) -> None:
     exporter.fail[None] = [KlaviyoError("x", status=500)]
     job = runner.start("customers")

@@ -257,12 +257,21 @@ class Runner:
             job.id, seq=job.seq, now=self.clock(), lease=self.config.lease,
             worker=self.worker_id, max_attempts=self.config.max_batch_attempts, error_code=code,
         )
-        if updated is not None and updated.status == JobStatus.FAILED:
+        if updated is None:  # the job ended or moved on meanwhile: nothing to retry
+            return "duplicate"
+        if updated.status == JobStatus.FAILED:
             self._log_end(updated)
             return "failed"
+        if updated.status == JobStatus.STOPPING:  # asked to stop: no need to get this batch done
+            stopped = self.store.finish(job.id, JobStatus.STOPPED, now=self.clock(),
+                                        reason="stopped on request",
+                                        only_if=frozenset({JobStatus.STOPPING}))
+            if stopped is not None:
+                self._log_end(stopped)
+            return "stopped"
         log.warning("bulk batch failed, will be retried", jobId=job.id, kind=job.kind,
                     seq=job.seq, cursor=job.cursor, errorCode=code,
-                    attempt=updated.attempts if updated else None)
+                    attempt=updated.attempts)
         raise exc
 
     def _fail(self, job: Job, exc: BaseException) -> str:
