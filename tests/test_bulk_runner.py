@@ -157,6 +157,20 @@ def test_retry_succeeds_within_attempts(runner: Runner, exporter: ListExporter) 
     drain(runner)
     done = runner.job(job.id)
     assert done.status == JobStatus.COMPLETED and done.attempts == 0 and exporter.sent == RECORDS
+    assert done.errorCode is None
+
+
+def test_out_of_time_keeps_the_more_specific_error_code(runner: Runner, exporter: ListExporter) -> None:
+    from shared.errors import DeadlineExceeded
+
+    exporter.fail[None] = [KlaviyoError("x", status=429, code="throttled"),
+                           DeadlineExceeded("no time left for the request")]
+    job = runner.start("customers")
+    task = runner.queue.pop()  # type: ignore[attr-defined]
+    for _ in range(2):
+        with pytest.raises((KlaviyoError, DeadlineExceeded)):
+            runner.run_task(task)
+    assert runner.job(job.id).errorCode == "throttled" and runner.job(job.id).attempts == 2
 
 
 @pytest.mark.parametrize("error, code", [

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Literal
 from shared.bulk.base import KINDS, BatchResult, Exporter, Kind
 from shared.bulk.tasks import LocalTaskQueue, PageTask, PubsubTaskQueue, TaskQueue, topic_path
 from shared.deadline import Deadline
-from shared.errors import ApiError, ConfigError, ConnectorError
+from shared.errors import ApiError, ConfigError, ConnectorError, DeadlineExceeded
 from shared.log import get_logger
 from shared.state import jobs
 from shared.state.jobs import Conflict, Job, JobStatus
@@ -253,6 +253,8 @@ class Runner:
 
     def _retry_later(self, job: Job, exc: ConnectorError) -> str:
         code = error_code(exc)
+        if isinstance(exc, DeadlineExceeded) and code == "DeadlineExceeded" and job.errorCode:
+            code = job.errorCode  # out of time again: the earlier attempt's error says more
         updated = self.store.record_failure(
             job.id, seq=job.seq, now=self.clock(), lease=self.config.lease,
             worker=self.worker_id, max_attempts=self.config.max_batch_attempts, error_code=code,

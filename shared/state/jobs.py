@@ -218,6 +218,7 @@ def apply_batch(
         "errorCount": job.errorCount + max(len(result.errors), result.failed),
         "seq": job.seq + 1,
         "attempts": 0,
+        "errorCode": None,  # the batch got through: earlier retries no longer matter
         "worker": worker,
         "updatedAt": now,
         "leaseExpiresAt": now + lease,
