@@ -64,7 +64,7 @@ def topic_path(project: str, topic: str) -> str:
 class PubsubTaskQueue:
     """Publishes tasks to a Pub/Sub topic and waits for the server's acknowledgement."""
 
-    def __init__(self, topic: str, *, publisher: Any = None, timeout: float = 60.0) -> None:
+    def __init__(self, topic: str, *, publisher: Any = None, timeout: float = 30.0) -> None:
         self.topic = topic
         self.timeout = timeout
         self._publisher = publisher
