@@ -14,13 +14,16 @@ from shared.commercetools.client import CommercetoolsClient
 from shared.config import get_settings
 from shared.deadline import Deadline
 from shared.klaviyo.client import KlaviyoClient
+from shared.klaviyo.limiter import shared_limiter
 from shared.processors import Context, enabled_processors
 from shared.processors.dispatch import dispatch
 
 settings = get_settings()
 log.configure(settings.log_level)
 processors = enabled_processors(settings)
-klaviyo = KlaviyoClient.from_settings(settings)
+# One instance handles several deliveries at once (threads); the limiter keeps their bursts
+# within Klaviyo's per-account limits instead of answering each other's 429s.
+klaviyo = KlaviyoClient.from_settings(settings, limiter=shared_limiter())
 commercetools = CommercetoolsClient.from_settings(settings)
 
 

@@ -20,6 +20,7 @@ from cloudevents.http import CloudEvent
 from functions_framework import create_app
 
 from shared.config import get_settings
+from shared.klaviyo import limiter
 
 REALTIME_SOURCE = str(Path(__file__).resolve().parents[1] / "realtime" / "main.py")
 _ids = itertools.count(1)
@@ -74,6 +75,9 @@ def make_realtime(
         for name, value in variables.items():
             monkeypatch.setenv(name, value)
         get_settings.cache_clear()
+        # Each test's function gets its own Klaviyo rate limiter: one shared by the whole test
+        # process would make later tests wait for the quota earlier tests used.
+        monkeypatch.setattr(limiter, "_shared", None)
         return RealtimeFunction(create_app("handle_ct_message", REALTIME_SOURCE).test_client())
 
     yield make

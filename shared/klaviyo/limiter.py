@@ -59,6 +59,8 @@ DEFAULT_LIMITS: dict[str, tuple[Rate, ...]] = {
     "profile-read": (per_second(75), per_minute(700)),
     "profile-write": (per_second(75), per_minute(700)),
     "events": (per_second(350), per_minute(3500)),
+    "subscriptions": (per_second(75), per_minute(700)),
+    "data-privacy": (per_second(3), per_minute(60)),
     # Anything else: the M tier, the most common limit among Klaviyo's endpoints.
     "default": (per_second(10), per_minute(150)),
 }
@@ -83,6 +85,10 @@ def family_for(method: str, path: str) -> str:
         return "profile-read" if method == "GET" else "profile-write"
     if head == "events" and method == "POST":
         return "events"
+    if head.startswith("profile-subscription-bulk-"):
+        return "subscriptions"
+    if head == "data-privacy-deletion-jobs":
+        return "data-privacy"
     return "default"
 
 

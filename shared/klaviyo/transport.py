@@ -35,6 +35,8 @@ _NAMED_SEGMENTS = frozenset(
         "api", "profiles", "profile-import", "events", "catalog-items", "catalog-variants",
         "catalog-categories", "variants", "items", "categories", "relationships",
         "profile-bulk-import-jobs", "import-errors", "event-bulk-create-jobs",
+        "profile-subscription-bulk-create-jobs", "profile-subscription-bulk-delete-jobs",
+        "data-privacy-deletion-jobs",
     }
     | {
         f"catalog-{kind}-bulk-{op}-jobs"
