@@ -34,7 +34,7 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -281,6 +281,8 @@ class FakeCommercetools:
             self._requests.clear()
             self._faults.clear()
             self.token_expires_in = 172_800
+            # Seeded random faults (tests.fakes.chaos.RandomFaults, statuses only); None: off.
+            self.random_faults: Any = None
 
     # -- data --
     def add(self, resource: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -355,6 +357,11 @@ class FakeCommercetools:
             query = req.args.to_dict(flat=False)
             self._requests.append(RecordedRequest(req.method, req.path, query))
             fault = self._take_fault(req.path)
+        if fault is None and self.random_faults is not None and req.path != "/oauth/token":
+            chaos = self.random_faults
+            draw = chaos.draw(chaos.request_key(req.method, req.path, req.args.to_dict()))
+            if draw is not None and draw.status is not None:
+                fault = _Fault(draw.status, 1, None, draw.retry_after)
         if fault is not None:
             response = ct_error(fault.status, _FAULT_CODES.get(fault.status, "General"),
                                 f"injected {fault.status}")
@@ -421,17 +428,25 @@ class FakeCommercetools:
             expires = self._tokens.get(header[7:].strip())
         return expires is not None and expires > time.monotonic()
 
-    def _docs(self, resource: str, req: Request) -> list[dict]:
-        """Deep copies of the stored documents of `resource` (projections are derived)."""
+    def _docs(self, resource: str, req: Request, predicates: Sequence[tuple] = (),
+              id: str | None = None) -> list[dict]:
+        """Deep copies of the stored documents of `resource` that match (projections are
+        derived). Only matches are copied: copying every document per request made a fake with
+        a few thousand documents the bottleneck of a soak run."""
         with self._lock:
             if resource == "product-projections":
                 staged = (req.args.get("staged") or "false").lower() == "true"
-                docs = [_projection(p, staged=staged) for p in self._store["products"].values()]
-                return [d for d in docs if d is not None]
-            return copy.deepcopy(list(self._store[resource].values()))
+                docs = [_projection(p, staged=staged) for p in self._store["products"].values()
+                        if id is None or p["id"] == id]
+                return [d for d in docs
+                        if d is not None and all(_matches(p, d) for p in predicates)]
+            stored = self._store[resource]
+            candidates = ([stored[id]] if id in stored else []) if id is not None \
+                else stored.values()
+            return [copy.deepcopy(d) for d in candidates if all(_matches(p, d) for p in predicates)]
 
     def _get_by_id(self, req: Request, resource: str, id: str) -> Response:
-        docs = [d for d in self._docs(resource, req) if d["id"] == id]
+        docs = self._docs(resource, req, id=id)
         if not docs:
             return ct_error(404, "ResourceNotFound",
                             f"The Resource with ID '{id}' was not found.")
@@ -445,7 +460,7 @@ class FakeCommercetools:
         if with_total not in ("true", "false"):
             raise InvalidInput("withTotal must be true or false")
         predicates = [parse_predicate(w) for w in req.args.getlist("where")]
-        docs = [d for d in self._docs(resource, req) if all(_matches(p, d) for p in predicates)]
+        docs = self._docs(resource, req, predicates)
         for sort in reversed(req.args.getlist("sort")):
             m = re.fullmatch(r"\s*id\s+(asc|desc)\s*", sort)
             if not m:
@@ -477,7 +492,7 @@ class FakeCommercetools:
                 continue
             if len(segments) > 1:
                 self._expand_path(item, segments[1:])
-            elif "typeId" in item and "id" in item:
+            elif isinstance(item.get("typeId"), str) and isinstance(item.get("id"), str):
                 target = self.get(TYPE_TO_RESOURCE.get(item["typeId"], ""), item["id"]) \
                     if item["typeId"] in TYPE_TO_RESOURCE else None
                 if target is not None:

@@ -276,6 +276,8 @@ class FakeKlaviyo:
             self._generation += 1  # answers still sleeping from an earlier test are dropped
             self.requests: list[RecordedRequest] = []
             self.faults: list[Fault] = []
+            # Seeded random faults (tests.fakes.chaos.RandomFaults) on top of `faults`; None: off.
+            self.random_faults: Any = None
             self.profiles: dict[str, dict[str, Any]] = {}
             self.events: list[dict[str, Any]] = []
             self._event_keys: set[tuple[Any, ...]] = set()
@@ -324,6 +326,14 @@ class FakeKlaviyo:
                     fault.times -= 1
                     return fault
         return None
+
+    def _random_fault(self, method: str, record: RecordedRequest, body: bytes) -> Fault | None:
+        chaos = self.random_faults
+        draw = chaos.draw(chaos.request_key(method, record.path, record.query, body))
+        if draw is None:
+            return None
+        return Fault(draw.status, 1, retry_after=draw.retry_after, delay=draw.delay,
+                     disconnect=draw.disconnect)
 
     # -- helpers for tests -------------------------------------------------------------------------
 
@@ -375,6 +385,8 @@ class FakeKlaviyo:
         try:
             self._check_request(request, method, body_bytes, parse_failed)
             fault = self._take_fault(method, record.path)
+            if fault is None and self.random_faults is not None:
+                fault = self._random_fault(method, record, body_bytes)
             if fault is not None:
                 record.faulted = True
                 if fault.delay:
