@@ -40,6 +40,9 @@ from shared.state.jobs import Job, utcnow
 log = get_logger("bulk.api")
 
 MAX_ID_LENGTH = 64
+# A partial sync's ids are stored as one document (Firestore: at most 1 MiB, each string counted
+# as its UTF-8 bytes + 1). 10,000 commercetools ids (36-character UUIDs) take 370,000 bytes.
+MAX_IDS_BYTES = 900_000
 DELETABLE: tuple[Kind, ...] = ("categories", "products")
 PARTIAL: tuple[Kind, ...] = ("customers", "orders")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -184,6 +187,10 @@ def parse_sync_body(kind: Kind, body: bytes, *, max_ids: int) -> SyncOptions:
             parsed = PartialSyncBody.model_validate(data)
         except ValidationError as exc:
             raise BadRequest(_describe(exc, ["ids"])) from None
+        size = sum(len(i.encode("utf-8")) + 1 for i in parsed.ids or ())
+        if size > MAX_IDS_BYTES:  # else the store's write fails: a 500 for a valid-looking body
+            raise BadRequest(f"ids take {size} bytes (UTF-8); at most {MAX_IDS_BYTES} per "
+                             "request: send fewer per request")
         return SyncOptions(ids=parsed.ids)
     try:
         options = DeleteAllBody.model_validate(data)

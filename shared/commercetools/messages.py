@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from shared.commercetools.models.base import CtModel
+from shared.commercetools.models.base import CtModel, Timestamp
 from shared.errors import MessageError
 
 NotificationType = Literal["Message", "ResourceCreated", "ResourceUpdated", "ResourceDeleted"]
@@ -33,8 +33,8 @@ class CtMessage(CtModel):
     sequence_number: int | None = None
     resource_version: int | None = None
     version: int | None = None
-    modified_at: str | None = None
-    created_at: str | None = None
+    modified_at: Timestamp | None = None
+    created_at: Timestamp | None = None
     payload_not_included: PayloadNotIncluded | None = None
     resource_user_provided_identifiers: dict[str, Any] | None = None
     payload: dict[str, Any] = {}

@@ -20,7 +20,9 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from shared.commercetools.models.base import LocalizedString, Money
+from pydantic import ValidationError
+
+from shared.commercetools.models.base import CtModel, LocalizedString, Money, Reference
 from shared.commercetools.models.category import Category
 from shared.commercetools.models.inventory import InventoryEntry
 from shared.commercetools.models.product import (
@@ -115,17 +117,33 @@ def _category_label(name: LocalizedString | None, fallback: str, locale: str | N
     return localized(name, locale) or fallback
 
 
+class _Ancestor(CtModel):
+    """The fields of an expanded ancestor (`ref.obj`, a raw document) the breadcrumb reads."""
+
+    name: LocalizedString = {}
+    key: str | None = None
+
+
+def _ancestor_label(ref: Reference, locale: str | None) -> str | None:
+    """An expanded ancestor's name; None when it is not expanded or not readable (an expanded
+    reference is a raw document: a malformed one must not fail the whole mapping)."""
+    if ref.obj is None:
+        return None
+    try:
+        ancestor = _Ancestor.model_validate(ref.obj)
+    except ValidationError:
+        return None
+    return _category_label(ancestor.name, ancestor.key or ref.id, locale)
+
+
 def category_name(category: Category, locale: str | None = None) -> str:
     """Breadcrumb of the ancestors' and the category's names, root first: `Women > Pants > Jeans`.
 
-    Needs `ancestors[*]` expanded; an ancestor that is not (it was deleted meanwhile) is left out
-    rather than shown as an id.
+    Needs `ancestors[*]` expanded; an ancestor that is not (it was deleted meanwhile), or whose
+    expanded document is unreadable, is left out rather than shown as an id.
     """
-    names = [
-        _category_label(ref.obj.get("name"), ref.obj.get("key") or ref.id, locale)
-        for ref in category.ancestors
-        if ref.obj is not None
-    ]
+    labels = (_ancestor_label(ref, locale) for ref in category.ancestors)
+    names = [label for label in labels if label is not None]
     names.append(_category_label(category.name, category.key or category.id, locale))
     return BREADCRUMB_SEPARATOR.join(names)
 

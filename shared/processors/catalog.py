@@ -253,21 +253,27 @@ def remove_product(message: CtMessage, ctx: Context) -> int:
 # -- inventory -----------------------------------------------------------------------------------
 
 
+def _sku_in(container: object) -> str | None:
+    """`container["sku"]` when the container is an object and the SKU a non-empty string (the
+    delivery is untrusted: any other shape counts as no SKU, never as an error)."""
+    sku = container.get("sku") if isinstance(container, dict) else None
+    return sku if isinstance(sku, str) and sku else None
+
+
 def _inventory_sku(message: CtMessage, ctx: Context) -> str | None:
-    identifiers = message.resource_user_provided_identifiers or {}
     payload = message.payload
     sku = (
-        identifiers.get("sku")
-        or (payload.get("inventoryEntry") or {}).get("sku")  # InventoryEntryCreated
-        or payload.get("sku")  # InventoryEntryDeleted
+        _sku_in(message.resource_user_provided_identifiers)
+        or _sku_in(payload.get("inventoryEntry"))  # InventoryEntryCreated
+        or _sku_in(payload)  # InventoryEntryDeleted
     )
     deleted = message.notification_type == "ResourceDeleted" or (
         message.message_type == "InventoryEntryDeleted"
     )
     if not sku and not deleted:  # e.g. InventoryEntryQuantitySet carries no SKU
         document = ctx.ct.get_inventory_entry(message.resource.id, deadline=ctx.deadline)
-        sku = (document or {}).get("sku")
-    return str(sku) if sku else None
+        sku = _sku_in(document)
+    return sku
 
 
 def _inventory_entries(ctx: Context, sku: str) -> Iterable[InventoryEntry]:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
 
@@ -42,3 +43,21 @@ class Money(CtModel):
 
 
 LocalizedString = dict[str, str]
+
+
+def _iso_timestamp(value: str) -> str:
+    """commercetools sends ISO 8601 date-times; anything else fails validation here, where the
+    processors acknowledge it as bad data, instead of raising a ValueError in the mapping that
+    converts it for Klaviyo (an unhandled error: redelivered until dead-lettered, or a failed
+    bulk job)."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):
+        raise ValueError("must be an ISO 8601 date-time") from None
+    return value
+
+
+Timestamp = Annotated[str, AfterValidator(_iso_timestamp)]

@@ -6,7 +6,7 @@ are reused from `models.order`: the order mapping's Items[] builder then works f
 
 from __future__ import annotations
 
-from shared.commercetools.models.base import CtModel, CustomFields, Money
+from shared.commercetools.models.base import CtModel, CustomFields, Money, Timestamp
 from shared.commercetools.models.customer import Address
 from shared.commercetools.models.order import CustomLineItem, LineItem
 
@@ -26,5 +26,5 @@ class Cart(CtModel):
     shipping_address: Address | None = None
     custom: CustomFields | None = None
     locale: str | None = None
-    created_at: str
-    last_modified_at: str | None = None
+    created_at: Timestamp
+    last_modified_at: Timestamp | None = None

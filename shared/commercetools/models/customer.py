@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.commercetools.models.base import CtModel, CustomFields
+from shared.commercetools.models.base import CtModel, CustomFields, Timestamp
 
 
 class Address(CtModel):
@@ -40,5 +40,5 @@ class Customer(CtModel):
     default_billing_address_id: str | None = None
     billing_address_ids: list[str] = []
     custom: CustomFields | None = None
-    created_at: str | None = None
-    last_modified_at: str | None = None
+    created_at: Timestamp | None = None
+    last_modified_at: Timestamp | None = None

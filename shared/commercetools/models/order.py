@@ -12,6 +12,7 @@ from shared.commercetools.models.base import (
     LocalizedString,
     Money,
     Reference,
+    Timestamp,
 )
 from shared.commercetools.models.customer import Address
 
@@ -116,9 +117,9 @@ class Order(CtModel):
     order_number: str | None = None
     customer_id: str | None = None
     customer_email: str | None = None
-    created_at: str
-    last_modified_at: str | None = None
-    completed_at: str | None = None
+    created_at: Timestamp
+    last_modified_at: Timestamp | None = None
+    completed_at: Timestamp | None = None
     order_state: str | None = None
     shipment_state: str | None = None
     payment_state: str | None = None

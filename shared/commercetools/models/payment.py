@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from shared.commercetools.models.base import CtModel, Money
+from shared.commercetools.models.base import CtModel, Money, Timestamp
 
 
 class Transaction(CtModel):
@@ -10,7 +10,7 @@ class Transaction(CtModel):
     type: str  # Authorization | CancelAuthorization | Charge | Refund | Chargeback
     state: str  # Initial | Pending | Success | Failure
     amount: Money
-    timestamp: str | None = None
+    timestamp: Timestamp | None = None
     interaction_id: str | None = None
 
 
