@@ -1,0 +1,334 @@
+"""The realtime soak: a shuffled stream of commercetools deliveries (with duplicates and malformed
+ones) pushed by the Pub/Sub emulator to the realtime function, with faults injected in both fakes.
+
+1. A seeded world (soak/world.py): Klaviyo is seeded with what the *initial* commercetools data
+   maps to (through the connector's Klaviyo client), the commercetools fake then serves the
+   *final* data.
+2. The realtime function runs under functions-framework in its own process (soak/serve.py). The
+   Pub/Sub emulator pushes to it through `shards` topics, each with a push subscription carrying
+   deploy's retry and dead-letter policy (the emulator pushes with two loops per subscription, so
+   one subscription would allow only two concurrent deliveries; Cloud Run scales out).
+3. Faults, seeded: Klaviyo answers 429 with Retry-After, 500/503, slow answers near the client's
+   timeout, dropped connections; commercetools answers 503.
+4. When every message is acknowledged (or dead-lettered), Klaviyo's state is compared with what the
+   final commercetools data implies: missing, duplicate, stale and left-over objects.
+
+Malformed deliveries are acknowledged by design (logged, never retried: redelivering cannot fix
+them), so they never reach the dead-letter topic: the run checks that each was answered 2xx at its
+first delivery, and that the dead-letter topic is empty, since anything there would be a
+well-formed message given up on. A probe subscription whose endpoint refuses connections shows the
+dead-letter wiring works (its message must arrive in the dead-letter topic).
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from soak.common import (
+    MIN_BACKOFF_SECONDS,
+    ROOT,
+    RecordReader,
+    Served,
+    Topics,
+    ct_client,
+    emulator_env,
+    emulators,
+    free_port,
+    function_env,
+    log_counts,
+    seconds,
+    settings_from,
+)
+from soak.expected import KlaviyoState, compare, expected_state, klaviyo_state
+from soak.world import RESOURCES, World, build_world
+
+REALTIME_SOURCE = str(ROOT / "realtime" / "main.py")
+LOG_MESSAGES = ("malformed message acknowledged", "resource failed validation; acknowledged",
+                "terminal failure; acknowledged", "retryable failure; message will be redelivered",
+                "subscription test message acknowledged", "no processor for message; acknowledged")
+
+
+@dataclass
+class RealtimeConfig:
+    messages: int = 2000
+    seed: int = 1
+    shards: int = 4
+    klaviyo_fault_rate: float = 0.04
+    ct_fault_rate: float = 0.03
+    deadline_seconds: float = 5.0  # REALTIME_DEADLINE_SECONDS (production: 50)
+    drain_timeout: float = 600.0
+    dlq_probe: bool = True
+    workdir: str | None = None  # keep the function's log and delivery record here
+
+
+@dataclass
+class Report:
+    ok: bool
+    figures: dict[str, Any]
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    def text(self) -> str:
+        return "\n".join(self.lines + [f"PROBLEM: {p}" for p in self.problems])
+
+
+def _seed_klaviyo(klaviyo: Any, state: KlaviyoState) -> None:
+    """Write what the initial data maps to, through the connector's own client."""
+    from shared.klaviyo import KlaviyoClient
+
+    client = KlaviyoClient(klaviyo.api_key, klaviyo.url, "2026-07-15")
+    try:
+        for attributes in state.profiles.values():
+            client.upsert_profile(attributes)
+        for external_id, attributes in state.categories.items():
+            client.create_catalog_object("category", external_id, attributes, None)
+        for external_id, (attributes, relationships) in state.items.items():
+            client.create_catalog_object("item", external_id, attributes, relationships)
+        for external_id, (attributes, relationships) in state.variants.items():
+            client.create_catalog_object("variant", external_id, attributes, relationships)
+    finally:
+        client.close()
+
+
+def _load(ct: Any, docs: dict[str, dict[str, dict[str, Any]]]) -> None:
+    for resource in RESOURCES:
+        for doc in docs[resource].values():
+            ct.add(resource, doc)
+
+
+def _clear(ct: Any, docs: dict[str, dict[str, dict[str, Any]]]) -> None:
+    for resource in RESOURCES:
+        for doc_id in docs[resource]:
+            ct.delete(resource, doc_id)
+
+
+def run_realtime(config: RealtimeConfig, *, pubsub_host: str | None = None,
+                 progress: Callable[[str], None] | None = None) -> Report:
+    from tests.fakes.chaos import CT_MIX, KLAVIYO_MIX, RandomFaults
+    from tests.fakes.commercetools import FakeCommercetools
+    from tests.fakes.klaviyo import FakeKlaviyo
+
+    say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
+    world = build_world(config.messages, config.seed)
+    klaviyo, ct = FakeKlaviyo().start(), FakeCommercetools().start()
+    tmp = None if config.workdir else tempfile.TemporaryDirectory(prefix="soak-realtime-")
+    workdir = Path(config.workdir or tmp.name)  # type: ignore[union-attr]
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        env = function_env(ct, klaviyo, REALTIME_DEADLINE_SECONDS=str(config.deadline_seconds),
+                           LOG_LEVEL="INFO")
+        settings = settings_from(env)
+        reader = ct_client(ct)
+        _load(ct, world.initial)
+        initial = expected_state(reader, settings, orders=False)
+        _seed_klaviyo(klaviyo, initial)
+        _clear(ct, world.initial)
+        _load(ct, world.final)
+        say(f"realtime soak: {len(world.deliveries)} deliveries, Klaviyo seeded with "
+            f"{initial.sizes()}")
+        with emulators(pubsub=pubsub_host) as (pubsub, _), emulator_env(pubsub, None):
+            return _run(config, world, klaviyo, ct, env, settings, reader, pubsub, workdir, say,
+                        RandomFaults, KLAVIYO_MIX, CT_MIX)
+    finally:
+        klaviyo.stop()
+        ct.stop()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[str, str],
+         settings: Any, reader: Any, pubsub: str, workdir: Path, say: Callable[[str], None],
+         RandomFaults: Any, KLAVIYO_MIX: Any, CT_MIX: Any) -> Report:
+    from google.cloud import pubsub_v1
+
+    env = {**env, "PUBSUB_EMULATOR_HOST": pubsub}
+    server = Served("handle_ct_message", REALTIME_SOURCE, env, workdir, "realtime")
+    topics = Topics(pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient())
+    problems: list[str] = []
+    try:
+        server.start()
+        dead_letter = topics.topic("soak-dead-letter")
+        dead_sub = topics.pull_subscription(dead_letter)
+        endpoint = f"http://127.0.0.1:{server.port}/"
+        shards = [topics.topic("soak-ct-messages") for _ in range(config.shards)]
+        for topic in shards:
+            topics.push(topic, endpoint, dead_letter)
+        probe_topic = None
+        if config.dlq_probe:  # an endpoint that refuses connections: dead-lettered after 5
+            probe_topic = topics.topic("soak-dlq-probe")
+            topics.push(probe_topic, f"http://127.0.0.1:{free_port()}/", dead_letter,
+                        max_attempts=5, min_backoff=1)
+
+        deadline = config.deadline_seconds
+        klaviyo.random_faults = RandomFaults(
+            config.seed, rate=config.klaviyo_fault_rate, mix=dict(KLAVIYO_MIX),
+            slow=(0.6 * deadline, 1.1 * deadline))
+        ct.random_faults = RandomFaults(config.seed + 1, rate=config.ct_fault_rate,
+                                        mix=dict(CT_MIX))
+
+        started = time.time()
+        futures = []
+        for i, delivery in enumerate(world.deliveries):
+            futures.append(topics.publisher.publish(shards[i % len(shards)], delivery.data,
+                                                    soak=str(i)))
+        if probe_topic:
+            futures.append(topics.publisher.publish(probe_topic, b"{}", soak="probe"))
+        for future in futures:
+            future.result(timeout=60)
+        published = time.time()
+        say(f"published {len(futures)} messages in {published - started:.1f} s")
+
+        record = RecordReader(server.record)
+        acked: set[str] = set()
+        dead: dict[str, int] = {}
+        wanted = {str(i) for i in range(len(world.deliveries))}
+        limit = time.monotonic() + config.drain_timeout
+        last_report, last_dlq = 0.0, 0.0
+        probe_dead = False
+        while time.monotonic() < limit:
+            for row in record.poll():
+                if row["soak"] is not None and 200 <= row["status"] < 300:
+                    acked.add(row["soak"])
+            now = time.monotonic()
+            if now - last_dlq > 2:
+                last_dlq = now
+                for message in topics.pull_all(dead_sub, timeout=1):
+                    tag = message.message.attributes.get("soak", "?")
+                    if tag == "probe":
+                        probe_dead = True
+                    else:
+                        dead[tag] = dead.get(tag, 0) + 1
+            if wanted <= acked | set(dead) and (probe_dead or not probe_topic):
+                break
+            if now - last_report > 10:
+                last_report = now
+                say(f"  {time.time() - started:5.0f} s: acknowledged {len(acked)}/{len(wanted)}, "
+                    f"deliveries {len(record.rows)}, dead letters {len(dead)}, "
+                    f"faults {klaviyo.random_faults.injected}+{ct.random_faults.injected}")
+            time.sleep(0.25)
+        drained_at = max((r["end"] for r in record.rows if 200 <= r["status"] < 300),
+                         default=time.time())
+        drained = wanted <= acked | set(dead)
+        if not drained:
+            problems.append(f"not drained after {config.drain_timeout:.0f} s: "
+                            f"{len(wanted - acked - set(dead))} messages never acknowledged")
+        if probe_topic and not probe_dead:
+            problems.append("the dead-letter probe never reached the dead-letter topic")
+        klaviyo_faults, ct_faults = klaviyo.random_faults, ct.random_faults
+        klaviyo.random_faults = ct.random_faults = None
+        topics.stop_pushing()
+        time.sleep(0.5)
+        record.poll()
+    finally:
+        server.stop()
+        topics.close()
+
+    # -- figures -------------------------------------------------------------------------------
+    by_tag: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in record.rows:
+        if row["soak"] is not None:
+            by_tag[row["soak"]].append(row)
+    kinds = {str(i): d.kind for i, d in enumerate(world.deliveries)}
+    deliveries = sum(len(v) for v in by_tag.values())
+    failed_answers = Counter(r["status"] for rows in by_tag.values() for r in rows
+                             if not 200 <= r["status"] < 300)
+    first_gaps, later_gaps = [], []
+    for rows in by_tag.values():
+        rows.sort(key=lambda r: r["start"])
+        for k in range(len(rows) - 1):
+            gap = rows[k + 1]["start"] - rows[k]["end"]
+            (first_gaps if k == 0 else later_gaps).append(gap)
+    malformed = [t for t, kind in kinds.items() if kind == "malformed"]
+    malformed_bad = [t for t in malformed
+                     if not by_tag.get(t) or len(by_tag[t]) != 1
+                     or not 200 <= by_tag[t][0]["status"] < 300]
+    if malformed_bad:
+        problems.append(f"{len(malformed_bad)} malformed messages not acknowledged at their "
+                        "first delivery")
+    if dead:
+        problems.append(f"{len(dead)} well-formed messages dead-lettered: "
+                        f"{sorted({world.deliveries[int(t)].label for t in dead})[:10]}")
+
+    expected = expected_state(reader, settings)
+    actual, duplicates = klaviyo_state(klaviyo)
+    comparison = compare(expected, actual)
+    comparison.duplicates.extend(duplicates)
+    if comparison.total:
+        problems.append(f"Klaviyo differs from commercetools: {comparison.summary()}")
+        problems.extend(comparison.details())
+    if klaviyo.internal_errors:
+        problems.append(f"the Klaviyo fake crashed {len(klaviyo.internal_errors)} times")
+    logs = log_counts(server.log_path, LOG_MESSAGES)
+    event_posts = len(klaviyo.requests_to("POST", "/api/events"))
+
+    counts = world.counts()
+    figures: dict[str, Any] = {
+        "seed": config.seed, "messages": len(world.deliveries),
+        "valid": counts["valid"], "duplicates": counts["duplicate"],
+        "malformed": counts["malformed"], "shards": config.shards,
+        "world": {r: len(world.final[r]) for r in RESOURCES},
+        "deliveries": deliveries, "redeliveries": deliveries - len(by_tag),
+        "non_2xx_answers": dict(failed_answers),
+        "max_deliveries_of_one_message": max((len(v) for v in by_tag.values()), default=0),
+        "faults_klaviyo": dict(klaviyo_faults.counts), "klaviyo_requests": klaviyo_faults.requests,
+        "faults_ct": dict(ct_faults.counts), "ct_requests": ct_faults.requests,
+        "dead_letters": len(dead), "dlq_probe_dead_lettered": probe_dead,
+        "malformed_acknowledged_first_time": len(malformed) - len(malformed_bad),
+        "time_to_drain_s": round(drained_at - started, 1),
+        "publish_s": round(published - started, 1),
+        "first_redelivery_gap_s": _spread(first_gaps), "later_redelivery_gap_s": _spread(later_gaps),
+        "klaviyo_state": actual.sizes(), "expected_state": expected.sizes(),
+        "event_posts": event_posts, "function_log": logs,
+        "mismatches": {"missing": len(comparison.missing),
+                       "duplicate": len(comparison.duplicates),
+                       "stale": len(comparison.stale), "unexpected": len(comparison.unexpected)},
+        "invalid_in_ct": dict(expected.invalid),
+    }
+    lines = [
+        f"realtime soak  seed {config.seed}  shards {config.shards}  "
+        f"deadline {config.deadline_seconds:g} s",
+        f"  messages        {figures['messages']} (valid {figures['valid']}, duplicates "
+        f"{figures['duplicates']}, malformed {figures['malformed']}); commercetools "
+        + ", ".join(f"{k} {v}" for k, v in figures["world"].items()),
+        f"  faults injected Klaviyo {klaviyo_faults.injected} of {klaviyo_faults.requests} "
+        f"requests {dict(sorted(klaviyo_faults.counts.items()))}; commercetools "
+        f"{ct_faults.injected} of {ct_faults.requests} {dict(ct_faults.counts)}",
+        f"  deliveries      {deliveries} ({figures['redeliveries']} redeliveries after "
+        f"non-2xx answers {dict(failed_answers)}; at most "
+        f"{figures['max_deliveries_of_one_message']} for one message)",
+        f"  redelivery gap  first {_fmt(first_gaps)}; later {_fmt(later_gaps)} "
+        f"(min backoff set: {MIN_BACKOFF_SECONDS} s)",
+        f"  malformed       {figures['malformed_acknowledged_first_time']} of {len(malformed)} "
+        "acknowledged (2xx) at their first delivery, none redelivered",
+        f"  dead letters    {len(dead)}"
+        + (f" (probe dead-lettered: {'yes' if probe_dead else 'NO'})" if probe_topic else ""),
+        f"  time to drain   {seconds(drained_at - started)} (publishing "
+        f"{seconds(published - started)})",
+        f"  Klaviyo         {actual.sizes()}; {event_posts} event POSTs for "
+        f"{len(actual.events)} events",
+        f"  function log    " + ", ".join(f"{k.split(';')[0]}: {v}" for k, v in logs.items() if v),
+        f"  mismatches      {comparison.summary()}",
+    ]
+    return Report(not problems, figures, lines, problems)
+
+
+def _spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {"n": len(values), "min": round(min(values), 2),
+            "median": round(statistics.median(values), 2), "max": round(max(values), 2)}
+
+
+def _fmt(values: list[float]) -> str:
+    spread = _spread(values)
+    if spread is None:
+        return "none"
+    return f"n={spread['n']} min {spread['min']} s, median {spread['median']} s"

@@ -1,0 +1,48 @@
+"""CI-sized soak runs (soak/): both functions under faults, on the Pub/Sub and Firestore
+emulators, compared with what commercetools' data implies. By hand, larger:
+`python -m soak realtime --messages 20000` / `python -m soak bulk --messages 6000`."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from soak.bulk import BulkConfig, run_bulk
+from soak.realtime import RealtimeConfig, run_realtime
+
+# CI size: ~2,000 deliveries (about 100 s to drain on the 2-core CI machine) and 1,200 bulk
+# records (about 60 s, most of it Pub/Sub's backoff after the worker's deaths).
+REALTIME_MESSAGES = int(os.environ.get("SOAK_REALTIME_MESSAGES", "2000"))
+BULK_RECORDS = int(os.environ.get("SOAK_BULK_RECORDS", "1200"))
+
+
+@pytest.mark.emulator
+@pytest.mark.timeout(900)
+def test_realtime_soak(pubsub_emulator: str) -> None:
+    report = run_realtime(RealtimeConfig(messages=REALTIME_MESSAGES, seed=7, drain_timeout=600),
+                          pubsub_host=pubsub_emulator, progress=lambda _: None)
+    print(report.text())
+    assert report.ok, report.text()
+    figures = report.figures
+    assert figures["dead_letters"] == 0 and figures["dlq_probe_dead_lettered"]
+    assert figures["malformed_acknowledged_first_time"] == figures["malformed"]
+    assert sum(figures["faults_klaviyo"].values()) > 0 and sum(figures["faults_ct"].values()) > 0
+    assert figures["mismatches"] == {"missing": 0, "duplicate": 0, "stale": 0, "unexpected": 0}
+
+
+@pytest.mark.emulator
+@pytest.mark.timeout(900)
+def test_bulk_soak(pubsub_emulator: str, firestore_emulator: str) -> None:
+    customers = BULK_RECORDS * 3 // 5
+    report = run_bulk(BulkConfig(customers=customers, orders=BULK_RECORDS - customers, seed=7),
+                      pubsub_host=pubsub_emulator, firestore_host=firestore_emulator,
+                      progress=lambda _: None)
+    print(report.text())
+    assert report.ok, report.text()
+    figures = report.figures
+    assert sum(figures["worker_deaths"].values()) + figures["worker_sigkills"] > 0
+    for kind in ("customers", "orders"):
+        assert figures["jobs"][kind]["status"] == "completed"
+        assert figures["jobs"][kind]["counts"] == figures["expected_counts"][kind]
+    assert figures["mismatches"] == {"missing": 0, "duplicate": 0, "stale": 0, "unexpected": 0}
