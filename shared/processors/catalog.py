@@ -118,10 +118,25 @@ def _klaviyo_category_names(ctx: Context, external_ids: list[str]) -> dict[str, 
     return names
 
 
-def _item_variant_skus(ctx: Context, product_id: str) -> list[str]:
-    """SKUs of the item's variants in Klaviyo, all pages (an item with > 100 variants works)."""
-    return [_external_id(v) for v in ctx.klaviyo.iter_item_variants(product_id,
-                                                                    deadline=ctx.deadline)]
+def _item_variants(ctx: Context, product_id: str) -> dict[str, dict[str, Any]]:
+    """The item's variants in Klaviyo (SKU → attributes), all pages (> 100 variants work)."""
+    return {_external_id(v): v.get("attributes") or {}
+            for v in ctx.klaviyo.iter_item_variants(product_id, deadline=ctx.deadline)}
+
+
+# Set when an object is created and never returned or changed by an update.
+_CREATE_ONLY = frozenset({"external_id", "integration_type", "catalog_type"})
+
+
+def _unchanged(current: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    """Klaviyo already holds every value we would write.
+
+    Skipping such writes is what lets a product with more variants than one delivery can write
+    (Klaviyo allows ~700 catalog writes a minute) finish over redeliveries: each delivery only
+    writes what the previous ones did not.
+    """
+    return all(current.get(key) == value for key, value in wanted.items()
+               if key not in _CREATE_ONLY)
 
 
 # -- categories ----------------------------------------------------------------------------------
@@ -201,8 +216,7 @@ def sync_product(message: CtMessage, ctx: Context) -> int:
     writes = 1
 
     # A new item has no variants yet: no need to list them.
-    in_klaviyo = [] if created else _item_variant_skus(ctx, product_id)
-    existing = set(in_klaviyo)
+    in_klaviyo = {} if created else _item_variants(ctx, product_id)
     variants, without_sku = split_variants(product.master_data.current)
     if without_sku:
         log.warning("variants without SKU not sent", ctProductId=product_id,
@@ -210,10 +224,15 @@ def sync_product(message: CtMessage, ctx: Context) -> int:
     # One call per variant rather than a variant bulk job: a job's outcome is known only by
     # polling it, which a realtime deadline cannot wait for, while single calls fail loudly and
     # retry idempotently (at Klaviyo's 75/s burst, even hundreds of variants fit the deadline).
+    unchanged = 0
     for variant in variants:
         v_attributes, v_relationships = variant_attributes(product, variant, config, now=now)
+        current = in_klaviyo.get(variant.sku or "")
+        if current is not None and _unchanged(current, v_attributes):
+            unchanged += 1
+            continue
         _put(ctx, "variant", variant.sku or "", v_attributes, v_relationships,
-             exists=variant.sku in existing)
+             exists=current is not None)
         writes += 1
     wanted = {variant.sku for variant in variants}
     removed = [sku for sku in in_klaviyo if sku not in wanted]
@@ -221,7 +240,8 @@ def sync_product(message: CtMessage, ctx: Context) -> int:
         ctx.klaviyo.delete_catalog_variant(sku, deadline=ctx.deadline)
         writes += 1
     log.info("product synced", ctProductId=product_id, itemCreated=created,
-             variantsWritten=len(variants), variantsDeleted=len(removed))
+             variantsWritten=len(variants) - unchanged, variantsUnchanged=unchanged,
+             variantsDeleted=len(removed))
     return writes
 
 
@@ -241,7 +261,7 @@ def remove_product(message: CtMessage, ctx: Context) -> int:
                  ctProductId=product_id)
         return 0
     writes = 0
-    for sku in _item_variant_skus(ctx, product_id):
+    for sku in _item_variants(ctx, product_id):
         writes += int(ctx.klaviyo.delete_catalog_variant(sku, deadline=ctx.deadline))
     item_deleted = ctx.klaviyo.delete_catalog_item(product_id, deadline=ctx.deadline)
     writes += int(item_deleted)
