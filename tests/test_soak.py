@@ -5,11 +5,13 @@ emulators, compared with what commercetools' data implies. By hand, larger:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from soak.bulk import BulkConfig, run_bulk
 from soak.realtime import RealtimeConfig, run_realtime
+from tests.emulators import PUBSUB_BIN, Emulator
 
 # CI size: ~2,000 deliveries (about 100 s to drain on the 2-core CI machine) and 1,200 bulk
 # records (about 60 s, most of it Pub/Sub's backoff after the worker's deaths).
@@ -17,11 +19,22 @@ REALTIME_MESSAGES = int(os.environ.get("SOAK_REALTIME_MESSAGES", "2000"))
 BULK_RECORDS = int(os.environ.get("SOAK_BULK_RECORDS", "1200"))
 
 
+@pytest.fixture
+def own_pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Pub/Sub emulator of the soak's own: the session's one carries earlier tests' push
+    subscriptions, and the emulator's few push loops per process are then shared with them."""
+    log = (tmp_path_factory.mktemp("soak-pubsub") / "pubsub.log").open("wb")
+    emulator = Emulator(PUBSUB_BIN, log)
+    yield emulator.host
+    emulator.stop()
+    log.close()
+
+
 @pytest.mark.emulator
 @pytest.mark.timeout(900)
-def test_realtime_soak(pubsub_emulator: str) -> None:
+def test_realtime_soak(own_pubsub_emulator: str) -> None:
     report = run_realtime(RealtimeConfig(messages=REALTIME_MESSAGES, seed=7, drain_timeout=600),
-                          pubsub_host=pubsub_emulator, progress=lambda _: None)
+                          pubsub_host=own_pubsub_emulator, progress=lambda _: None)
     print(report.text())
     assert report.ok, report.text()
     figures = report.figures
@@ -33,10 +46,10 @@ def test_realtime_soak(pubsub_emulator: str) -> None:
 
 @pytest.mark.emulator
 @pytest.mark.timeout(900)
-def test_bulk_soak(pubsub_emulator: str, firestore_emulator: str) -> None:
+def test_bulk_soak(own_pubsub_emulator: str) -> None:
     customers = BULK_RECORDS * 3 // 5
     report = run_bulk(BulkConfig(customers=customers, orders=BULK_RECORDS - customers, seed=7),
-                      pubsub_host=pubsub_emulator, firestore_host=firestore_emulator,
+                      pubsub_host=own_pubsub_emulator, firestore_host=None,  # a Firestore of its own
                       progress=lambda _: None)
     print(report.text())
     assert report.ok, report.text()
