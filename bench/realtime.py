@@ -1,0 +1,161 @@
+"""Realtime handler cost: real CloudEvents through functions-framework, per message.
+
+`realtime/main.py` is loaded by `functions_framework.create_app` exactly as Cloud Functions loads
+it, and each commercetools delivery is posted to its test client as a Pub/Sub CloudEvent
+(binary mode), as tests/realtime.py does. The fakes run in their own process and answer at
+once; the Klaviyo rate limiter is replaced by one with limits no run reaches.
+
+Per message two figures:
+- wall: `time.perf_counter()` around the call — includes the HTTP round trips to the fakes
+  (loopback, a fresh werkzeug thread per connection) and the fakes' own work;
+- CPU: `time.thread_time()` of the calling thread around the same call — the test client runs
+  the whole function (framework, decoding, mapping, our HTTP clients) on this thread, so this is
+  our handler's cost without the time spent waiting for answers.
+The target row uses CPU: the waits are the fakes' and the loopback's, which in production are
+Klaviyo's and commercetools' latency, not the connector's overhead. The CPU is split further into
+the HTTP client's share (`requests.Session.request` on this thread: preparing, sending and
+reading each call) and the rest (framework, decoding, dispatch, mapping, JSON of answers), so a
+miss can be traced to the number of calls or to the work per message.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from bench import data
+from bench.bulk import connector_env, environment, quiet_logs, unlimited_limiter
+from bench.fakes import FakeServers
+
+ROOT = Path(__file__).resolve().parents[1]
+REALTIME_SOURCE = ROOT / "realtime" / "main.py"
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (q in 0..100)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+class HttpClientClock:
+    """CPU seconds the current thread spends inside `requests.Session.request`."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self.seconds = 0.0
+
+    @contextmanager
+    def installed(self) -> Iterator[None]:
+        import requests
+
+        original = requests.Session.request
+        clock = self
+
+        def timed(session: Any, *args: Any, **kwargs: Any) -> Any:
+            if getattr(clock._local, "inside", False):
+                return original(session, *args, **kwargs)
+            clock._local.inside = True
+            start = time.thread_time()
+            try:
+                return original(session, *args, **kwargs)
+            finally:
+                clock.seconds += time.thread_time() - start
+                clock._local.inside = False
+
+        requests.Session.request = timed  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            requests.Session.request = original  # type: ignore[method-assign]
+
+
+def _cloud_event(delivery: dict[str, Any], seq: int) -> tuple[dict[str, str], bytes]:
+    from cloudevents.conversion import to_binary
+    from cloudevents.http import CloudEvent
+
+    message_id = f"bench-{seq}"
+    event = CloudEvent(
+        {"type": "google.cloud.pubsub.topic.v1.messagePublished",
+         "source": "//pubsub.googleapis.com/projects/bench/topics/ct-messages",
+         "id": message_id},
+        {"message": {"data": base64.b64encode(json.dumps(delivery).encode()).decode(),
+                     "attributes": {}, "messageId": message_id,
+                     "publishTime": "2026-01-01T00:00:00Z"},
+         "subscription": "projects/bench/subscriptions/ct-messages-realtime"},
+    )
+    headers, body = to_binary(event)
+    return dict(headers), body
+
+
+def _measure(client: Any, fakes: FakeServers, clock: HttpClientClock, name: str,
+             deliveries: list[dict[str, Any]], skip: int) -> dict[str, Any]:
+    prepared = [_cloud_event(d, i) for i, d in enumerate(deliveries)]
+    klaviyo_before, ct_before = fakes.call("klaviyo_count"), fakes.call("ct_count")
+    wall: list[float] = []
+    cpu: list[float] = []
+    http: list[float] = []
+    for i, (headers, body) in enumerate(prepared):
+        h0 = clock.seconds
+        w0, c0 = time.perf_counter(), time.thread_time()
+        response = client.post("/", headers=headers, data=body)
+        c1, w1 = time.thread_time(), time.perf_counter()
+        if response.status_code != 200:
+            raise RuntimeError(f"{name} delivery {i} answered {response.status_code}")
+        if i >= skip:
+            wall.append(w1 - w0)
+            cpu.append(c1 - c0)
+            http.append(clock.seconds - h0)
+    klaviyo_requests = fakes.call("klaviyo_count") - klaviyo_before
+    ct_requests = fakes.call("ct_count") - ct_before
+    own = [c - h for c, h in zip(cpu, http)]
+    ms = 1000.0
+    return {
+        "message": name,
+        "messages": len(wall),
+        "wall_ms_p50": round(percentile(wall, 50) * ms, 3),
+        "wall_ms_p99": round(percentile(wall, 99) * ms, 3),
+        "cpu_ms_p50": round(percentile(cpu, 50) * ms, 3),
+        "cpu_ms_p99": round(percentile(cpu, 99) * ms, 3),
+        "http_client_cpu_ms_p50": round(percentile(http, 50) * ms, 3),
+        "cpu_without_http_client_ms_p50": round(percentile(own, 50) * ms, 3),
+        "cpu_without_http_client_ms_p99": round(percentile(own, 99) * ms, 3),
+        "klaviyo_requests_per_message": round(klaviyo_requests / len(prepared), 2),
+        "ct_requests_per_message": round(ct_requests / len(prepared), 2),
+    }
+
+
+def run(fakes: FakeServers, *, messages: int = 300, warmup: int = 30,
+        progress: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
+    count = messages + warmup
+    fakes.call("load_realtime", count)
+    fakes.call("reset_klaviyo")
+    quiet_logs()
+    env = {**connector_env(fakes), "REALTIME_DEADLINE_SECONDS": "30"}
+    clock = HttpClientClock()
+    with environment(env), unlimited_limiter(), clock.installed():
+        from functions_framework import create_app
+
+        client = create_app("handle_ct_message", str(REALTIME_SOURCE)).test_client()
+        cases: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
+            ("CustomerCreated", data.rt_customer_created),
+            ("OrderCreated (5 lines)", lambda i: data.rt_order_created(i, count)),
+            # First publish: the item is new (update answers 404, then create + 10 variants).
+            ("ProductPublished (10 variants, new item)", data.rt_product_published),
+            # Republish: the usual case (update the item, list and update its 10 variants).
+            ("ProductPublished (10 variants)", data.rt_product_published),
+        ]
+        results = []
+        for name, make in cases:
+            progress(f"realtime {name}: {messages} messages (+{warmup} warm-up)")
+            deliveries = [make(i) for i in range(count)]
+            results.append(_measure(client, fakes, clock, name, deliveries, warmup))
+    return results
