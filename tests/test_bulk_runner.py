@@ -316,3 +316,44 @@ def test_build_runner_local_uses_the_state_file(tmp_path: Path, monkeypatch: pyt
     assert runner.queue.wait_idle(10)
     assert MemoryStore(path).get_job(job.id).status == JobStatus.COMPLETED
     assert os.path.exists(path)
+
+
+def test_batches_run_with_the_cyclic_gc_paused() -> None:
+    """A batch keeps what it read alive until it sends it; the cyclic GC would walk all of it
+    again and again for nothing (see runner._GcPause). It is back on after every batch, also
+    after one that failed."""
+    import gc
+
+    seen: list[bool] = []
+
+    class Probe(ListExporter):
+        def run_batch(self, **kwargs):  # type: ignore[no-untyped-def]
+            seen.append(gc.isenabled())
+            return super().run_batch(**kwargs)
+
+    exporter = Probe("customers", RECORDS, page=3,
+                     fail={"c05": [KlaviyoError("boom", status=400, retryable=False)]})
+    runner = make_runner(MemoryStore(), {"customers": exporter})
+    assert gc.isenabled()
+    runner.start("customers")
+    assert drain(runner) == ["saved", "saved", "failed"]
+    assert seen == [False, False, False] and gc.isenabled()
+
+
+def test_gc_pause_lasts_until_the_last_concurrent_batch_ends() -> None:
+    import gc
+
+    from shared.bulk.runner import _gc_paused
+
+    with _gc_paused():
+        with _gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    gc.disable()  # paused by someone else: left as it was
+    try:
+        with _gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -5,18 +5,27 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 from decimal import Decimal
+from functools import lru_cache
 
 from shared.commercetools.models.base import LocalizedString, Money
 
 _LOCALE = re.compile(r"^[A-Za-z]{2,4}([_-][A-Za-z]{4})?([_-]([A-Za-z]{2}|[0-9]{3}))?$")
 
 
+@lru_cache(maxsize=64)
+def _locale_keys(locale: str) -> tuple[str, ...]:
+    """The keys `localized` tries for a locale, in order (none for a malformed locale)."""
+    if not _LOCALE.match(locale):
+        return ()
+    return tuple(dict.fromkeys((locale, locale.replace("_", "-"), re.split(r"[-_]", locale)[0])))
+
+
 def localized(text: LocalizedString | None, locale: str | None = None) -> str | None:
     """The preferred locale's value, else its language's (`en` for `en-US`), else the first one."""
     if not text:
         return None
-    if locale and _LOCALE.match(locale):
-        for key in (locale, locale.replace("_", "-"), re.split(r"[-_]", locale)[0]):
+    if locale:
+        for key in _locale_keys(locale):
             if text.get(key):
                 return text[key]
     return next((value for value in text.values() if value), None)

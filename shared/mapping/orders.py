@@ -14,10 +14,12 @@ addresses. Raw fields are sent only when ORDER_PROPERTIES_INCLUDE names them.
 from __future__ import annotations
 
 import json
+import math
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -248,15 +250,24 @@ def product_url(
     """
     if not template:
         return None
-    template = template.replace("{{productSlug}}", "{slug}")
     values = {"slug": slug, "id": product_id, "key": key, "sku": sku}
     try:
-        used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        template, used = _url_template(template)
         if any(not values.get(name) for name in used):
             return None
-        return template.format(**{n: quote(v or "", safe="") for n, v in values.items()})
+        return template.format(**{n: quote(values[n] or "", safe="") for n in used})
     except (ValueError, KeyError, IndexError):  # the settings validator rejects these first
         return None
+
+
+@lru_cache(maxsize=16)
+def _url_template(template: str) -> tuple[str, frozenset[str]]:
+    """The template in `str.format` syntax and the field names it uses (parsed once: every
+    line item of every event fills it)."""
+    template = template.replace("{{productSlug}}", "{slug}")
+    used = frozenset(name for _, name, _, _ in string.Formatter().parse(template)
+                     if name is not None)
+    return template, used
 
 
 # ---- building blocks ------------------------------------------------------------------------
@@ -391,13 +402,25 @@ def selected_order_fields(order: Order, config: OrderMappingConfig) -> dict[str,
     return selected
 
 
-def order_properties(
+def item_entries(
     order: Order, lookup: ProductLookup, config: OrderMappingConfig
-) -> dict[str, Any]:
-    """Properties of the order-level events (Placed, Fulfilled, Cancelled, Refunded Order)."""
-    locale = config.locale
+) -> list[dict[str, Any]]:
+    """The Items[] entries: line items, then custom line items."""
     items = [line_item_properties(li, lookup, config) for li in order.line_items]
     items += [custom_line_item_properties(cli, config) for cli in order.custom_line_items]
+    return items
+
+
+def order_properties(
+    order: Order, lookup: ProductLookup, config: OrderMappingConfig, *,
+    items: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Properties of the order-level events (Placed, Fulfilled, Cancelled, Refunded Order).
+
+    `items`: the order's `item_entries`, when the caller has built them already."""
+    locale = config.locale
+    if items is None:
+        items = item_entries(order, lookup, config)
     names = [localized(li.name, locale) for li in order.line_items]
     names += [localized(cli.name, locale) for cli in order.custom_line_items]
     categories = [c for li in order.line_items
@@ -438,34 +461,94 @@ def order_properties(
 # ---- Klaviyo limits -------------------------------------------------------------------------
 
 
-def _limit_value(value: Any, depth: int, counter: list[int]) -> Any:
-    """`value` cut to Klaviyo's string, array and nesting limits; `depth` is its container's."""
+_SHORT_STRING = MAX_STRING_BYTES // 4  # UTF-8 needs at most 4 bytes a character: these fit
+_SMALL_INT = 10**18
+
+
+def _key_bound(key: Any) -> float:
+    """The most bytes `json.dumps` writes for a dict key with its colon and comma (infinite
+    when that is not cheap to tell: a key json.dumps refuses must reach `_size`)."""
+    kind = type(key)
+    if kind is str:
+        return 12 * len(key) + 4
+    if key is None or kind is bool or kind is float or (
+            kind is int and -_SMALL_INT < key < _SMALL_INT):
+        return 30
+    return math.inf
+
+
+def _scalar_bound(value: Any) -> float:
+    kind = type(value)
+    if value is None or kind is bool or kind is float or (
+            kind is int and -_SMALL_INT < value < _SMALL_INT):
+        return 25
+    return math.inf  # serialised with `default=str` (or a subclass): only `_size` can tell
+
+
+def _plain(value: Any) -> float | None:
+    """The JSON size bound of a value that no limit can change (a short string, a number, a
+    boolean, null); None for anything else."""
+    kind = type(value)
+    if kind is str:
+        return 12 * len(value) + 2 if len(value) <= _SHORT_STRING else None
+    if value is None or kind is bool or kind is float or (
+            kind is int and -_SMALL_INT < value < _SMALL_INT):
+        return 25
+    return None
+
+
+def _limit_value(value: Any, depth: int, counter: list[int], bound: list[float]) -> Any:
+    """`value` cut to Klaviyo's string, array and nesting limits; `depth` is its container's.
+
+    Adds what was cut to `counter[0]`, and to `bound[0]` at most the bytes `json.dumps` writes
+    for the result (ASCII: at most 12 per character, for an escaped surrogate pair).
+    """
     if isinstance(value, str):
-        encoded = value.encode()
-        if len(encoded) > MAX_STRING_BYTES:
-            counter[0] += 1
-            return encoded[:MAX_STRING_BYTES].decode(errors="ignore")
+        if len(value) > _SHORT_STRING:
+            encoded = value.encode()
+            if len(encoded) > MAX_STRING_BYTES:
+                counter[0] += 1
+                value = encoded[:MAX_STRING_BYTES].decode(errors="ignore")
+        bound[0] += 12 * len(value) + 2
         return value
     if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
         counter[0] += 1
         return None
     if isinstance(value, dict):
         out = {}
+        size = 2.0
         for key, inner in value.items():
-            limited = _limit_value(inner, depth + 1, counter)
-            if limited is not None or inner is None:
-                out[key] = limited
+            plain = _plain(inner)
+            if plain is not None:  # kept as it is, no call needed
+                size += plain
+                limited = inner
+            else:
+                limited = _limit_value(inner, depth + 1, counter, bound)
+                if limited is None and inner is not None:
+                    continue
+            out[key] = limited
+            size += 12 * len(key) + 4 if type(key) is str else _key_bound(key)
+        bound[0] += size
         return out
     if isinstance(value, list):
         if len(value) > MAX_ARRAY_ITEMS:
             counter[0] += len(value) - MAX_ARRAY_ITEMS
             value = value[:MAX_ARRAY_ITEMS]
         out_list = []
+        size = 2.0
         for inner in value:
-            limited = _limit_value(inner, depth + 1, counter)
+            plain = _plain(inner)
+            if plain is not None:
+                size += plain + 1
+                out_list.append(inner)
+                continue
+            limited = _limit_value(inner, depth + 1, counter, bound)
             if limited is not None or inner is None:
                 out_list.append(limited)
+                size += 1
+        bound[0] += size
         return out_list
+    bound[0] += _scalar_bound(value)
     return value
 
 
@@ -479,19 +562,22 @@ def limit_properties(properties: Mapping[str, Any]) -> tuple[dict[str, Any], int
     Deterministic and never failing: properties beyond MAX_PROPERTIES are dropped from the end
     (selected raw fields come after the Klaviyo structure), strings are cut at 100 KB, arrays at
     4000 entries, containers deeper than 10 levels are dropped; if the whole is still too large,
-    raw fields go first, then Items[] is shortened.
+    raw fields go first, then Items[] is shortened. (The exact size is measured only when an
+    upper bound gathered on the way does not already show the properties are small enough.)
     """
     counter = [0]
+    bound = [2.0]
     keys = list(properties)
     if len(keys) > MAX_PROPERTIES:
         counter[0] += len(keys) - MAX_PROPERTIES
         keys = keys[:MAX_PROPERTIES]
     limited: dict[str, Any] = {}
     for key in keys:
-        value = _limit_value(properties[key], 1, counter)
+        value = _limit_value(properties[key], 1, counter, bound)
         if value is not None or properties[key] is None:
             limited[key] = value
-    while _size(limited) > MAX_PROPERTIES_BYTES:
+            bound[0] += _key_bound(key)
+    while bound[0] > MAX_PROPERTIES_BYTES and _size(limited) > MAX_PROPERTIES_BYTES:
         extra = [k for k in limited if k not in GENERATED_KEYS]
         items = limited.get("Items")
         if extra:
@@ -545,34 +631,38 @@ def state_unique_id(order: Order, metric: str, config: OrderMappingConfig) -> st
 
 
 def placed_order_events(
-    order: Order, lookup: ProductLookup, config: OrderMappingConfig
+    order: Order, lookup: ProductLookup, config: OrderMappingConfig, *,
+    items: list[dict[str, Any]] | None = None, properties: Mapping[str, Any] | None = None,
 ) -> list[KlaviyoEvent]:
     """Placed Order, then one Ordered Product per line item and custom line item.
 
     All at the order's creation time; the distinct unique_ids keep them apart, so no
     one-second offsets are needed. [] when the order has no customer id and no email.
+    `items` / `properties`: the order's `item_entries` / `order_properties`, when the caller
+    has built them already (each is built once per order either way).
     """
     profile = order_profile(order, with_location=True)
     if profile is None:
         return []
     plain_profile = order_profile(order) or {}
     currency = order.total_price.currency_code
+    if items is None:
+        items = item_entries(order, lookup, config)
+    if properties is None:
+        properties = order_properties(order, lookup, config, items=items)
     placed = _event(
-        order, config.placed_order_metric, order_properties(order, lookup, config),
+        order, config.placed_order_metric, properties,
         time=order.created_at, unique_id=f"{order.id}:placed",
         value=money_value(order.total_price), currency=currency, profile=profile,
     )
     events = [placed]
-    lines: list[tuple[str, dict[str, Any], Money | None]] = [
-        (li.id, line_item_properties(li, lookup, config), li.total_price)
-        for li in order.line_items
-    ]
-    lines += [(cli.id, custom_line_item_properties(cli, config), cli.total_price)
-              for cli in order.custom_line_items]
-    for line_id, item, total in lines:
-        properties = {"OrderId": order.id, **item}
+    line_ids = [li.id for li in order.line_items] + [cli.id for cli in order.custom_line_items]
+    totals: list[Money | None] = [li.total_price for li in order.line_items]
+    totals += [cli.total_price for cli in order.custom_line_items]
+    for line_id, item, total in zip(line_ids, items, totals, strict=True):
+        line_properties = {"OrderId": order.id, **item}
         events.append(_event(
-            order, config.ordered_product_metric, properties, time=order.created_at,
+            order, config.ordered_product_metric, line_properties, time=order.created_at,
             unique_id=line_id, value=money_value(total), currency=currency,
             profile=dict(plain_profile),
         ))
@@ -593,15 +683,17 @@ def state_metrics(
 
 def state_change_event(
     order: Order, metric: str, lookup: ProductLookup, config: OrderMappingConfig,
-    *, time: str | None = None,
+    *, time: str | None = None, properties: Mapping[str, Any] | None = None,
 ) -> KlaviyoEvent | None:
     """Fulfilled / Cancelled Order (or another metric of the state maps) for the order's current
-    data. `time`: when the change happened (the message's); default the order's last change."""
+    data. `time`: when the change happened (the message's); default the order's last change.
+    `properties`: the order's `order_properties`, when the caller has built them already."""
     profile = order_profile(order)
     if profile is None:
         return None
     return _event(
-        order, metric, order_properties(order, lookup, config),
+        order, metric,
+        properties if properties is not None else order_properties(order, lookup, config),
         time=time or order.last_modified_at or order.created_at,
         unique_id=state_unique_id(order, metric, config),
         value=money_value(order.total_price), currency=order.total_price.currency_code,
@@ -620,15 +712,19 @@ def successful_refunds(payment: Payment) -> list[Transaction]:
 def refund_event(
     order: Order, payment: Payment, transaction: Transaction, lookup: ProductLookup,
     config: OrderMappingConfig, *, time: str | None = None,
+    properties: Mapping[str, Any] | None = None,
 ) -> KlaviyoEvent | None:
     """Refunded Order for one successful refund transaction: its own amount and currency, its id
-    as unique_id, so each partial refund is its own event. None for any other transaction."""
+    as unique_id, so each partial refund is its own event. None for any other transaction.
+    `properties`: the order's `order_properties`, when the caller has built them already."""
     if not is_successful_refund(transaction):
         return None
     profile = order_profile(order)
     if profile is None:
         return None
-    properties = {**order_properties(order, lookup, config), "PaymentId": payment.id}
+    if properties is None:
+        properties = order_properties(order, lookup, config)
+    properties = {**properties, "PaymentId": payment.id}
     return _event(
         order, config.refunded_order_metric, properties,
         time=time or transaction.timestamp or order.last_modified_at or order.created_at,
@@ -651,18 +747,24 @@ def order_events(
     maps' metrics for its order and shipment state, and one Refunded Order per successful refund.
 
     For the bulk import; unique_ids equal the realtime ones, so nothing is recorded twice.
+    The Items[] entries and the order-level properties are built once for all the events.
     """
-    events = placed_order_events(order, lookup, config)
+    if order_profile(order) is None:
+        return []
+    items = item_entries(order, lookup, config)
+    properties = order_properties(order, lookup, config, items=items)
+    events = placed_order_events(order, lookup, config, items=items, properties=properties)
     if not events:
         return []
     for metric in state_metrics(config, order_state=order.order_state,
                                 shipment_state=order.shipment_state):
-        event = state_change_event(order, metric, lookup, config)
+        event = state_change_event(order, metric, lookup, config, properties=properties)
         if event is not None:
             events.append(event)
     for payment in payments:
         for transaction in successful_refunds(payment):
-            event = refund_event(order, payment, transaction, lookup, config)
+            event = refund_event(order, payment, transaction, lookup, config,
+                                 properties=properties)
             if event is not None:
                 events.append(event)
     return events
