@@ -20,8 +20,9 @@ from shared.mapping.checkout import (
     skip_reason,
     started_checkout_event,
 )
-from shared.mapping.orders import ProductLookup, category_ids, product_lookup
+from shared.mapping.orders import ProductLookup
 from shared.processors.base import Context, Processor, Trigger
+from shared.processors.orders import fetch_product_lookup
 
 log = get_logger(__name__)
 
@@ -48,17 +49,7 @@ def _has_order(ctx: Context, cart: Cart) -> bool:
 
 
 def _lookup(ctx: Context, cart: Cart, config: CheckoutMappingConfig) -> ProductLookup:
-    """Categories and slugs of the products in the cart: two requests however many lines."""
-    ids = product_ids(cart)
-    if not ids:
-        return {}
-    products = ctx.ct.get_by_ids("products", ids, deadline=ctx.deadline)
-    wanted = category_ids(products)
-    categories = (
-        ctx.ct.get_by_ids("categories", wanted, expand=("ancestors[*]",), deadline=ctx.deadline)
-        if wanted else []
-    )
-    return product_lookup(products, categories, locale=config.locale)
+    return fetch_product_lookup(ctx, product_ids(cart), config.locale)
 
 
 def started_checkout(message: CtMessage, ctx: Context) -> int:

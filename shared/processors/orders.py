@@ -55,8 +55,12 @@ def _load_order(ctx: Context, order_id: str) -> Order | None:
 
 
 def _lookup(ctx: Context, order: Order, config: OrderMappingConfig) -> ProductLookup:
-    """Categories and slugs of the ordered products: two requests however many lines."""
-    ids = product_ids(order)
+    return fetch_product_lookup(ctx, product_ids(order), config.locale)
+
+
+def fetch_product_lookup(ctx: Context, ids: Sequence[str], locale: str | None) -> ProductLookup:
+    """Categories and slugs of these products: two requests however many lines (orders and
+    carts both use it)."""
     if not ids:
         return {}
     products = ctx.ct.get_by_ids("products", ids, deadline=ctx.deadline)
@@ -65,7 +69,7 @@ def _lookup(ctx: Context, order: Order, config: OrderMappingConfig) -> ProductLo
         ctx.ct.get_by_ids("categories", wanted, expand=("ancestors[*]",), deadline=ctx.deadline)
         if wanted else []
     )
-    return product_lookup(products, categories, locale=config.locale)
+    return product_lookup(products, categories, locale=locale)
 
 
 def _has_profile(order: Order) -> bool:
