@@ -48,6 +48,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def calibration_seconds() -> float:
+    """CPU seconds of a fixed pure-Python workload: the same on a quiet machine from run to
+    run, larger when other processes compete for the core (then every CPU figure is too)."""
+    start = time.process_time()
+    table: dict[int, int] = {}
+    for i in range(1_000_000):
+        table[i & 1023] = table.get(i & 1023, 0) + i * 3
+    return round(time.process_time() - start, 3)
+
+
 def _meta(args: argparse.Namespace) -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
@@ -81,6 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"[bench] {message}", file=sys.stderr, flush=True)
 
     results: dict[str, Any] = {"meta": _meta(args)}
+    results["meta"]["calibration_cpu_seconds"] = [calibration_seconds()]
     if "bulk" in sections or "realtime" in sections:
         from bench.fakes import FakeServers
 
@@ -106,6 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import coldstart
 
         results["cold_start"] = coldstart.run(runs=args.cold_runs, progress=progress)
+    results["meta"]["calibration_cpu_seconds"].append(calibration_seconds())
     results["targets"] = report.targets(results)
 
     print(report.render(results), end="")

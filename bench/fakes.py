@@ -236,6 +236,18 @@ def load_realtime(ct: FakeCommercetools, n: int) -> dict[str, int]:
     return {"customers": n, "orders": n, "products": max(n, 100)}
 
 
+def edit_realtime_products(ct: FakeCommercetools, n: int) -> int:
+    """A merchant's edit of the first n realtime products' description (items and all their
+    variants carry it, so a republish has to rewrite them)."""
+    with ct._lock:
+        for i in range(n):
+            doc = ct._store["products"][data.doc_id(data.RT_PREFIX + "product", i)]
+            for key in ("current", "staged"):
+                description = doc["masterData"][key]["description"]
+                description["en"] = description["en"].removesuffix(" (edited)") + " (edited)"
+    return n
+
+
 # ---- what Klaviyo received ------------------------------------------------------------------
 
 
@@ -291,6 +303,7 @@ def serve(commands: IO[str], answers: IO[str]) -> None:
     handlers: dict[str, Callable[..., Any]] = {
         "load_bulk": lambda n: load_bulk(ct, n),
         "load_realtime": lambda n: load_realtime(ct, n),
+        "edit_realtime_products": lambda n: edit_realtime_products(ct, n),
         "reset_klaviyo": reset_klaviyo,
         "klaviyo_summary": lambda: klaviyo_summary(klaviyo),
         "klaviyo_count": lambda: len(klaviyo.requests),

@@ -150,12 +150,16 @@ def run(fakes: FakeServers, *, messages: int = 300, warmup: int = 30,
             ("OrderCreated (5 lines)", lambda i: data.rt_order_created(i, count)),
             # First publish: the item is new (update answers 404, then create + 10 variants).
             ("ProductPublished (10 variants, new item)", data.rt_product_published),
-            # Republish: the usual case (update the item, list and update its 10 variants).
-            ("ProductPublished (10 variants)", data.rt_product_published),
+            # Republish after an edit: update the item, list its variants, update all 10.
+            ("ProductPublished (10 variants, edited)", data.rt_product_published),
+            # Republish with nothing changed: update the item, list the variants, no writes.
+            ("ProductPublished (10 variants, unchanged)", data.rt_product_published),
         ]
         results = []
         for name, make in cases:
             progress(f"realtime {name}: {messages} messages (+{warmup} warm-up)")
+            if "edited" in name:
+                fakes.call("edit_realtime_products", count)
             deliveries = [make(i) for i in range(count)]
             results.append(_measure(client, fakes, clock, name, deliveries, warmup))
     return results

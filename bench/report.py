@@ -24,6 +24,8 @@ TARGET_IDS = (
     "realtime.CustomerCreated.p50",
     "realtime.OrderCreated.p50",
     "realtime.ProductPublished.p50",
+    "realtime.ProductPublished.new_item.p50",
+    "realtime.ProductPublished.unchanged.p50",
     "coldstart.realtime.import",
     "coldstart.realtime.no_firestore_pubsub",
 )
@@ -67,8 +69,9 @@ def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     for run in results.get("realtime") or []:
         name = run["message"]
         key = name.split(" ")[0]
-        if "new item" in name:
-            key += ".new_item"
+        for variant in ("new item", "unchanged"):
+            if variant in name:
+                key += "." + variant.replace(" ", "_")
         rows.append(_row(f"realtime.{key}.p50", f"handler p50 < {REALTIME_P50_MS:g} ms",
                          run["cpu_ms_p50"], "ms CPU (handler thread)",
                          run["cpu_ms_p50"] < REALTIME_P50_MS,
@@ -125,6 +128,10 @@ def render(results: Mapping[str, Any]) -> str:
     meta = results.get("meta", {})
     parts.append(f"commercetools -> Klaviyo connector benchmark  ({meta.get('python', '')}, "
                  f"{meta.get('cpus', '?')} CPUs, commit {meta.get('commit', '?')})")
+    calibration = meta.get("calibration_cpu_seconds")
+    if calibration:
+        parts.append("calibration (fixed workload, CPU s, start/end; higher = machine busy, all "
+                     "CPU figures inflated alike): " + " / ".join(f"{c:.3f}" for c in calibration))
     bulk = results.get("bulk") or []
     if bulk:
         parts.append(f"\nBULK  N={bulk[0]['n']:,} per kind, local mode, limiter lifted "
