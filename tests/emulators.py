@@ -75,30 +75,28 @@ def _log_file(tmp_path_factory: pytest.TempPathFactory, name: str) -> IO[bytes]:
     return path.open("wb")
 
 
-@pytest.fixture(scope="session")
-def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    emulator = Emulator(FIRESTORE_BIN, _log_file(tmp_path_factory, "firestore"))
-    previous = os.environ.get("FIRESTORE_EMULATOR_HOST")
-    os.environ["FIRESTORE_EMULATOR_HOST"] = emulator.host
+def _serve(binary: str, env_var: str, name: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Run one emulator for the session with `env_var` pointing at it, restored afterwards."""
+    emulator = Emulator(binary, _log_file(tmp_path_factory, name))
+    previous = os.environ.get(env_var)
+    os.environ[env_var] = emulator.host
     yield emulator.host
     emulator.stop()
     if previous is None:
-        os.environ.pop("FIRESTORE_EMULATOR_HOST", None)
+        os.environ.pop(env_var, None)
     else:
-        os.environ["FIRESTORE_EMULATOR_HOST"] = previous
+        os.environ[env_var] = previous
+
+
+@pytest.fixture(scope="session")
+def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _serve(FIRESTORE_BIN, "FIRESTORE_EMULATOR_HOST", "firestore", tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    emulator = Emulator(PUBSUB_BIN, _log_file(tmp_path_factory, "pubsub"))
-    previous = os.environ.get("PUBSUB_EMULATOR_HOST")
-    os.environ["PUBSUB_EMULATOR_HOST"] = emulator.host
-    yield emulator.host
-    emulator.stop()
-    if previous is None:
-        os.environ.pop("PUBSUB_EMULATOR_HOST", None)
-    else:
-        os.environ["PUBSUB_EMULATOR_HOST"] = previous
+    yield from _serve(PUBSUB_BIN, "PUBSUB_EMULATOR_HOST", "pubsub", tmp_path_factory)
 
 
 @pytest.fixture
