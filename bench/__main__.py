@@ -112,7 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 from bench import realtime
 
                 results["realtime"] = realtime.run(fakes, messages=args.rt_messages,
-                                                   warmup=args.rt_warmup, progress=progress)
+                                                   warmup=args.rt_warmup,
+                                                   profile_to=args.profile, progress=progress)
     if "coldstart" in sections:
         from bench import coldstart
 

@@ -38,7 +38,8 @@ ENTRY_POINTS = {"realtime": ROOT / "realtime" / "main.py", "bulk": ROOT / "bulk"
 HEAVY = (
     "google.cloud.firestore", "google.cloud.pubsub", "google.cloud.pubsub_v1", "grpc",
     "google.protobuf", "google.api_core", "google.auth", "commercetools", "marshmallow",
-    "pydantic", "pydantic_settings", "requests", "requests_oauthlib", "flask", "cloudevents",
+    "pydantic", "pydantic_settings", "requests", "requests_oauthlib", "urllib3", "flask",
+    "cloudevents",
     "functions_framework", "gunicorn", "watchdog",
 )
 FORBIDDEN_IN_REALTIME = ("google.cloud.firestore", "google.cloud.pubsub", "google.cloud.pubsub_v1")

@@ -13,7 +13,7 @@ Per message two figures:
   our handler's cost without the time spent waiting for answers.
 The target row uses CPU: the waits are the fakes' and the loopback's, which in production are
 Klaviyo's and commercetools' latency, not the connector's overhead. The CPU is split further into
-the HTTP client's share (`requests.Session.request` on this thread: preparing, sending and
+the HTTP client's share (`shared.http.HttpClient.request` on this thread: preparing, sending and
 reading each call) and the rest (framework, decoding, dispatch, mapping, JSON of answers), so a
 miss can be traced to the number of calls or to the work per message.
 """
@@ -47,7 +47,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 class HttpClientClock:
-    """CPU seconds the current thread spends inside `requests.Session.request`."""
+    """CPU seconds the current thread spends inside `shared.http.HttpClient.request`."""
 
     def __init__(self) -> None:
         self._local = threading.local()
@@ -55,9 +55,9 @@ class HttpClientClock:
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        import requests
+        from shared.http import HttpClient
 
-        original = requests.Session.request
+        original = HttpClient.request
         clock = self
 
         def timed(session: Any, *args: Any, **kwargs: Any) -> Any:
@@ -71,11 +71,11 @@ class HttpClientClock:
                 clock.seconds += time.thread_time() - start
                 clock._local.inside = False
 
-        requests.Session.request = timed  # type: ignore[method-assign]
+        HttpClient.request = timed  # type: ignore[method-assign]
         try:
             yield
         finally:
-            requests.Session.request = original  # type: ignore[method-assign]
+            HttpClient.request = original  # type: ignore[method-assign]
 
 
 def _cloud_event(delivery: dict[str, Any], seq: int) -> tuple[dict[str, str], bytes]:
@@ -97,12 +97,19 @@ def _cloud_event(delivery: dict[str, Any], seq: int) -> tuple[dict[str, str], by
 
 
 def _measure(client: Any, fakes: FakeServers, clock: HttpClientClock, name: str,
-             deliveries: list[dict[str, Any]], skip: int) -> dict[str, Any]:
+             deliveries: list[dict[str, Any]], skip: int,
+             profile_to: Path | None = None) -> dict[str, Any]:
     prepared = [_cloud_event(d, i) for i, d in enumerate(deliveries)]
     klaviyo_before, ct_before = fakes.call("klaviyo_count"), fakes.call("ct_count")
     wall: list[float] = []
     cpu: list[float] = []
     http: list[float] = []
+    profiler = None
+    if profile_to is not None:  # figures taken under a profiler are inflated: a separate run
+        import cProfile
+
+        profiler = cProfile.Profile(time.thread_time)  # CPU, not waits for the fakes
+        profiler.enable()
     for i, (headers, body) in enumerate(prepared):
         h0 = clock.seconds
         w0, c0 = time.perf_counter(), time.thread_time()
@@ -114,6 +121,11 @@ def _measure(client: Any, fakes: FakeServers, clock: HttpClientClock, name: str,
             wall.append(w1 - w0)
             cpu.append(c1 - c0)
             http.append(clock.seconds - h0)
+    if profiler is not None and profile_to is not None:
+        profiler.disable()
+        profile_to.mkdir(parents=True, exist_ok=True)
+        slug = "".join(c if c.isalnum() else "-" for c in name).strip("-")
+        profiler.dump_stats(profile_to / f"realtime-{slug}.prof")
     klaviyo_requests = fakes.call("klaviyo_count") - klaviyo_before
     ct_requests = fakes.call("ct_count") - ct_before
     own = [c - h for c, h in zip(cpu, http)]
@@ -134,6 +146,7 @@ def _measure(client: Any, fakes: FakeServers, clock: HttpClientClock, name: str,
 
 
 def run(fakes: FakeServers, *, messages: int = 300, warmup: int = 30,
+        profile_to: Path | None = None,
         progress: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
     count = messages + warmup
     fakes.call("load_realtime", count)
@@ -161,5 +174,5 @@ def run(fakes: FakeServers, *, messages: int = 300, warmup: int = 30,
             if "edited" in name:
                 fakes.call("edit_realtime_products", count)
             deliveries = [make(i) for i in range(count)]
-            results.append(_measure(client, fakes, clock, name, deliveries, warmup))
+            results.append(_measure(client, fakes, clock, name, deliveries, warmup, profile_to))
     return results

@@ -31,12 +31,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import requests
-
-from shared.commercetools._session import SdkSession, parse_retry_after
+from shared.commercetools.auth import ClientCredentials, parse_retry_after
+from shared.commercetools.client import USER_AGENT
 from shared.config import Settings, load_settings
 from shared.deadline import Deadline
 from shared.errors import CommercetoolsError, ConfigError, ConnectorError
+from shared.http import HttpClient, HttpFailure, InvalidRequest, Response
 from shared.processors import Processor, enabled_processors
 from shared.retry import call_with_retry
 
@@ -226,31 +226,31 @@ def report(key: str, project_key: str, subscription: Json | None, needed: Needed
 class SubscriptionApi:
     """GET/POST/DELETE /{projectKey}/subscriptions[/key=<key>] on the connector's CT session.
 
-    The connector's CommercetoolsClient is read-only by design; this reuses its SDK session
-    (auth, token refresh, no hidden urllib3 retries) and the shared retry policy.
+    The connector's CommercetoolsClient is read-only by design; this shares its auth and HTTP
+    layer (no hidden retries) and the shared retry policy.
     """
 
-    def __init__(self, session: SdkSession, project_key: str, *, timeout: tuple[float, float] = (5.0, 30.0),
+    def __init__(self, auth: ClientCredentials, http: HttpClient, api_url: str, project_key: str,
+                 *, timeout: tuple[float, float] = (5.0, 30.0),
                  deadline_seconds: float = 60.0) -> None:
-        self._session = session
+        self._auth = auth
+        self._http = http
+        self._base_url = api_url.rstrip("/")
         self.project_key = project_key
         self._timeout = timeout
         self._deadline_seconds = deadline_seconds
 
     @classmethod
     def from_settings(cls, settings: Settings, *, scopes: Sequence[str] | None = None) -> SubscriptionApi:
-        api_url, auth_url = settings.ctp_api_url.rstrip("/"), settings.ctp_auth_url.rstrip("/")
-        if any(u.startswith(("http://127.0.0.1", "http://localhost")) for u in (api_url, auth_url)):
-            os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")  # local fakes only
-        session = SdkSession(
+        http = HttpClient(user_agent=USER_AGENT)
+        auth = ClientCredentials(
+            http,
+            auth_url=settings.ctp_auth_url,
             client_id=settings.ctp_client_id,
             client_secret=settings.ctp_client_secret.get_secret_value(),
             scopes=list(scopes or settings.ct_scopes),
-            api_url=api_url,
-            auth_url=auth_url,
-            timeout=(5.0, 30.0),
         )
-        return cls(session, settings.ctp_project_key)
+        return cls(auth, http, settings.ctp_api_url, settings.ctp_project_key)
 
     def _path(self, key: str | None = None) -> str:
         base = f"/{self.project_key}/subscriptions"
@@ -279,33 +279,31 @@ class SubscriptionApi:
 
     def _once(self, method: str, path: str, body: Json | None, params: dict[str, str] | None,
               none_on_404: bool) -> Any:
-        session = self._session
-        url = session._base_url + path  # BaseClient's API base URL (the SDK's own attribute)
+        url = self._base_url + path
         try:
-            session.ensure_token(self._timeout)
-            token = session.access_token
-            response = self._send(method, url, body, params)
-            if response.status_code == 401:
-                session.refresh(self._timeout, stale=token)
-                response = self._send(method, url, body, params)
-        except requests.RequestException as exc:
-            raise CommercetoolsError(f"commercetools subscriptions: {type(exc).__name__}",
-                                     status=None) from exc
-        if response.status_code == 404 and none_on_404:
+            token = self._auth.token(self._timeout)
+            response = self._send(method, url, token, body, params)
+            if response.status == 401:
+                self._auth.refresh(self._timeout, stale=token)
+                response = self._send(method, url, self._auth.token(self._timeout), body, params)
+        except (HttpFailure, InvalidRequest) as exc:
+            raise CommercetoolsError(f"commercetools subscriptions: {exc}", status=None,
+                                     retryable=isinstance(exc, HttpFailure)) from exc
+        if response.status == 404 and none_on_404:
             return None
-        if response.status_code >= 400:
+        if response.status >= 400:
             raise _error(response)
         return response.json()
 
-    def _send(self, method: str, url: str, body: Json | None,
-              params: dict[str, str] | None) -> requests.Response:
-        return self._session._http_client.request(
+    def _send(self, method: str, url: str, token: str, body: Json | None,
+              params: dict[str, str] | None) -> Response:
+        return self._http.request(
             method, url, json=body, params=params, timeout=self._timeout,
-            headers={"Accept": "application/json"},
+            headers={"Accept": "application/json", "Authorization": f"Bearer {token}"},
         )
 
 
-def _error(response: requests.Response) -> CommercetoolsError:
+def _error(response: Response) -> CommercetoolsError:
     errors: list[Json] = []
     try:
         body = response.json()
@@ -317,9 +315,9 @@ def _error(response: requests.Response) -> CommercetoolsError:
     # CT's messages here name fields and types (no customer data): worth showing the operator.
     detail = "; ".join(str(e.get("message")) for e in errors if e.get("message"))
     return CommercetoolsError(
-        f"commercetools subscriptions: HTTP {response.status_code}"
+        f"commercetools subscriptions: HTTP {response.status}"
         + (f" {code}" if code else "") + (f": {detail}" if detail else ""),
-        status=response.status_code, code=code, errors=errors,
+        status=response.status, code=code, errors=errors,
         retry_after=parse_retry_after(response.headers.get("Retry-After")),
     )
 

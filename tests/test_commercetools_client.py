@@ -314,13 +314,13 @@ def test_expired_token_is_refreshed_transparently(ct: FakeCommercetools,
 
 def test_token_near_expiry_is_refreshed_before_use(ct: Fake, ct_client: Client,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    from shared.commercetools import _session
+    from shared.commercetools import auth
 
     ct.token_expires_in = 600  # refresh margin: min(60 s, a tenth of the lifetime) = 60 s
     ct_client.get_cart("c1")
     clock = {"offset": 500.0}  # the client's clock jumps ahead; the fake still accepts the token
     shifted = SimpleNamespace(time=lambda: time.time() + clock["offset"])
-    monkeypatch.setattr(_session, "time", shifted)
+    monkeypatch.setattr(auth, "time", shifted)
     ct_client.get_cart("c1")
     assert len(ct.token_requests()) == 1  # 100 s left: reused
 
@@ -370,3 +370,42 @@ def test_from_settings(ct: FakeCommercetools, ct_env: dict[str, str],
     assert client.get_customer(customer["id"]) == customer
     (token_request,) = ct.token_requests()
     assert token_request.path == "/oauth/token"
+
+
+# ---- auth details -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("auth_url", "expected"), [
+    ("https://auth.europe-west1.gcp.commercetools.com",
+     "https://auth.europe-west1.gcp.commercetools.com/oauth/token"),
+    ("https://auth.europe-west1.gcp.commercetools.com/",
+     "https://auth.europe-west1.gcp.commercetools.com/oauth/token"),
+    ("https://auth.example.com/oauth/token", "https://auth.example.com/oauth/token"),
+])
+def test_token_url(auth_url: str, expected: str) -> None:
+    from shared.commercetools.auth import token_url
+
+    assert token_url(auth_url) == expected
+
+
+def test_client_secret_never_goes_over_plain_http_to_a_remote_host() -> None:
+    with pytest.raises(ValueError, match="CTP_AUTH_URL must be https"):
+        CommercetoolsClient(project_key="p", client_id="i", client_secret="s",
+                            api_url="https://api.example.com", auth_url="http://auth.example.com")
+
+
+def test_token_request_is_basic_auth_client_credentials(ct: Fake, ct_client: Client) -> None:
+    ct_client.get_cart("c1")
+    (token_request,) = ct.token_requests()
+    assert token_request.method == "POST"
+    # The fake answers 401 unless HTTP Basic carries the right id and secret, and 400 unless the
+    # grant type is client_credentials with the project's scopes: one request means both held.
+    assert len(ct.api_requests("carts")) == 1
+
+
+def test_token_answer_without_access_token_is_a_clear_error(ct: Fake, ct_client: Client) -> None:
+    ct.inject(200, times=1, path="/oauth/token")
+    with pytest.raises(CommercetoolsError) as info:
+        ct_client.get_cart("c1")
+    assert info.value.code == "invalid_token_response" and not info.value.retryable
+    assert ct.api_requests("carts") == []

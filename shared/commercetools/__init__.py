@@ -1,8 +1,8 @@
-"""commercetools: the read client (raw JSON, SDK auth, deadline-bounded retries, keyset paging),
-plus messages/models owned by their own modules.
+"""commercetools: the read client (raw JSON, client-credentials auth, deadline-bounded retries,
+keyset paging), plus messages/models owned by their own modules.
 
 The client is exported lazily so that importing `shared.commercetools.models` (pure mapping code)
-does not load requests, oauthlib and the SDK.
+does not load the HTTP layer.
 """
 
 from typing import Any

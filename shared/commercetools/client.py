@@ -1,31 +1,30 @@
 """Read-only commercetools client returning raw JSON dicts exactly as commercetools sends them.
 
-Auth and the HTTP session come from the `commercetools` SDK (see `_session.py` for why its
-request builders are not used). Every call is retried on transport errors, timeouts, 429 and 5xx
+Auth is `auth.ClientCredentials`, HTTP is `shared.http` (urllib3 pools). Every call is retried on transport errors, timeouts, 429 and 5xx
 with `shared.retry.call_with_retry`, bounded by the caller's Deadline; a 401 refreshes the token
 once. Values placed in `where` predicates always go through `predicate_string`.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import os
 import urllib.parse
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import requests
-from oauthlib.oauth2 import OAuth2Error
 from pydantic import SecretStr
 
-from shared.commercetools._session import SdkSession, parse_retry_after
+from shared.commercetools.auth import ClientCredentials, error_from
 from shared.config import Settings
 from shared.deadline import Deadline
 from shared.errors import CommercetoolsError, ConnectorError, DeadlineExceeded
+from shared.http import HttpClient, HttpFailure, InvalidRequest
 from shared.log import get_logger
 from shared.retry import call_with_retry
 
 log = get_logger("commercetools")
+
+USER_AGENT = "ct-klaviyo-connector/0.1 (+commercetools-klaviyo sync)"
+_ACCEPT_JSON = {"Accept": "application/json"}
 
 RESOURCES = frozenset(
     {
@@ -53,16 +52,6 @@ def predicate_string(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _is_loopback(url: str) -> bool:
-    host = urllib.parse.urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 class CommercetoolsClient:
     def __init__(
         self,
@@ -81,21 +70,18 @@ class CommercetoolsClient:
     ) -> None:
         if isinstance(client_secret, SecretStr):
             client_secret = client_secret.get_secret_value()
-        api_url, auth_url = api_url.rstrip("/"), auth_url.rstrip("/")
-        # oauthlib refuses plain http unless this is set; allow it only for a local fake/emulator.
-        if any(u.startswith("http://") and _is_loopback(u) for u in (api_url, auth_url)):
-            os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
         self.project_key = project_key
+        self._base_url = api_url.rstrip("/")
         self._timeout = (connect_timeout, read_timeout)
         self._retry = {"max_attempts": max_attempts, "base": backoff_base, "cap": backoff_cap}
+        self.http = HttpClient(user_agent=USER_AGENT)
         # No network I/O here: the first token is fetched by the first request.
-        self._sdk = SdkSession(
+        self.auth = ClientCredentials(
+            self.http,
+            auth_url=auth_url,
             client_id=client_id,
             client_secret=client_secret,
             scopes=list(scopes or [f"manage_project:{project_key}"]),
-            api_url=api_url,
-            auth_url=auth_url,
-            timeout=self._timeout,
         )
 
     @classmethod
@@ -282,64 +268,36 @@ class CommercetoolsClient:
         resource: str,
         none_on_404: bool,
     ) -> Any:
+        url = self._base_url + path
         try:
-            self._sdk.ensure_token(self._timeout_for(deadline))
-            token = self._sdk.access_token
-            response = self._sdk.get(path, params, self._timeout_for(deadline))
-            if response.status_code == 401:
+            token = self.auth.token(self._timeout_for(deadline))
+            response = self.http.request("GET", url, params=params, timeout=self._timeout_for(deadline),
+                                         headers={**_ACCEPT_JSON, "Authorization": f"Bearer {token}"})
+            if response.status == 401:
                 # Token expired or revoked server-side before its expires_in: refresh once.
                 log.info("commercetools token rejected, refreshing", resource=resource)
-                self._sdk.refresh(self._timeout_for(deadline), stale=token)
-                response = self._sdk.get(path, params, self._timeout_for(deadline))
-        except requests.Timeout as exc:
-            raise CommercetoolsError(f"commercetools {resource} request timed out",
+                self.auth.refresh(self._timeout_for(deadline), stale=token)
+                token = self.auth.token(self._timeout_for(deadline))
+                response = self.http.request(
+                    "GET", url, params=params, timeout=self._timeout_for(deadline),
+                    headers={**_ACCEPT_JSON, "Authorization": f"Bearer {token}"})
+        except InvalidRequest as exc:
+            raise CommercetoolsError(f"commercetools {resource}: {exc}", status=None,
+                                     code="invalid_request", retryable=False) from exc
+        except HttpFailure as exc:
+            what = "timed out" if exc.timed_out else f"transport error: {exc}"
+            raise CommercetoolsError(f"commercetools {resource} request {what}",
                                      status=None) from exc
-        except requests.RequestException as exc:
-            raise CommercetoolsError(
-                f"commercetools {resource} transport error: {type(exc).__name__}", status=None
-            ) from exc
-        except OAuth2Error as exc:  # e.g. token response without access_token, insecure URL
-            raise CommercetoolsError(f"commercetools auth failed: {exc.error}",
-                                     status=exc.status_code, code=exc.error,
-                                     retryable=False) from exc
-        except Warning as exc:  # oauthlib: "Scope has changed from ... to ..."
-            raise CommercetoolsError(f"commercetools auth failed: {exc}", status=None,
-                                     code="scope_changed", retryable=False) from exc
 
-        if response.status_code == 404 and none_on_404:
+        if response.status == 404 and none_on_404:
             return None
-        if response.status_code >= 400:
-            raise _api_error(response, resource)
+        if response.status >= 400:
+            raise error_from(response, resource)
         try:
             return response.json()
         except ValueError as exc:
             raise CommercetoolsError(f"commercetools {resource}: response is not JSON",
-                                     status=response.status_code, retryable=True) from exc
-
-
-def _api_error(response: requests.Response, resource: str) -> CommercetoolsError:
-    """CT error body `{"statusCode","message","errors":[{"code",..}]}` → CommercetoolsError.
-
-    The message names only the resource, status and code: CT messages can echo field values.
-    """
-    status = response.status_code
-    errors: list[dict[str, Any]] = []
-    try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict):
-        errors = [e for e in body.get("errors") or [] if isinstance(e, dict)]
-    code = errors[0].get("code") if errors else None
-    if code is None and isinstance(body, dict):
-        code = body.get("error")
-    return CommercetoolsError(
-        f"commercetools {resource} request failed: HTTP {status}" + (f" {code}" if code else ""),
-        status=status,
-        code=code,
-        errors=errors,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
-    )
+                                     status=response.status, retryable=True) from exc
 
 
 def _chunk_ids(ids: list[str]) -> Iterator[list[str]]:

@@ -8,11 +8,9 @@ from collections.abc import Collection, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-from requests.adapters import HTTPAdapter
-
 from shared.deadline import Deadline
 from shared.errors import DeadlineExceeded, KlaviyoError
+from shared.http import HttpClient, HttpFailure, InvalidRequest, Response
 from shared.klaviyo.limiter import RateLimiter
 from shared.log import get_logger
 from shared.retry import call_with_retry
@@ -20,7 +18,7 @@ from shared.retry import call_with_retry
 log = get_logger("klaviyo")
 
 JSONAPI = "application/vnd.api+json"
-USER_AGENT = "ct-klaviyo-connector/0.1 (+commercetools-klaviyo sync; python-requests)"
+USER_AGENT = "ct-klaviyo-connector/0.1 (+commercetools-klaviyo sync)"
 DEFAULT_TIMEOUT: tuple[float, float] = (3.05, 30.0)
 SUCCESS = (200, 201, 202, 204)
 
@@ -76,7 +74,7 @@ class KlaviyoTransport:
         revision: str,
         *,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-        session: requests.Session | None = None,
+        http: HttpClient | None = None,
         max_attempts: int = 8,
         retry_base: float = 0.25,
         retry_cap: float = 8.0,
@@ -95,21 +93,15 @@ class KlaviyoTransport:
             "Authorization": f"Klaviyo-API-Key {api_key}",
             "revision": revision,
             "accept": JSONAPI,
-            "User-Agent": USER_AGENT,
         }
-        if session is None:
-            session = requests.Session()
-            # Retries are ours (deadline-aware); urllib3 must not retry behind our back.
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-        self.session = session
+        self._json_headers = {**self._headers, "content-type": JSONAPI}
+        self.http = http or HttpClient(user_agent=USER_AGENT)
 
     def __repr__(self) -> str:  # never show the key
         return f"{type(self).__name__}(base_url={self.base_url!r}, revision={self.revision!r})"
 
     def close(self) -> None:
-        self.session.close()
+        self.http.close()
 
     def __enter__(self) -> KlaviyoTransport:
         return self
@@ -178,39 +170,34 @@ class KlaviyoTransport:
         # A read that outlives the deadline would make the function overrun its own timeout.
         timeout = (min(self.timeout[0], remaining), min(self.timeout[1], remaining))
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
-        headers = dict(self._headers)
-        if json is not None:
-            headers["content-type"] = JSONAPI
+        headers = self._headers if json is None else self._json_headers
         try:
-            resp = self.session.request(
-                method, url, json=json, params=params, headers=headers, timeout=timeout
-            )
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader) as exc:
+            resp = self.http.request(method, url, json=json, params=params, headers=headers,
+                                     timeout=timeout)
+        except InvalidRequest as exc:
             raise KlaviyoError(
-                f"cannot call Klaviyo at {template}: {type(exc).__name__}",
+                f"cannot call Klaviyo at {template}: {exc}",
                 status=None, code="invalid_request", retryable=False,
             ) from exc
-        except requests.exceptions.Timeout as exc:
+        except HttpFailure as exc:
+            if exc.timed_out:
+                raise KlaviyoError(
+                    f"Klaviyo timed out on {method} {template}", status=None, code="timeout"
+                ) from exc
             raise KlaviyoError(
-                f"Klaviyo timed out on {method} {template}", status=None, code="timeout"
-            ) from exc
-        except requests.exceptions.RequestException as exc:
-            raise KlaviyoError(
-                f"Klaviyo unreachable on {method} {template}: {type(exc).__name__}",
+                f"Klaviyo unreachable on {method} {template}: {exc}",
                 status=None, code="transport_error",
             ) from exc
-        with resp:
-            if resp.status_code in ok:
-                return self._parse_success(resp, method, template)
-            error = self._error_from(resp, method, template)
-            if resp.status_code == 429 and self.limiter is not None:
-                self.limiter.throttled(method, template, error.retry_after)
-            raise error
+        if resp.status in ok:
+            return self._parse_success(resp, method, template)
+        error = self._error_from(resp, method, template)
+        if resp.status == 429 and self.limiter is not None:
+            self.limiter.throttled(method, template, error.retry_after)
+        raise error
 
     @staticmethod
     def _parse_success(
-        resp: requests.Response, method: str, template: str
+        resp: Response, method: str, template: str
     ) -> dict[str, Any] | None:
         if not resp.content:
             return None
@@ -220,13 +207,13 @@ class KlaviyoTransport:
             # A garbled answer tells us nothing about whether the write happened; writes are
             # idempotent, so asking again is the safe reading.
             raise KlaviyoError(
-                f"Klaviyo sent a non-JSON {resp.status_code} on {method} {template}",
-                status=resp.status_code, code="invalid_response", retryable=True,
+                f"Klaviyo sent a non-JSON {resp.status} on {method} {template}",
+                status=resp.status, code="invalid_response", retryable=True,
             ) from exc
         return body if isinstance(body, dict) else {"data": body}
 
     @staticmethod
-    def _error_from(resp: requests.Response, method: str, template: str) -> KlaviyoError:
+    def _error_from(resp: Response, method: str, template: str) -> KlaviyoError:
         errors: list[dict[str, Any]] = []
         try:
             body = resp.json()
@@ -237,9 +224,9 @@ class KlaviyoTransport:
         code = errors[0].get("code") if errors else None
         # Message carries status and code only: `detail` can echo an email or a phone number.
         return KlaviyoError(
-            f"Klaviyo answered {resp.status_code}{f' {code}' if code else ''} "
+            f"Klaviyo answered {resp.status}{f' {code}' if code else ''} "
             f"on {method} {template}",
-            status=resp.status_code,
+            status=resp.status,
             code=code,
             errors=errors,
             retry_after=_retry_after_seconds(resp.headers.get("Retry-After")),
