@@ -1,16 +1,22 @@
 """Catalog sync end to end: CloudEvents → realtime function → commercetools and Klaviyo fakes.
 
 Categories, products (items + variants) and inventory, with the exact Klaviyo requests made.
+A product's variant changes go as catalog variant bulk jobs from 3 of a kind (create, update,
+delete) on, fewer as single requests.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+
+from shared.processors import catalog as catalog_processor
+from tests.fakes.klaviyo import error_object
 
 P = "$custom:::$default:::"  # Klaviyo's compound catalog id prefix
 CATALOG_ENV = {
@@ -139,6 +145,35 @@ def variant_skus(klaviyo: Any, pid: str = "p-1") -> set[str]:
 
 def catalog_filter(*external_ids: str) -> str:
     return "any(ids,[" + ",".join(f'"{P}{e}"' for e in external_ids) + "])"
+
+
+def job_path(op: str) -> str:
+    return f"/api/catalog-variant-bulk-{op}-jobs"
+
+
+def job_posts(klaviyo: Any, op: str, since: int = 0) -> list[Any]:
+    """The variant bulk job requests of this operation (create/update/delete) since `since`."""
+    return [r for r in list(klaviyo.requests)[since:]
+            if r.method == "POST" and r.path == job_path(op)]
+
+
+def job_resources(request: Any) -> list[dict[str, Any]]:
+    return request.json["data"]["attributes"]["variants"]["data"]
+
+
+def job_ids(klaviyo: Any, op: str) -> list[str]:
+    """Ids of the variant jobs of this operation Klaviyo accepted, in the order started."""
+    return [jid for jid, job in klaviyo.jobs.items()
+            if job["type"] == f"catalog-variant-bulk-{op}-job"]
+
+
+def polls(op: str, job_id: str, times: int = 3) -> list[tuple[str, str]]:
+    """A job polled until complete (the fake answers queued, processing, complete)."""
+    return [("GET", f"{job_path(op)}/{job_id}")] * times
+
+
+def single_variant_writes(klaviyo: Any, since: int = 0) -> list[tuple[str, str]]:
+    return [c for c in writes(klaviyo, since) if c[1].startswith("/api/catalog-variants")]
 
 
 # -- categories ------------------------------------------------------------------------------------
@@ -351,6 +386,7 @@ def test_product_with_more_variants_than_a_page(realtime: Any, ct: Any, klaviyo:
     ct.add("products", product_doc(skus=skus))
     assert realtime.deliver(published()) == 200
     assert len(variant_skus(klaviyo)) == 120
+    assert [len(job_resources(r)) for r in job_posts(klaviyo, "create")] == [100, 20]
     ct.add("products", product_doc(skus=skus[:-1]))  # the last variant was removed
     mark = len(klaviyo.requests)
 
@@ -380,11 +416,344 @@ def test_redelivery_writes_only_what_klaviyo_does_not_hold_yet(
 
     assert realtime.deliver(published()) == 200
 
-    made = calls(klaviyo, mark)
-    variant_writes = [c for c in made if c[0] in ("POST", "PATCH", "DELETE")
-                      and c[1].startswith("/api/catalog-variants")]
-    assert len(variant_writes) == 20
+    # The 20 missing variants go in one bulk create job; the 20 Klaviyo holds are not rewritten.
+    (job,) = job_posts(klaviyo, "create", mark)
+    assert [r["attributes"]["sku"] for r in job_resources(job)] == list(skus[20:])
+    assert writes(klaviyo, mark) == [("PATCH", f"/api/catalog-items/{P}p-1"),
+                                     ("POST", job_path("create"))]
     assert variant_skus(klaviyo) == set(skus)
+
+
+# -- product variants in bulk jobs ----------------------------------------------------------------
+
+TEN = tuple(f"SKU-{n:02}" for n in range(1, 11))  # variant n: price CHF 10.0n, n in stock
+
+
+def expected_variant(n: int, sku: str, name: str = "Blue Jeans") -> dict[str, Any]:
+    """What the mapper sends for variant n of `product_doc` (create: with the create-only keys)."""
+    price = (1000 + n) / 100
+    return {
+        "external_id": sku, "integration_type": "$custom", "catalog_type": "$default",
+        "sku": sku, "title": name, "description": "Denim",
+        "url": f"https://shop.example/p/blue-jeans?sku={sku}", "price": price,
+        "inventory_quantity": n, "inventory_policy": 1, "published": True,
+        "images": [f"https://img.example/{n}.jpg"],
+        "image_full_url": f"https://img.example/{n}.jpg",
+        "custom_metadata": {
+            "title_json": f'{{"title_en":"{name}","title_de":"Blaue Jeans"}}',
+            "slug_json": '{"slug_en":"blue-jeans"}',
+            "price_json": f'{{"price_CHF":{price},"price_CH":{price},"price_LI":{price}}}',
+            "currency_json": '{"currency_CH":"CHF","currency_LI":"CHF"}',
+        },
+    }
+
+
+def held(klaviyo: Any, sku: str) -> dict[str, Any]:
+    """The attributes Klaviyo holds for the variant, without what Klaviyo itself sets."""
+    attributes = dict(klaviyo.variants[P + sku]["attributes"])
+    for key in ("created", "updated"):
+        attributes.pop(key)
+    return attributes
+
+
+def publish_ten(realtime: Any, ct: Any, klaviyo: Any) -> int:
+    """p-1 with the 10 variants TEN in Klaviyo; returns a mark."""
+    ct.add("products", product_doc(skus=TEN))
+    assert realtime.deliver(published()) == 200
+    assert variant_skus(klaviyo) == set(TEN)
+    return len(klaviyo.requests)
+
+
+def test_new_product_variants_created_in_one_bulk_job(
+    realtime: Any, ct: Any, klaviyo: Any, caplog: Any,
+) -> None:
+    ct.add("products", product_doc(skus=TEN))
+    caplog.set_level(logging.INFO, logger="connector")
+
+    assert realtime.deliver(published()) == 200
+
+    # The item first (a variant needs it), then one job with all 10 variants, polled until
+    # Klaviyo reports it complete: 6 requests instead of 12.
+    (job_id,) = job_ids(klaviyo, "create")
+    assert calls(klaviyo) == [
+        ("PATCH", f"/api/catalog-items/{P}p-1"),
+        ("POST", "/api/catalog-items"),
+        ("POST", job_path("create")),
+        *polls("create", job_id),
+    ]
+    assert klaviyo.jobs[job_id]["polls"] == 3  # queued, processing, complete
+    (job,) = job_posts(klaviyo, "create")
+    assert job.json["data"]["type"] == "catalog-variant-bulk-create-job"
+    item_ref = {"item": {"data": {"type": "catalog-item", "id": f"{P}p-1"}}}
+    assert job_resources(job) == [
+        {"type": "catalog-variant", "attributes": expected_variant(n, sku),
+         "relationships": item_ref}
+        for n, sku in enumerate(TEN, start=1)]
+    for n, sku in enumerate(TEN, start=1):
+        assert held(klaviyo, sku) == expected_variant(n, sku)
+        assert klaviyo.variants[P + sku]["relationships"] == {"item": f"{P}p-1"}
+    (synced,) = [r for r in caplog.records if r.getMessage() == "product synced"]
+    assert (synced.__dict__["variantsWritten"], synced.__dict__["variantJobs"]) == (10, 1)
+
+
+def test_republish_with_every_variant_edited_is_one_bulk_update_job(
+    realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    mark = publish_ten(realtime, ct, klaviyo)
+    ct.add("products", product_doc(skus=TEN, name="Jeans"))
+
+    assert realtime.deliver(published()) == 200
+
+    (job_id,) = job_ids(klaviyo, "update")
+    assert calls(klaviyo, mark) == [
+        ("PATCH", f"/api/catalog-items/{P}p-1"),
+        ("GET", f"/api/catalog-items/{P}p-1/variants"),
+        ("POST", job_path("update")),
+        *polls("update", job_id),
+    ]
+    (job,) = job_posts(klaviyo, "update", mark)
+    # Updates carry the compound id and only updatable fields (no create-only keys, no item).
+    first = expected_variant(1, "SKU-01", name="Jeans")
+    for key in ("external_id", "integration_type", "catalog_type"):
+        first.pop(key)
+    assert job_resources(job)[0] == {"type": "catalog-variant", "id": f"{P}SKU-01",
+                                     "attributes": first}
+    assert [r["id"] for r in job_resources(job)] == [P + sku for sku in TEN]
+    for n, sku in enumerate(TEN, start=1):
+        assert held(klaviyo, sku) == expected_variant(n, sku, name="Jeans")
+
+
+@pytest.mark.parametrize("edited", [1, 2, 3], ids=["1-edited", "2-edited", "3-edited"])
+def test_republish_with_few_variants_edited_uses_single_requests(
+    realtime: Any, ct: Any, klaviyo: Any, edited: int,
+) -> None:
+    mark = publish_ten(realtime, ct, klaviyo)
+    new_stock = {sku: 90 + n for n, sku in enumerate(TEN[:edited])}
+    ct.add("products", product_doc(skus=TEN, stock=new_stock))
+
+    assert realtime.deliver(published()) == 200
+
+    if edited < 3:  # below the threshold: one PATCH each, no job
+        assert calls(klaviyo, mark) == [
+            ("PATCH", f"/api/catalog-items/{P}p-1"),
+            ("GET", f"/api/catalog-items/{P}p-1/variants"),
+            *[("PATCH", f"/api/catalog-variants/{P}{sku}") for sku in TEN[:edited]],
+        ]
+        assert job_ids(klaviyo, "update") == []
+    else:  # from 3 on, one job
+        (job,) = job_posts(klaviyo, "update", mark)
+        assert [r["id"] for r in job_resources(job)] == [P + sku for sku in TEN[:3]]
+        assert single_variant_writes(klaviyo, mark) == []
+    assert {sku: stock(klaviyo, sku) for sku in TEN} == {
+        sku: new_stock.get(sku, n) for n, sku in enumerate(TEN, start=1)}
+
+
+def test_product_losing_five_variants_deletes_them_in_one_bulk_job(
+    realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    mark = publish_ten(realtime, ct, klaviyo)
+    ct.add("products", product_doc(skus=TEN[:5]))
+
+    assert realtime.deliver(published()) == 200
+
+    (job_id,) = job_ids(klaviyo, "delete")
+    assert calls(klaviyo, mark) == [
+        ("PATCH", f"/api/catalog-items/{P}p-1"),
+        ("GET", f"/api/catalog-items/{P}p-1/variants"),
+        ("POST", job_path("delete")),
+        *polls("delete", job_id),
+    ]
+    (job,) = job_posts(klaviyo, "delete", mark)
+    assert job_resources(job) == [{"type": "catalog-variant", "id": P + sku} for sku in TEN[5:]]
+    assert variant_skus(klaviyo) == set(TEN[:5])
+
+
+def test_creates_updates_and_deletes_each_choose_bulk_or_single(
+    realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    mark = publish_ten(realtime, ct, klaviyo)
+    # 4 removed (a job), 3 added (a job), 2 edited (single PATCHes), 4 unchanged.
+    skus = TEN[:6] + ("NEW-1", "NEW-2", "NEW-3")
+    ct.add("products", product_doc(skus=skus, stock={"SKU-01": 50, "SKU-02": 60}))
+
+    assert realtime.deliver(published()) == 200
+
+    assert [len(job_resources(r)) for r in job_posts(klaviyo, "create", mark)] == [3]
+    assert [len(job_resources(r)) for r in job_posts(klaviyo, "delete", mark)] == [4]
+    assert job_posts(klaviyo, "update", mark) == []
+    assert single_variant_writes(klaviyo, mark) == [
+        ("PATCH", f"/api/catalog-variants/{P}SKU-01"),
+        ("PATCH", f"/api/catalog-variants/{P}SKU-02")]
+    assert variant_skus(klaviyo) == set(skus)
+    assert (stock(klaviyo, "SKU-01"), stock(klaviyo, "SKU-02"), stock(klaviyo, "NEW-3")) == (
+        50, 60, 9)
+
+
+def test_more_than_100_variants_go_in_several_jobs(
+    make_realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    realtime = make_realtime(**CATALOG_ENV, REALTIME_DEADLINE_SECONDS="30")
+    skus = tuple(f"SKU-{n:03}" for n in range(1, 251))
+    ct.add("products", product_doc(skus=skus))
+
+    assert realtime.deliver(published()) == 200
+
+    jobs = job_posts(klaviyo, "create")
+    assert [len(job_resources(r)) for r in jobs] == [100, 100, 50]  # ≤ 100 a job
+    assert [r["attributes"]["sku"] for job in jobs for r in job_resources(job)] == list(skus)
+    assert all(job["polls"] == 3 for job in klaviyo.jobs.values())  # each polled to complete
+    assert single_variant_writes(klaviyo) == []
+    assert variant_skus(klaviyo) == set(skus)
+    assert held(klaviyo, "SKU-250")["price"] == 12.5
+
+
+def seed_variant(klaviyo: Any, sku: str, item: str = "p-1") -> None:
+    """A variant another instance wrote meanwhile (stale values)."""
+    klaviyo.variants[P + sku] = {
+        "type": "catalog-variant", "id": P + sku,
+        "attributes": {"external_id": sku, "sku": sku, "title": "Old", "description": "",
+                       "url": "https://old.example", "price": 1.0, "inventory_quantity": 0,
+                       "integration_type": "$custom", "catalog_type": "$default",
+                       "published": True, "inventory_policy": 0,
+                       "created": "2026-01-01T00:00:00+00:00",
+                       "updated": "2026-01-01T00:00:00+00:00"},
+        "relationships": {"item": P + item},
+    }
+
+
+def test_variant_a_job_failed_is_retried_singly(realtime: Any, ct: Any, klaviyo: Any) -> None:
+    ct.add("products", product_doc(skus=TEN))
+    # Another instance created SKU-03 after our item write: the new item lists no variants, so
+    # SKU-03 goes in the create job, where Klaviyo refuses it (it exists by then).
+    seed_variant(klaviyo, "SKU-03")
+
+    assert realtime.deliver(published()) == 200
+
+    (job_id,) = job_ids(klaviyo, "create")
+    assert calls(klaviyo) == [
+        ("PATCH", f"/api/catalog-items/{P}p-1"),
+        ("POST", "/api/catalog-items"),
+        ("POST", job_path("create")),
+        *polls("create", job_id),
+        # The failed record alone: create (409, it exists), then update.
+        ("POST", "/api/catalog-variants"),
+        ("PATCH", f"/api/catalog-variants/{P}SKU-03"),
+    ]
+    final = klaviyo.jobs[job_id]
+    assert [e["source"]["pointer"] for e in final["failures"]] == [
+        "/data/attributes/variants/data/2"]
+    assert [r.status for r in klaviyo.requests[-2:]] == [409, 200]
+    for n, sku in enumerate(TEN, start=1):
+        assert held(klaviyo, sku) == expected_variant(n, sku)
+
+
+def test_variant_klaviyo_refuses_fails_the_message_terminally(
+    realtime: Any, ct: Any, klaviyo: Any, caplog: Any,
+) -> None:
+    ct.add("products", product_doc(skus=TEN))
+    seed_variant(klaviyo, "SKU-03")  # fails in the job, as above …
+    invalid = error_object(400, "invalid", "Invalid input.", "'price' has an invalid value.",
+                           pointer="/data/attributes/price")
+    # … and Klaviyo refuses it on its own too (update after the create's 409).
+    klaviyo.inject(400, path=f"/api/catalog-variants/{P}SKU-03", method="PATCH",
+                   errors=[invalid])
+    caplog.set_level(logging.INFO, logger="connector")
+
+    assert realtime.deliver(published()) == 200  # acknowledged: a redelivery cannot help
+
+    assert [(c, r.status) for c, r in zip(calls(klaviyo)[-2:], klaviyo.requests[-2:])] == [
+        (("POST", "/api/catalog-variants"), 409),
+        (("PATCH", f"/api/catalog-variants/{P}SKU-03"), 400)]
+    terminal = [r for r in caplog.records if r.getMessage() == "terminal failure; acknowledged"]
+    assert [r.__dict__["status"] for r in terminal] == [400]
+    refused = [r for r in caplog.records if r.getMessage() == "variant refused by Klaviyo"]
+    assert [r.__dict__["sku"] for r in refused] == ["SKU-03"]
+    # The other nine landed.
+    for n, sku in enumerate(TEN, start=1):
+        if sku != "SKU-03":
+            assert held(klaviyo, sku) == expected_variant(n, sku)
+    assert klaviyo.variants[P + "SKU-03"]["attributes"]["title"] == "Old"
+
+
+def test_record_a_job_is_refused_for_goes_singly_and_the_rest_in_a_job(
+    realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    ct.add("products", product_doc(skus=TEN))
+    # Klaviyo refuses the whole job request for one record (validation is all-or-nothing).
+    klaviyo.inject(400, path=job_path("create"), method="POST", errors=[error_object(
+        400, "invalid", "Invalid input.", "'price' has an invalid value.",
+        pointer="/data/attributes/variants/data/3/attributes/price")])
+
+    assert realtime.deliver(published()) == 200
+
+    refused, accepted = job_posts(klaviyo, "create")
+    assert [len(job_resources(refused)), len(job_resources(accepted))] == [10, 9]
+    assert "SKU-04" not in {r["attributes"]["sku"] for r in job_resources(accepted)}
+    assert single_variant_writes(klaviyo) == [("POST", "/api/catalog-variants")]
+    assert klaviyo.requests[-1].json["data"]["attributes"]["sku"] == "SKU-04"
+    assert variant_skus(klaviyo) == set(TEN)
+
+
+def test_deadline_while_polling_a_job_is_redelivered(
+    make_realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    realtime = make_realtime(**CATALOG_ENV, REALTIME_DEADLINE_SECONDS="2")
+    ct.add("products", product_doc(skus=TEN))
+    klaviyo.job_status_sequence = ["queued"] + ["processing"] * 100  # a slow job
+
+    started = time.monotonic()
+    assert realtime.deliver(published()) == 500  # Pub/Sub redelivers
+    assert time.monotonic() - started < 2.5  # gave up before the deadline
+    (job_id,) = job_ids(klaviyo, "create")
+    assert 2 <= klaviyo.jobs[job_id]["polls"] <= 5  # short waits, growing
+
+    # Klaviyo finished the job meanwhile: the redelivery finds every variant as it should be
+    # and writes none again.
+    klaviyo.job_status_sequence = []
+    mark = len(klaviyo.requests)
+    assert realtime.deliver(published()) == 200
+    assert calls(klaviyo, mark) == [("PATCH", f"/api/catalog-items/{P}p-1"),
+                                    ("GET", f"/api/catalog-items/{P}p-1/variants")]
+    assert variant_skus(klaviyo) == set(TEN)
+
+
+def test_deadline_while_polling_redelivery_writes_what_is_missing(
+    make_realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    realtime = make_realtime(**CATALOG_ENV, REALTIME_DEADLINE_SECONDS="2")
+    ct.add("products", product_doc(skus=TEN))
+    klaviyo.job_status_sequence = ["processing"] * 100
+    assert realtime.deliver(published()) == 500
+    # As if Klaviyo had written only 6 of the 10 when the redelivery comes.
+    for sku in TEN[6:]:
+        del klaviyo.variants[P + sku]
+    klaviyo.job_status_sequence = []
+    mark = len(klaviyo.requests)
+
+    assert realtime.deliver(published()) == 200
+
+    (job,) = job_posts(klaviyo, "create", mark)
+    assert [r["attributes"]["sku"] for r in job_resources(job)] == list(TEN[6:])
+    assert variant_skus(klaviyo) == set(TEN)
+
+
+def test_realtime_job_polling_starts_short_and_backs_off(
+    klaviyo: Any, klaviyo_client: Any,
+) -> None:
+    klaviyo.job_status_sequence = ["queued"] + ["processing"] * 7
+    job_id = klaviyo_client.create_catalog_bulk_job(
+        "variant", "delete", [{"type": "catalog-variant", "id": f"{P}gone"}])
+    slept: list[float] = []
+
+    final = klaviyo_client.wait_for_job(
+        lambda jid, deadline: klaviyo_client.get_catalog_bulk_job("variant", "delete", jid,
+                                                                  deadline=deadline),
+        job_id, poll_interval=catalog_processor.JOB_POLL_FIRST,
+        backoff=catalog_processor.JOB_POLL_BACKOFF, max_interval=catalog_processor.JOB_POLL_MAX,
+        sleep=slept.append)
+
+    assert final["status"] == "complete" and final["failed_count"] == 1
+    assert slept == [0.5, 0.75, 1.125, 1.6875, 2.53125, 3.796875, 4.0, 4.0]
 
 
 def test_product_resource_updated_syncs_a_published_product(

@@ -151,19 +151,27 @@ class BulkMixin(KlaviyoTransport):
         *,
         deadline: Deadline = Deadline.never(),
         poll_interval: float = 2.0,
+        backoff: float = 1.0,
+        max_interval: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> dict[str, Any]:
         """Poll `get_fn(job_id, deadline=...)` until the job leaves queued/processing.
 
-        Returns the final attributes (status `complete` or `cancelled`). A job that is still
-        `queued` has not started, so stopping there (as the reference plugin did) reports work
-        that has not happened.
+        Waits `poll_interval` seconds before the second poll, each further wait `backoff` times
+        the previous one, at most `max_interval`. Returns the final attributes (status `complete`
+        or `cancelled`); raises DeadlineExceeded when the next wait would pass the deadline. A
+        job that is still `queued` has not started, so stopping there (as the reference plugin
+        did) reports work that has not happened.
         """
+        interval = poll_interval
         while True:
             attributes = get_fn(job_id, deadline=deadline)
             status = attributes.get("status")
             if status not in PENDING_STATUSES:
                 return attributes
-            if poll_interval >= deadline.remaining():
+            if interval >= deadline.remaining():
                 raise DeadlineExceeded(f"job {job_id} still {status} at the deadline")
-            sleep(poll_interval)
+            sleep(interval)
+            interval *= backoff
+            if max_interval is not None:
+                interval = min(interval, max_interval)
