@@ -10,12 +10,13 @@ import pytest
 
 from shared.config import DEFAULT_KLAVIYO_REVISION
 from shared.deadline import Deadline
-from shared.errors import DeadlineExceeded
+from shared.errors import DeadlineExceeded, KlaviyoError
 from shared.klaviyo import KlaviyoClient
 from shared.klaviyo.limiter import (
     DEFAULT_LIMITS,
     Rate,
     RateLimiter,
+    SlotUnavailable,
     family_for,
     per_minute,
     per_second,
@@ -177,6 +178,54 @@ def test_throttled_blocks_the_family_for_retry_after() -> None:
     assert lim.acquire("POST", "/api/event-bulk-create-jobs") == 0
 
 
+def test_try_acquire_takes_only_a_slot_free_now() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, {"default": (Rate(2, 1), Rate(3, 60))})
+    assert lim.try_acquire("GET", "/x") and lim.try_acquire("GET", "/x")
+    assert not lim.try_acquire("GET", "/x")  # the burst is used up: would wait 1 s
+    assert clock.slept == []
+    clock.advance(1)
+    assert lim.try_acquire("GET", "/x")
+    clock.advance(1)
+    assert not lim.try_acquire("GET", "/x")  # the steady window (3/min) is used up
+    # A refusal reserved nothing: the waiting caller gets the slot the window allows.
+    assert lim.acquire("GET", "/x") == pytest.approx(58.0)
+
+
+def test_try_acquire_respects_429_blocks_and_callers_already_queued() -> None:
+    clock = FakeClock()
+    lim = limiter(clock, {"default": (Rate(1, 1),)})
+    lim.throttled("GET", "/x", 5)
+    assert not lim.try_acquire("GET", "/x")
+    clock.advance(5)
+    assert lim.try_acquire("GET", "/x")
+    clock.advance(1)
+    lim.reserve("GET", "/x")  # now: free
+    lim.reserve("GET", "/x")  # a second caller queued for a slot 1 s away
+    clock.advance(1.5)
+    assert not lim.try_acquire("GET", "/x")  # does not jump the queue (the slot at +1 s)
+
+
+def test_nonblocking_view_shares_the_windows_and_never_sleeps() -> None:
+    clock = FakeClock()
+    lim = limiter(clock)
+    view = lim.nonblocking()
+    for _ in range(9):
+        lim.acquire("POST", "/api/event-bulk-create-jobs")
+    assert view.acquire("POST", "/api/event-bulk-create-jobs") == 0  # the 10th of the burst
+    with pytest.raises(SlotUnavailable) as caught:
+        view.acquire("POST", "/api/event-bulk-create-jobs")
+    assert caught.value.retryable
+    assert view.acquire("POST", "/api/events") == 0  # other families unaffected
+    assert clock.slept == []
+    # The limiter itself still waits, for the slot the refusal did not take.
+    assert lim.acquire("POST", "/api/event-bulk-create-jobs") == pytest.approx(1.0)
+    view.throttled("POST", "/api/catalog-items", 2)  # a 429 seen by the view blocks everyone
+    with pytest.raises(SlotUnavailable):
+        view.acquire("POST", "/api/catalog-items")
+    assert lim.acquire("POST", "/api/catalog-items") == pytest.approx(2.0)
+
+
 def test_unknown_family_from_a_custom_classifier_falls_back_to_default() -> None:
     clock = FakeClock()
     lim = RateLimiter({"default": (Rate(1, 1),)}, classify=lambda m, p: "nope", clock=clock,
@@ -272,3 +321,46 @@ def test_client_takes_a_slot_for_every_attempt(limited_client: Any, klaviyo: Any
 def test_client_without_limiter_is_unchanged(klaviyo_client: Any, klaviyo: Any) -> None:
     assert klaviyo_client.limiter is None
     assert list(klaviyo_client.iter_catalog_items()) == []
+
+
+BULK_ENTRIES = [{"profile": {"email": "a@example.org"},
+                 "events": [{"properties": {}, "unique_id": "u1",
+                             "metric": {"data": {"type": "metric",
+                                                 "attributes": {"name": "Placed Order"}}}}]}]
+
+
+def test_bulk_job_now_is_one_attempt_and_tells_the_limiter_of_a_429(
+    limited_client: Any, klaviyo: Any
+) -> None:
+    client, recorder = limited_client
+    klaviyo.inject(429, times=1, path="/api/event-bulk-create-jobs", retry_after=30)
+    with pytest.raises(KlaviyoError) as caught:
+        client.create_event_bulk_job_now(BULK_ENTRIES)
+    assert caught.value.status == 429
+    assert len(klaviyo.requests) == 1  # not retried, Retry-After not waited out
+    assert recorder.throttles == [("POST", "/api/event-bulk-create-jobs", 30.0)]
+    # The family is blocked for 30 s: the next one is not even sent.
+    with pytest.raises(SlotUnavailable):
+        client.create_event_bulk_job_now(BULK_ENTRIES)
+    assert len(klaviyo.requests) == 1
+    assert client.max_attempts == 8 and client.limiter is recorder  # the client is unchanged
+
+
+def test_bulk_job_now_never_waits_for_the_limiter(limited_client: Any, klaviyo: Any) -> None:
+    client, recorder = limited_client
+    for _ in range(9):
+        assert recorder.try_acquire("POST", "/api/event-bulk-create-jobs")
+    client.create_event_bulk_job_now(BULK_ENTRIES)  # the 10th slot of the burst: sent
+    assert len(klaviyo.events) == 1
+    with pytest.raises(SlotUnavailable):
+        client.create_event_bulk_job_now(BULK_ENTRIES)  # the 11th would wait ~1 s
+    assert len(klaviyo.requests) == 1
+
+
+def test_bulk_job_now_raises_other_failures_at_once(klaviyo_client: Any, klaviyo: Any) -> None:
+    klaviyo.inject(503, times=1, path="/api/event-bulk-create-jobs")
+    with pytest.raises(KlaviyoError) as caught:
+        klaviyo_client.create_event_bulk_job_now(BULK_ENTRIES)
+    assert caught.value.status == 503 and len(klaviyo.requests) == 1
+    klaviyo_client.create_event_bulk_job_now(BULK_ENTRIES)  # no limiter: sent
+    assert len(klaviyo.events) == 1

@@ -11,6 +11,7 @@ import pytest
 from shared.commercetools.models.order import Order
 from shared.commercetools.models.payment import Payment
 from shared.config import load_settings
+from shared.mapping.events import bulk_entries
 from shared.mapping.orders import (
     MAX_ARRAY_ITEMS,
     MAX_PROPERTIES,
@@ -230,6 +231,20 @@ def test_event_attributes_are_json_and_accepted_shape() -> None:
         body = json.loads(json.dumps(event.attributes()))
         assert set(body) == {"metric", "profile", "properties", "time", "unique_id", "value",
                              "value_currency"}
+
+
+def test_bulk_entries_carry_the_single_event_bodies_grouped_by_profile() -> None:
+    """Each bulk event is the POST /api/events body minus the profile, which its entry holds:
+    the Placed Order (with the location) in one entry, the Ordered Products in another."""
+    events = placed_order_events(order(), LOOKUP, CONFIG)
+    entries = bulk_entries(events)
+    assert [(e["profile"], len(e["events"])) for e in entries] == [
+        (events[0].profile, 1), (PROFILE, 3)]
+    rebuilt = [{**ev, "profile": {"data": {"type": "profile", "attributes": entry["profile"]}}}
+               for entry in entries for ev in entry["events"]]
+    assert rebuilt == [e.attributes() for e in events]
+    assert all("backfill" not in ev for entry in entries for ev in entry["events"])
+    assert bulk_entries([]) == []
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
 """Order events end to end: real CloudEvents → realtime function → commercetools and Klaviyo fakes.
 
-Covers every order/payment message the order processors handle, with the exact POST /api/events
-bodies, plus redelivery, out-of-order delivery, Klaviyo 429/5xx and disabling.
+Covers every order/payment message the order processors handle, with the exact event bodies
+(an order's events in one event-bulk-create-jobs request, a lone event as POST /api/events), plus
+redelivery, out-of-order delivery, Klaviyo 429/5xx/400 on either endpoint (the bulk request
+falling back to one POST per event) and disabling.
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ import copy
 import itertools
 import json
 import logging
+import time
 from typing import Any
 
 import pytest
 
+from shared.klaviyo import limiter
 from shared.log import JsonFormatter
 
 _seq = itertools.count(1)
@@ -156,12 +160,39 @@ def state_changed(state: str, old: str = "Open", **extra: Any) -> dict[str, Any]
                    created_at="2026-03-03T09:00:00.000Z", **extra)
 
 
+EVENTS = "/api/events"
+BULK = "/api/event-bulk-create-jobs"
+
+
 def event_posts(klaviyo: Any) -> list[Any]:
-    return klaviyo.requests_to("POST", "/api/events")
+    return klaviyo.requests_to("POST", EVENTS)
+
+
+def bulk_posts(klaviyo: Any) -> list[Any]:
+    return klaviyo.requests_to("POST", BULK)
+
+
+def writes(klaviyo: Any) -> list[tuple[str, int | None, int]]:
+    """(path, status, events carried) of every event request, in order."""
+    return [(r.path, r.status, len(carried(r))) for r in klaviyo.requests
+            if r.method == "POST" and r.path in (EVENTS, BULK)]
+
+
+def carried(request: Any) -> list[dict[str, Any]]:
+    """The events a request carried, each as the POST /api/events body it stands for (a bulk
+    entry's profile put back into each of its events)."""
+    if request.path == EVENTS:
+        return [request.json]
+    entries = request.json["data"]["attributes"]["events-bulk-create"]["data"]
+    return [{"data": {"type": "event", "attributes": {**event["attributes"],
+                                                      "profile": entry["attributes"]["profile"]}}}
+            for entry in entries for event in entry["attributes"]["events"]["data"]]
 
 
 def bodies(klaviyo: Any) -> list[Any]:
-    return [r.json for r in event_posts(klaviyo)]
+    """Every event sent, by either endpoint, in order (failed requests included)."""
+    return [body for r in klaviyo.requests if r.method == "POST" and r.path in (EVENTS, BULK)
+            for body in carried(r)]
 
 
 def stored(klaviyo: Any) -> list[tuple[str, str]]:
@@ -182,8 +213,11 @@ def test_order_created_sends_placed_order_and_ordered_products(
     assert realtime.deliver(order_created(), structured=structured) == 200
 
     assert bodies(klaviyo) == [PLACED, *ORDERED_PRODUCTS]
-    assert [r.status for r in event_posts(klaviyo)] == [202] * 4
+    assert writes(klaviyo) == [(BULK, 202, 4)]  # one request for the order
+    entries = bulk_posts(klaviyo)[0].json["data"]["attributes"]["events-bulk-create"]["data"]
+    assert all("backfill" not in e["attributes"] for e in entries)  # realtime: flows fire
     assert len(klaviyo.events) == 4 and len(klaviyo.profiles) == 1
+    assert not any(e["backfill"] for e in klaviyo.events)
     # One order read (with discount codes expanded), one products query, one categories query.
     reads = [(r.path, r.param("expand")) for r in ct.api_requests()]
     assert reads == [
@@ -306,6 +340,7 @@ def test_order_state_changed(make_realtime: Any, ct: Any, klaviyo: Any, state: s
     assert realtime.deliver(state_changed(state)) == 200
 
     assert bodies(klaviyo) == expected
+    assert writes(klaviyo) == [(EVENTS, 202, 1)] * len(expected)  # one event: no bulk request
 
 
 def test_configured_state_map(make_realtime: Any, ct: Any, klaviyo: Any) -> None:
@@ -504,17 +539,145 @@ def test_redelivery_uses_the_same_unique_ids(realtime: Any, ct: Any, klaviyo: An
 
     first, second = bodies(klaviyo)[:4], bodies(klaviyo)[4:]
     assert first == second
+    assert writes(klaviyo) == [(BULK, 202, 4)] * 2
     assert len(klaviyo.events) == 4
 
 
 def test_429_is_retried_then_succeeds(realtime: Any, ct: Any, klaviyo: Any) -> None:
-    seed(ct)
+    seed(ct, orderState="Cancelled")
     klaviyo.inject(429, path="/api/events", retry_after=1)
+
+    assert realtime.deliver(state_changed("Cancelled")) == 200
+
+    assert [r.status for r in event_posts(klaviyo)] == [429, 202]
+    assert stored(klaviyo) == [("Cancelled Order", "order-1:cancelled")]
+
+
+def test_429_on_the_bulk_endpoint_falls_back_to_one_post_per_event_at_once(
+    make_realtime: Any, ct: Any, klaviyo: Any
+) -> None:
+    """The bulk budget (150/min) is shared with bulk imports and other instances: no waiting for
+    its Retry-After, the events go by POST /api/events (3,500/min) right away; the limiter is told,
+    so the next order does not even try the bulk endpoint until Retry-After has passed."""
+    seed(ct)
+    realtime = make_realtime(**URL_ENV)
+    klaviyo.inject(429, path=BULK, retry_after=30)
 
     assert realtime.deliver(order_created()) == 200
 
-    assert [r.status for r in event_posts(klaviyo)] == [429, 202, 202, 202, 202]
+    assert writes(klaviyo) == [(BULK, 429, 4)] + [(EVENTS, 202, 1)] * 4
+    assert bodies(klaviyo)[4:] == [PLACED, *ORDERED_PRODUCTS]  # nothing lost
+    assert len(klaviyo.events) == 4  # no duplicates
+
+    assert realtime.deliver(order_created()) == 200  # a redelivery, within the Retry-After
+    assert writes(klaviyo)[5:] == [(EVENTS, 202, 1)] * 4  # per event, no bulk attempt
     assert len(klaviyo.events) == 4
+
+
+def test_bulk_limit_busy_sends_one_post_per_event_without_waiting(
+    make_realtime: Any, ct: Any, klaviyo: Any
+) -> None:
+    """The process's event-bulk burst (10/s) is used up: waiting for a slot is not worth it."""
+    seed(ct)
+    realtime = make_realtime(**URL_ENV)
+    shared = limiter.shared_limiter()
+    for _ in range(10):
+        assert shared.try_acquire("POST", BULK)
+
+    assert realtime.deliver(order_created()) == 200
+
+    assert writes(klaviyo) == [(EVENTS, 202, 1)] * 4
+    assert bodies(klaviyo) == [PLACED, *ORDERED_PRODUCTS]
+    assert len(klaviyo.events) == 4
+
+
+def test_bulk_and_per_event_send_the_same_events(realtime: Any, ct: Any, klaviyo: Any) -> None:
+    """A 5-line order: one request carrying 6 events; sent again one by one (after a 429) they
+    are the same events with the same unique_ids, so Klaviyo keeps one of each."""
+    lines = [{**copy.deepcopy(ORDER["lineItems"][0]), "id": f"li-{i}"} for i in range(1, 6)]
+    seed(ct, id="order-5", lineItems=lines, customLineItems=[])
+
+    assert realtime.deliver(message("OrderCreated", resource_id="order-5")) == 200
+    assert writes(klaviyo) == [(BULK, 202, 6)]
+    bulk = bodies(klaviyo)
+    assert [b["data"]["attributes"]["unique_id"] for b in bulk] == [
+        "order-5:placed", "li-1", "li-2", "li-3", "li-4", "li-5"]
+
+    klaviyo.inject(429, path=BULK, retry_after=1)
+    assert realtime.deliver(message("OrderCreated", resource_id="order-5")) == 200
+    assert writes(klaviyo)[1:] == [(BULK, 429, 6)] + [(EVENTS, 202, 1)] * 6
+    assert bodies(klaviyo)[12:] == bulk
+    assert len(klaviyo.events) == 6
+
+
+def test_a_bad_event_rejects_the_bulk_request_then_only_itself(
+    realtime: Any, ct: Any, klaviyo: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Klaviyo validates a bulk request as a whole: one event it refuses (here a unique_id over
+    255 characters) makes the request a 400; one by one the others are recorded and that one is
+    reported, the message acknowledged."""
+    seed(ct)
+    long_id = "li-" + "x" * 300
+    ct.add("orders", {**copy.deepcopy(ORDER), "lineItems": [
+        {**copy.deepcopy(ORDER["lineItems"][0]), "id": long_id}, ORDER["lineItems"][1]]})
+    caplog.set_level(logging.INFO, logger="connector")
+
+    assert realtime.deliver(order_created()) == 200  # terminal: acknowledged
+
+    assert writes(klaviyo) == [(BULK, 400, 4), (EVENTS, 202, 1), (EVENTS, 400, 1),
+                               (EVENTS, 202, 1), (EVENTS, 202, 1)]
+    assert stored(klaviyo) == sorted([("Placed Order", "order-1:placed"),
+                                      ("Ordered Product", "li-2"),
+                                      ("Ordered Product", "cli-1")])
+    rejected = [r for r in caplog.records if r.getMessage() == "klaviyo rejected an order event"]
+    assert [getattr(r, "uniqueId", None) for r in rejected] == [long_id]
+
+
+def test_server_error_on_the_bulk_endpoint_falls_back_at_once(
+    realtime: Any, ct: Any, klaviyo: Any
+) -> None:
+    seed(ct)
+    klaviyo.inject(503, path=BULK)
+
+    assert realtime.deliver(order_created()) == 200
+
+    assert writes(klaviyo) == [(BULK, 503, 4)] + [(EVENTS, 202, 1)] * 4  # no bulk retry
+    assert len(klaviyo.events) == 4
+
+
+def test_a_slow_bulk_request_leaves_time_for_the_fallback(
+    realtime: Any, ct: Any, klaviyo: Any
+) -> None:
+    """The bulk request may use half the time left (5 s deadline): an answer slower than that
+    is given up, the events go one by one, and the bulk copy Klaviyo records late is
+    deduplicated by unique_id."""
+    seed(ct)
+    klaviyo.inject(None, path=BULK, delay=3.5)  # answered normally, but late
+
+    started = time.monotonic()
+    assert realtime.deliver(order_created()) == 200
+    assert time.monotonic() - started < 4.5
+
+    assert [(path, n) for path, _, n in writes(klaviyo)] == [(BULK, 4)] + [(EVENTS, 1)] * 4
+    time.sleep(max(0.0, started + 3.8 - time.monotonic()))  # the late bulk answer is done
+    assert bulk_posts(klaviyo)[0].status == 202
+    assert len(klaviyo.events) == 4
+
+
+def test_huge_order_goes_in_requests_of_at_most_1000_events(
+    make_realtime: Any, ct: Any, klaviyo: Any
+) -> None:
+    line = ORDER["lineItems"][0]
+    lines = [{**copy.deepcopy(line), "id": f"li-{i:04d}"} for i in range(1200)]
+    seed(ct, lineItems=lines, customLineItems=[])
+    realtime = make_realtime(REALTIME_DEADLINE_SECONDS="30")
+
+    assert realtime.deliver(order_created()) == 200
+
+    assert writes(klaviyo) == [(BULK, 202, 1000), (BULK, 202, 201)]
+    assert len(klaviyo.events) == 1201
+    assert [b["data"]["attributes"]["unique_id"] for b in bodies(klaviyo)] == [
+        "order-1:placed", *(f"li-{i:04d}" for i in range(1200))]
 
 
 def test_server_error_forever_fails_the_invocation_then_redelivery_completes(
@@ -522,22 +685,27 @@ def test_server_error_forever_fails_the_invocation_then_redelivery_completes(
 ) -> None:
     seed(ct)
     realtime = make_realtime(REALTIME_DEADLINE_SECONDS="1.5")
-    fault = klaviyo.inject(500, times=1000, path="/api/events")
+    faults = [klaviyo.inject(500, times=1000, path=path) for path in (BULK, EVENTS)]
 
     assert realtime.deliver(order_created()) == 500  # Pub/Sub will redeliver
-    assert len(event_posts(klaviyo)) >= 2 and klaviyo.events == []
+    # The bulk request once, then POST /api/events retried until the deadline.
+    assert len(bulk_posts(klaviyo)) == 1 and len(event_posts(klaviyo)) >= 2
+    assert klaviyo.events == []
 
-    fault.times = 0
+    for fault in faults:
+        fault.times = 0
     assert realtime.deliver(order_created()) == 200
     assert len(klaviyo.events) == 4
 
 
 def test_a_rejected_event_does_not_stop_the_others(realtime: Any, ct: Any, klaviyo: Any) -> None:
     seed(ct)
-    klaviyo.inject(400, path="/api/events")  # Placed Order rejected as invalid
+    klaviyo.inject(400, path=BULK)  # the batch rejected for the Placed Order, ...
+    klaviyo.inject(400, path="/api/events")  # ... which is rejected on its own too
 
     assert realtime.deliver(order_created()) == 200  # terminal: acknowledged
 
+    assert [r.status for r in bulk_posts(klaviyo)] == [400]
     assert [r.status for r in event_posts(klaviyo)] == [400, 202, 202, 202]
     assert [m for m, _ in stored(klaviyo)] == ["Ordered Product"] * 3
 
@@ -592,6 +760,10 @@ def test_each_message_twice_out_of_order_ends_in_the_right_state(
         ("Refunded Order", "tx-r1"),
     ])
     assert len({e["profile_id"] for e in klaviyo.events}) == 1
+    # Each delivery placing the order (OrderCreated, OrderCustomerSet; twice each) was one bulk
+    # request; the state and refund changes, one event each, POST /api/events.
+    assert [n for path, _, n in writes(klaviyo) if path == BULK] == [4] * 4
+    assert {n for path, _, n in writes(klaviyo) if path == EVENTS} == {1}
 
 
 def test_logs_carry_ids_not_personal_data(realtime: Any, ct: Any, klaviyo: Any,
@@ -599,7 +771,8 @@ def test_logs_carry_ids_not_personal_data(realtime: Any, ct: Any, klaviyo: Any,
     seed(ct)
     refund = transaction("tx-r1", "Success", 1500)
     seed_payment(ct, refund)
-    klaviyo.inject(400, path="/api/events")
+    klaviyo.inject(400, path=BULK)
+    klaviyo.inject(400, times=2, path="/api/events")
     caplog.set_level(logging.DEBUG, logger="connector")
 
     assert realtime.deliver(order_created()) == 200

@@ -8,6 +8,7 @@ would reject the whole request anyway and the caller should split, not retry.
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from typing import Any, Literal
@@ -108,6 +109,26 @@ class BulkMixin(KlaviyoTransport):
             }
         }
         self.request("POST", "/api/event-bulk-create-jobs", json=body, deadline=deadline)
+
+    def create_event_bulk_job_now(
+        self, entries: list[dict[str, Any]], *, deadline: Deadline = Deadline.never()
+    ) -> None:
+        """`create_event_bulk_job` for a caller with another way to send the events (one POST
+        /api/events each): the request goes now or not at all.
+
+        No wait for the rate limiter: SlotUnavailable, nothing sent, when it has no
+        event-bulk slot free now (or a 429 blocks the family). One attempt: a 429 tells the
+        limiter, through the transport as always, and is raised without waiting out its
+        Retry-After; so is any other failure. At most half the time left to answer, leaving the
+        rest for the caller's other way.
+        """
+        view = copy.copy(self)  # same connection pool, same limiter state
+        view.max_attempts = 1
+        connect, read = self.timeout
+        view.timeout = (connect, min(read, max(deadline.remaining() / 2, connect)))
+        if self.limiter is not None:
+            view.limiter = self.limiter.nonblocking()
+        view.create_event_bulk_job(entries, deadline=deadline)
 
     # -- catalog -----------------------------------------------------------------------------------
 

@@ -10,6 +10,10 @@ window under its count; a sliding window that is never exceeded cannot exceed a 
 - It waits rather than fails. The only failure is a wait that would end after the caller's
   deadline: that raises DeadlineExceeded at once (retryable), so a function never overruns.
 - A 429 (another process sharing the account's quota) blocks the family for its Retry-After.
+- A caller with a cheaper alternative (realtime orders: one bulk request, else one POST per
+  event) asks without waiting: `try_acquire` takes a slot only if one is free now, and
+  `nonblocking()` is a view of the same limiter whose `acquire` does that or raises
+  SlotUnavailable, for a client (whose transport calls `acquire`) that must not wait.
 
 Use one limiter per process (`shared_limiter()`) and pass it to every KlaviyoClient:
 `KlaviyoClient(key, url, revision, limiter=shared_limiter())`.
@@ -17,6 +21,7 @@ Use one limiter per process (`shared_limiter()`) and pass it to every KlaviyoCli
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from collections import deque
@@ -25,7 +30,11 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from shared.deadline import Deadline
-from shared.errors import DeadlineExceeded
+from shared.errors import DeadlineExceeded, RetryableError
+
+
+class SlotUnavailable(RetryableError):
+    """A non-blocking acquire found no slot free now (nothing was reserved)."""
 
 
 @dataclass(frozen=True)
@@ -137,6 +146,7 @@ class RateLimiter:
         # Requests sent at the window's edge can arrive inside it (network jitter): keep a margin.
         self._margin = margin
         self._lock = threading.Lock()
+        self._blocking = True  # False in a `nonblocking()` view
 
     def family(self, method: str, path: str) -> str:
         name = self._classify(method, path)
@@ -159,8 +169,36 @@ class RateLimiter:
             family.stamps.append(start)
             return start
 
+    def try_acquire(self, method: str, path: str) -> bool:
+        """Take a slot for a request to `path` only if one is free now (never waits): True if
+        taken, False (reserving nothing) if the request would have to wait for a window, a 429
+        block, or callers already queued for a later slot."""
+        family = self._families[self.family(method, path)]
+        with self._lock:
+            now = self._clock()
+            start = family.next_slot(now, self._margin)
+            if start > now:
+                return False
+            family.stamps.append(now)
+            return True
+
+    def nonblocking(self) -> RateLimiter:
+        """A view of this limiter (the same windows, blocks and lock) whose `acquire` takes a slot
+        free now or raises SlotUnavailable at once; `throttled` and the rest are shared."""
+        view = copy.copy(self)
+        view._blocking = False
+        return view
+
     def acquire(self, method: str, path: str, *, deadline: Deadline = Deadline.never()) -> float:
-        """Wait until a request to `path` may start; returns the seconds waited."""
+        """Wait until a request to `path` may start; returns the seconds waited.
+
+        In a `nonblocking()` view: 0 if a slot is free now, else SlotUnavailable.
+        """
+        if not self._blocking:
+            if not self.try_acquire(method, path):
+                raise SlotUnavailable(
+                    f"rate limit: no {method} {urlsplit(path).path} slot free now")
+            return 0.0
         start = self.reserve(method, path, deadline=deadline)
         wait = start - self._clock()
         if wait > 0:
@@ -196,6 +234,7 @@ __all__ = [
     "DEFAULT_LIMITS",
     "Rate",
     "RateLimiter",
+    "SlotUnavailable",
     "family_for",
     "per_minute",
     "per_second",

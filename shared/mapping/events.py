@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,3 +39,22 @@ class KlaviyoEvent:
             **self.event_attributes(),
             "profile": {"data": {"type": "profile", "attributes": self.profile}},
         }
+
+
+def bulk_entries(events: Iterable[KlaviyoEvent]) -> list[dict[str, Any]]:
+    """The events as `KlaviyoClient.create_event_bulk_job` entries: grouped per profile (in order
+    of first appearance, events in their order), `{"profile": ..., "events": [event_attributes()]}`.
+
+    Each event keeps its own attributes (unique_id, time, `extra`), so a bulk request records
+    exactly what one POST /api/events per event would. Events whose profile attributes differ
+    (the Placed Order carries the billing location, the others do not) go in separate entries.
+    """
+    entries: dict[str, dict[str, Any]] = {}
+    for event in events:
+        # The mapper builds a person's profile the same way every time: its repr is a cheap key.
+        key = repr(event.profile)
+        entry = entries.get(key)
+        if entry is None:
+            entry = entries[key] = {"profile": event.profile, "events": []}
+        entry["events"].append(event.event_attributes())
+    return list(entries.values())

@@ -6,19 +6,27 @@ delivery: deliveries are at-least-once, unordered and may omit the payload (`pay
 The message is consulted only for *which* change happened (the new state, the transaction id).
 Every event carries a deterministic unique_id, so a redelivery after a partial failure re-sends
 what was already recorded and Klaviyo keeps one copy.
+
+An order's events (a Placed Order and one Ordered Product per line) go in one
+event-bulk-create-jobs request when it can be sent at once, else one POST /api/events each
+(see `_send_bulk`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
+from shared.bulk.sending import MAX_PAYLOAD_BYTES, chunked
 from shared.commercetools.messages import CtMessage
 from shared.commercetools.models.order import Order
 from shared.commercetools.models.payment import Payment
 from shared.config import Settings
 from shared.errors import KlaviyoError
+from shared.klaviyo import MAX_BULK_EVENTS
+from shared.klaviyo.limiter import SlotUnavailable
 from shared.log import get_logger
-from shared.mapping.events import KlaviyoEvent
+from shared.mapping.events import KlaviyoEvent, bulk_entries
 from shared.mapping.orders import (
     OrderMappingConfig,
     ProductLookup,
@@ -80,24 +88,81 @@ def _has_profile(order: Order) -> bool:
 
 
 def _send(ctx: Context, order: Order, events: Sequence[KlaviyoEvent]) -> int:
-    """POST each event. A retryable failure stops at once (the redelivery re-sends everything,
-    deduplicated by unique_id); a rejected event does not keep the others from being sent."""
+    """Send the events: each chunk of 2+ as one event-bulk-create-jobs request when that can go
+    now, otherwise (and for a lone event) one POST /api/events per event.
+
+    Per event, a retryable failure stops at once (the redelivery re-sends everything,
+    deduplicated by unique_id); a rejected event does not keep the others from being sent.
+    Returns the number of events Klaviyo accepted.
+    """
     writes = 0
     rejected: KlaviyoError | None = None
-    for event in events:
-        try:
-            ctx.klaviyo.create_event(event.attributes(), deadline=ctx.deadline)
-        except KlaviyoError as exc:
-            if exc.retryable:
-                raise
-            log.error("klaviyo rejected an order event", ctOrderId=order.id,
-                      metric=event.metric, uniqueId=event.unique_id, **exc.log_fields())
-            rejected = rejected or exc
-        else:
-            writes += 1
+    for chunk in _chunks(events):
+        if len(chunk) > 1 and _send_bulk(ctx, order, chunk):
+            writes += len(chunk)
+            continue
+        for event in chunk:
+            try:
+                ctx.klaviyo.create_event(event.attributes(), deadline=ctx.deadline)
+            except KlaviyoError as exc:
+                if exc.retryable:
+                    raise
+                log.error("klaviyo rejected an order event", ctOrderId=order.id,
+                          metric=event.metric, uniqueId=event.unique_id, **exc.log_fields())
+                rejected = rejected or exc
+            else:
+                writes += 1
     if rejected is not None:
         raise rejected
     return writes
+
+
+def _chunks(events: Sequence[KlaviyoEvent]) -> list[list[KlaviyoEvent]]:
+    """Distinct events (Klaviyo fails a whole bulk request for a unique_id repeated for the same
+    profile and metric, and records only the first anyway; one order is one person) in chunks
+    within a bulk request's limits: ≤1,000 events and ≤MAX_PAYLOAD_BYTES."""
+    seen: set[tuple[str, str]] = set()
+    distinct = []
+    for event in events:
+        if (event.metric, event.unique_id) not in seen:
+            seen.add((event.metric, event.unique_id))
+            distinct.append(event)
+    if len(distinct) < 2:
+        return [distinct]
+    return list(chunked(distinct, max_count=MAX_BULK_EVENTS, max_bytes=MAX_PAYLOAD_BYTES,
+                        size=_event_size))
+
+
+def _event_size(event: KlaviyoEvent) -> int:
+    # Properties and profile dominate; the rest of an event's attributes stays under 200 bytes.
+    return len(json.dumps([event.properties, event.profile], separators=(",", ":"),
+                          default=str)) + 200
+
+
+def _send_bulk(ctx: Context, order: Order, events: list[KlaviyoEvent]) -> bool:
+    """One event-bulk-create-jobs request for the events (no backfill: realtime events trigger
+    flows). True when Klaviyo accepted them (202).
+
+    False, to have them sent one by one, when the request cannot go at once (the process's
+    limiter has no event-bulk slot free now, or Klaviyo is blocking the family after a 429) or
+    its single attempt fails in any way: 429 (the 150/min bulk budget is shared with bulk imports
+    and other instances, while POST /api/events has 3,500/min), 400/413 (one bad event rejects the
+    whole request; one by one the good ones are recorded and the bad one reported), 5xx or a
+    timeout (the per-event path has its own budget and its own retries; if the bulk request was
+    in fact recorded, the unique_ids keep the second copy out). Only a deadline that has run out
+    is raised: there is no time left for the fallback either.
+    """
+    try:
+        ctx.klaviyo.create_event_bulk_job_now(bulk_entries(events), deadline=ctx.deadline)
+    except SlotUnavailable:
+        log.info("klaviyo event bulk limit busy; sending order events one by one",
+                 ctOrderId=order.id, events=len(events))
+        return False
+    except KlaviyoError as exc:
+        log.warning("klaviyo event bulk request failed; sending order events one by one",
+                    ctOrderId=order.id, events=len(events), **exc.log_fields())
+        return False
+    return True
 
 
 def placed_order(message: CtMessage, ctx: Context) -> int:
