@@ -268,6 +268,7 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         problems.append(f"the Klaviyo fake crashed {len(klaviyo.internal_errors)} times")
     logs = log_counts(server.log_path, LOG_MESSAGES)
     event_posts = len(klaviyo.requests_to("POST", "/api/events"))
+    event_bulk_posts = len(klaviyo.requests_to("POST", "/api/event-bulk-create-jobs"))
 
     counts = world.counts()
     figures: dict[str, Any] = {
@@ -286,7 +287,8 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         "publish_s": round(published - started, 1),
         "first_redelivery_gap_s": _spread(first_gaps), "later_redelivery_gap_s": _spread(later_gaps),
         "klaviyo_state": actual.sizes(), "expected_state": expected.sizes(),
-        "event_posts": event_posts, "function_log": logs,
+        "event_posts": event_posts, "event_bulk_posts": event_bulk_posts,
+        "function_log": logs,
         "mismatches": {"missing": len(comparison.missing),
                        "duplicate": len(comparison.duplicates),
                        "stale": len(comparison.stale), "unexpected": len(comparison.unexpected)},
@@ -312,7 +314,8 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         + (f" (probe dead-lettered: {'yes' if probe_dead else 'NO'})" if probe_topic else ""),
         f"  time to drain   {seconds(drained_at - started)} (publishing "
         f"{seconds(published - started)})",
-        f"  Klaviyo         {actual.sizes()}; {event_posts} event POSTs for "
+        f"  Klaviyo         {actual.sizes()}; {event_posts} event POSTs + "
+        f"{event_bulk_posts} event-bulk-create-jobs for "
         f"{len(actual.events)} events",
         f"  function log    " + ", ".join(f"{k.split(';')[0]}: {v}" for k, v in logs.items() if v),
         f"  mismatches      {comparison.summary()}",

@@ -310,7 +310,9 @@ def test_orders_send_every_event_in_the_fewest_requests(
     assert len(ct.api_requests("orders")) == 1
     assert ct.api_requests("orders")[0].query["expand"] == ["paymentInfo.payments[*]"]
     assert len(ct.api_requests("payments")) == 0
-    assert len(ct.api_requests("products")) == 1
+    # Published products' current data only (product-projections), no full Product documents.
+    assert len(ct.api_requests("product-projections")) == 1
+    assert len(ct.api_requests("products")) == 0
     assert len(ct.api_requests("categories")) == 1
 
 
@@ -322,7 +324,7 @@ def test_orders_page_lookups_are_per_page_not_per_order(
     assert (totals.read, totals.sent, totals.skipped) == (30, 29, 1)
     assert len(ct.api_requests("orders")) == 5  # 7, 7, 7, 7, 2
     # Products and categories already looked up in the batch are not fetched again.
-    assert len(ct.api_requests("products")) == 1
+    assert len(ct.api_requests("product-projections")) == 1
     assert len(ct.api_requests("categories")) == 1
     assert len(posts(klaviyo, "/api/event-bulk-create-jobs")) == 1
 

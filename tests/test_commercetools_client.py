@@ -94,6 +94,32 @@ def test_product_projection_by_id_and_query(ct: FakeCommercetools,
     assert [p["id"] for p in page] == [published["id"]]
 
 
+def test_products_current_data_from_projections_and_unpublished_from_products(
+        ct: FakeCommercetools, ct_client: CommercetoolsClient) -> None:
+    live = ct.add("products", {"key": "live", "masterData": {
+        "published": True, "current": {"slug": {"en": "live"}}, "staged": {"slug": {"en": "x"}}}})
+    hidden = ct.add("products", {"key": "hidden", "masterData": {
+        "published": False, "current": {"slug": {"en": "hidden"}}, "staged": {}}})
+
+    docs = ct_client.get_products_current([hidden["id"], "gone", live["id"], live["id"]])
+
+    assert [d["id"] for d in docs] == [hidden["id"], live["id"]]  # asked order, missing left out
+    assert docs[0] == hidden  # not published: the full Product
+    assert docs[1]["key"] == "live"
+    assert docs[1]["masterData"]["current"]["slug"] == {"en": "live"}
+    assert "staged" not in docs[1]["masterData"]
+    assert [r.path.rsplit("/", 1)[1] for r in ct.api_requests()] == ["product-projections",
+                                                                     "products"]
+
+
+def test_products_all_published_is_one_request(ct: FakeCommercetools,
+                                               ct_client: CommercetoolsClient) -> None:
+    ids = [ct.add("products", {"masterData": {"published": True, "current": {}, "staged": {}}})["id"]
+           for _ in range(3)]
+    assert [d["id"] for d in ct_client.get_products_current(ids)] == ids
+    assert len(ct.api_requests()) == 1
+
+
 # ---- keyset paging --------------------------------------------------------------------------
 
 

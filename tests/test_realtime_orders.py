@@ -218,10 +218,12 @@ def test_order_created_sends_placed_order_and_ordered_products(
     assert all("backfill" not in e["attributes"] for e in entries)  # realtime: flows fire
     assert len(klaviyo.events) == 4 and len(klaviyo.profiles) == 1
     assert not any(e["backfill"] for e in klaviyo.events)
-    # One order read (with discount codes expanded), one products query, one categories query.
+    # One order read (with discount codes expanded), the published products' current data, the
+    # products not published (here: prod-gone, deleted) from products, one categories query.
     reads = [(r.path, r.param("expand")) for r in ct.api_requests()]
     assert reads == [
         ("/test-project/orders/order-1", "discountCodes[*].discountCode"),
+        ("/test-project/product-projections", None),
         ("/test-project/products", None),
         ("/test-project/categories", "ancestors[*]"),
     ]

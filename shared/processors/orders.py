@@ -71,7 +71,7 @@ def fetch_product_lookup(ctx: Context, ids: Sequence[str], locale: str | None) -
     carts both use it)."""
     if not ids:
         return {}
-    products = ctx.ct.get_by_ids("products", ids, deadline=ctx.deadline)
+    products = ctx.ct.get_products_current(ids, deadline=ctx.deadline)
     wanted = category_ids(products)
     categories = (
         ctx.ct.get_by_ids("categories", wanted, expand=("ancestors[*]",), deadline=ctx.deadline)

@@ -181,7 +181,7 @@ class OrdersExporter:
                                     if pid not in products))
         if not wanted:
             return
-        docs = self.ct.get_by_ids("products", wanted, deadline=deadline)
+        docs = self.ct.get_products_current(wanted, deadline=deadline)
         missing = [cid for cid in category_ids(docs) if cid not in categories]
         if missing:
             for category in self.ct.get_by_ids("categories", missing, expand=CATEGORY_EXPAND,
