@@ -436,9 +436,15 @@ class FakeCommercetools:
         with self._lock:
             if resource == "product-projections":
                 staged = (req.args.get("staged") or "false").lower() == "true"
-                docs = [_projection(p, staged=staged) for p in self._store["products"].values()
-                        if id is None or p["id"] == id]
-                return [d for d in docs
+                products = self._store["products"]
+                by_ids = next((n[2] for n in predicates if n[0] == "in" and n[1] == "id"), None)
+                if id is not None:
+                    by_ids = [id]
+                candidates = (products.values() if by_ids is None
+                              else [products[i] for i in by_ids if i in products])
+                # Matched on a shallow projection; only the matches are copied (as below).
+                docs = [_projection(p, staged=staged, deep=False) for p in candidates]
+                return [copy.deepcopy(d) for d in docs
                         if d is not None and all(_matches(p, d) for p in predicates)]
             stored = self._store[resource]
             candidates = ([stored[id]] if id in stored else []) if id is not None \
@@ -512,16 +518,16 @@ def _int_param(req: Request, name: str, default: int, low: int, high: int) -> in
     return value
 
 
-def _projection(product: dict, *, staged: bool) -> dict | None:
+def _projection(product: dict, *, staged: bool, deep: bool = True) -> dict | None:
     master = product.get("masterData") or {}
     if not staged and not master.get("published"):
         return None
     data = master.get("staged" if staged else "current") or {}
     projection = {k: v for k, v in product.items() if k != "masterData"}
-    projection.update(copy.deepcopy(data))
+    projection.update(data)
     projection["published"] = bool(master.get("published"))
     projection["hasStagedChanges"] = bool(master.get("hasStagedChanges"))
-    return copy.deepcopy(projection)
+    return copy.deepcopy(projection) if deep else projection
 
 
 def basic_auth(client_id: str, client_secret: str) -> str:
