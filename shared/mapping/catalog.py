@@ -11,6 +11,7 @@ Baseline is the reference plugin (anchor-behaviour §2.10–2.15); where it diff
 
 from __future__ import annotations
 
+import functools
 import json
 import string
 from collections.abc import Iterable, Sequence
@@ -72,6 +73,14 @@ def _normalise_template(template: str) -> str:
     return template.replace(_REFERENCE_SLUG_PLACEHOLDER, "{slug}")
 
 
+@functools.lru_cache(maxsize=8)
+def _parsed_template(template: str) -> tuple[str, frozenset[str]]:
+    """The normalised template and the placeholder names it uses (parsed once per template)."""
+    normalised = _normalise_template(template)
+    names = frozenset(name for _, name, _, _ in string.Formatter().parse(normalised) if name)
+    return normalised, names
+
+
 def check_url_template(template: str) -> None:
     """Raise ValueError unless every placeholder is one of URL_PLACEHOLDERS (`{{` is a literal `{`).
 
@@ -100,14 +109,15 @@ def product_url(product: Product, config: CatalogConfig, sku: str | None = None)
     if not config.url_template:
         return ""
     data = product.master_data.current
+    template, used = _parsed_template(config.url_template)
     values = {
-        "slug": localized(data.slug, config.locale) or "",
-        "id": product.id,
-        "key": product.key or "",
-        "sku": sku if sku is not None else (data.master_variant.sku or ""),
+        "slug": lambda: localized(data.slug, config.locale) or "",
+        "id": lambda: product.id,
+        "key": lambda: product.key or "",
+        "sku": lambda: sku if sku is not None else (data.master_variant.sku or ""),
     }
-    quoted = {name: quote(value, safe="") for name, value in values.items()}
-    return _normalise_template(config.url_template).format(**quoted)
+    # Only the placeholders the template uses are computed and quoted (once per variant).
+    return template.format(**{name: quote(values[name](), safe="") for name in used})
 
 
 # -- categories ----------------------------------------------------------------------------------
@@ -224,8 +234,12 @@ def _json_number(money: Money) -> int | float:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
+# One encoder for every metadata string: json.dumps with options builds a new one per call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def _compact_json(value: dict[str, Any]) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return _COMPACT.encode(value)
 
 
 def price_metadata(
