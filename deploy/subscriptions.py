@@ -31,12 +31,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.commercetools.auth import ClientCredentials, parse_retry_after
+from shared.commercetools.auth import ClientCredentials
 from shared.commercetools.client import USER_AGENT
 from shared.config import Settings, load_settings
 from shared.deadline import Deadline
 from shared.errors import CommercetoolsError, ConfigError, ConnectorError
-from shared.http import HttpClient, HttpFailure, InvalidRequest, Response
+from shared.http import HttpClient, HttpFailure, InvalidRequest, Response, retry_after_seconds
 from shared.processors import Processor, enabled_processors
 from shared.retry import call_with_retry
 
@@ -318,7 +318,7 @@ def _error(response: Response) -> CommercetoolsError:
         f"commercetools subscriptions: HTTP {response.status}"
         + (f" {code}" if code else "") + (f": {detail}" if detail else ""),
         status=response.status, code=code, errors=errors,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
     )
 
 

@@ -196,3 +196,15 @@ def test_concurrent_requests_share_the_pool(serve: Callable[[Behaviour], RawServ
         t.join()
     assert not errors
     assert len(server.requests) == 160 and server.connections <= 8
+
+
+def test_retry_after_seconds_and_http_date() -> None:
+    from email.utils import formatdate
+
+    from shared.http import retry_after_seconds
+
+    assert retry_after_seconds("7") == 7.0 and retry_after_seconds("0.5") == 0.5
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    assert retry_after_seconds("-3") == 0.0
+    in_a_minute = retry_after_seconds(formatdate(time.time() + 60, usegmt=True))
+    assert in_a_minute is not None and 55 <= in_a_minute <= 61

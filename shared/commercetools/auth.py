@@ -19,11 +19,10 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from shared.errors import CommercetoolsError
-from shared.http import HttpClient, Response
+from shared.http import HttpClient, Response, retry_after_seconds
 
 # Refresh this long before expiry (at most a tenth of the token's lifetime), so a request never
 # leaves with a token that dies in flight.
@@ -48,20 +47,6 @@ def is_loopback(url: str) -> bool:
         return False
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or HTTP-date); None if absent/invalid."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
 def error_from(response: Response, what: str) -> CommercetoolsError:
     """A commercetools error body (`{"statusCode","message","errors":[{"code"}]}`, or OAuth's
     `{"error"}`) → CommercetoolsError naming `what`, the status and the code — not the message,
@@ -83,7 +68,7 @@ def error_from(response: Response, what: str) -> CommercetoolsError:
         status=status,
         code=code,
         errors=errors,
-        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        retry_after=retry_after_seconds(response.headers.get("Retry-After")),
     )
 
 

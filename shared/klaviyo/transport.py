@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Collection, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
 from shared.deadline import Deadline
 from shared.errors import DeadlineExceeded, KlaviyoError
-from shared.http import HttpClient, HttpFailure, InvalidRequest, Response
+from shared.http import HttpClient, HttpFailure, InvalidRequest, Response, retry_after_seconds
 from shared.klaviyo.limiter import RateLimiter
 from shared.log import get_logger
 from shared.retry import call_with_retry
@@ -48,20 +46,6 @@ def path_template(path_or_url: str) -> str:
     """`/api/catalog-items/%24custom...` → `/api/catalog-items/{id}` (no query, no ids)."""
     path = urlsplit(path_or_url).path
     return "/".join(s if (not s or s in _NAMED_SEGMENTS) else "{id}" for s in path.split("/"))
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:  # RFC 9110 also allows an HTTP date
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 class KlaviyoTransport:
@@ -229,7 +213,7 @@ class KlaviyoTransport:
             status=resp.status,
             code=code,
             errors=errors,
-            retry_after=_retry_after_seconds(resp.headers.get("Retry-After")),
+            retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
         )
 
     def paginate(
