@@ -72,9 +72,11 @@ def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
         for variant in ("new item", "unchanged"):
             if variant in name:
                 key += "." + variant.replace(" ", "_")
+        handler = run.get("handler_cpu_ms_p50", run["cpu_ms_p50"])
         rows.append(_row(f"realtime.{key}.p50", f"handler p50 < {REALTIME_P50_MS:g} ms",
-                         run["cpu_ms_p50"], "ms CPU (handler thread)",
-                         run["cpu_ms_p50"] < REALTIME_P50_MS,
+                         handler, "ms CPU in handle_ct_message",
+                         handler < REALTIME_P50_MS,
+                         f"with the framework {run['cpu_ms_p50']} ms; "
                          f"without the HTTP client {run['cpu_without_http_client_ms_p50']} ms; "
                          f"wall {run['wall_ms_p50']} ms; "
                          f"{run['klaviyo_requests_per_message'] + run['ct_requests_per_message']:g}"
@@ -176,10 +178,12 @@ def render(results: Mapping[str, Any]) -> str:
         parts.append("\nREALTIME  per message, functions-framework test client, real "
                      "CloudEvents, fakes answering at once")
         parts.append(_table(
-            ["message", "n", "wall p50 ms", "wall p99 ms", "CPU p50 ms", "CPU p99 ms",
+            ["message", "n", "wall p50 ms", "wall p99 ms", "handler CPU p50", "p99",
+             "CPU p50 ms", "CPU p99 ms",
              "HTTP client CPU p50", "CPU w/o HTTP client p50", "p99", "Klaviyo calls",
              "CT calls", "first CPU ms"],
-            [[r["message"], r["messages"], r["wall_ms_p50"], r["wall_ms_p99"], r["cpu_ms_p50"],
+            [[r["message"], r["messages"], r["wall_ms_p50"], r["wall_ms_p99"],
+              r.get("handler_cpu_ms_p50", ""), r.get("handler_cpu_ms_p99", ""), r["cpu_ms_p50"],
               r["cpu_ms_p99"], r["http_client_cpu_ms_p50"],
               r["cpu_without_http_client_ms_p50"], r["cpu_without_http_client_ms_p99"],
               r["klaviyo_requests_per_message"], r["ct_requests_per_message"],
