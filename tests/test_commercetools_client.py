@@ -12,7 +12,7 @@ import pytest
 from shared.commercetools import CommercetoolsClient, predicate_string
 from shared.config import load_settings
 from shared.deadline import Deadline
-from shared.errors import CommercetoolsError, DeadlineExceeded
+from shared.errors import CommercetoolsError, ConfigError, DeadlineExceeded
 from tests.fakes.commercetools import FakeCommercetools, parse_predicate
 
 Fake, Client = FakeCommercetools, CommercetoolsClient
@@ -415,7 +415,7 @@ def test_token_url(auth_url: str, expected: str) -> None:
 
 
 def test_client_secret_never_goes_over_plain_http_to_a_remote_host() -> None:
-    with pytest.raises(ValueError, match="CTP_AUTH_URL must be https"):
+    with pytest.raises(ConfigError, match=r"invalid configuration: CTP_AUTH_URL \(must be https"):
         CommercetoolsClient(project_key="p", client_id="i", client_secret="s",
                             api_url="https://api.example.com", auth_url="http://auth.example.com")
 

@@ -21,7 +21,7 @@ import urllib.parse
 from collections.abc import Sequence
 from typing import Any
 
-from shared.errors import CommercetoolsError
+from shared.errors import CommercetoolsError, ConfigError
 from shared.http import HttpClient, Response, retry_after_seconds
 
 # Refresh this long before expiry (at most a tenth of the token's lifetime), so a request never
@@ -86,7 +86,8 @@ class ClientCredentials:
         self._url = token_url(auth_url)
         if not self._url.startswith("https://") and not is_loopback(self._url):
             # The client secret travels in this request: plain http only to a local fake.
-            raise ValueError("CTP_AUTH_URL must be https (plain http only for localhost)")
+            raise ConfigError("invalid configuration: CTP_AUTH_URL (must be https; plain http "
+                              "only for localhost)")
         basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
         self._headers = {"Authorization": f"Basic {basic}", "Accept": "application/json"}
         self._form = urllib.parse.urlencode(
