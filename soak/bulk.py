@@ -146,7 +146,8 @@ def _run(config: BulkConfig, world: World, klaviyo: Any, ct: Any, pubsub: str, f
     try:
         api.start()
         worker.start()
-        topics.push(tasks, f"http://127.0.0.1:{worker.port}/", dead_letter)
+        # A batch gets 20 s (BULK_BATCH_DEADLINE_SECONDS): a killed one is redelivered after 60.
+        topics.push(tasks, f"http://127.0.0.1:{worker.port}/", dead_letter, ack_deadline=60)
         klaviyo.random_faults = RandomFaults(config.seed, rate=config.klaviyo_fault_rate,
                                              mix=dict(KLAVIYO_MIX), slow=(1.0, 4.0))
         ct.random_faults = RandomFaults(config.seed + 1, rate=config.ct_fault_rate,

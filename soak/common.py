@@ -167,14 +167,20 @@ def ct_client(ct: Any) -> Any:
 
 def push_subscription(subscriber: Any, topic: str, endpoint: str, dead_letter_topic: str, *,
                       max_attempts: int = MAX_DELIVERY_ATTEMPTS,
-                      min_backoff: int = MIN_BACKOFF_SECONDS) -> str:
-    """A push subscription with deploy's retry and dead-letter policy."""
+                      min_backoff: int = MIN_BACKOFF_SECONDS,
+                      ack_deadline: int = ACK_DEADLINE_SECONDS) -> str:
+    """A push subscription with deploy's retry and dead-letter policy.
+
+    `ack_deadline`: the emulator redelivers a push whose connection was cut (a worker killed
+    mid-request) only once the ack deadline has passed, so with deploy's 600 s one kill stalls
+    that message for ten minutes; soaks pass a deadline just above their function's own.
+    """
     from google.protobuf import duration_pb2
 
     name = subscriber.subscription_path(PROJECT, f"soak-push-{uuid.uuid4().hex[:10]}")
     subscriber.create_subscription(request={
         "name": name, "topic": topic, "push_config": {"push_endpoint": endpoint},
-        "ack_deadline_seconds": ACK_DEADLINE_SECONDS,
+        "ack_deadline_seconds": ack_deadline,
         "retry_policy": {"minimum_backoff": duration_pb2.Duration(seconds=min_backoff),
                          "maximum_backoff": duration_pb2.Duration(seconds=MAX_BACKOFF_SECONDS)},
         "dead_letter_policy": {"dead_letter_topic": dead_letter_topic,
