@@ -5,25 +5,19 @@ validate and store every request, which on a 2-core machine would otherwise be c
 The benchmark talks to the process over a pipe (`FakeServers`): load data, reset Klaviyo, read
 what Klaviyo received, read the process's CPU time.
 
-Two subclasses make the fakes scale to tens of thousands of records without changing what they
-answer or check:
-- `IndexedKlaviyo` finds profiles by identifier through an index instead of scanning every
-  profile (the scan made a 10,000-profile import quadratic), and answers `any(ids,[...])`
-  catalog filters with a set instead of a list scan per object. Every validation is the
-  original's.
-- `IndexedCommercetools` deep-copies only the page it answers (the original copies every
-  matching document, i.e. all remaining ones for a keyset page) and reads by id directly.
-  Predicates, sorting, paging and expansion are the original's code.
-Both serve HTTP/1.1 keep-alive (`KeepAliveHandler`), as the real APIs do.
+`IndexedKlaviyo` makes the Klaviyo fake scale to tens of thousands of records without changing
+what it answers or checks: it finds profiles by identifier through an index instead of scanning
+every profile (the scan made a 10,000-profile import quadratic), and answers `any(ids,[...])`
+catalog filters with a set instead of a list scan per object. Every validation is the original's.
+The commercetools fake itself copies only the page it answers. Both serve HTTP/1.1 keep-alive
+(`KeepAliveHandler`), as the real APIs do.
 """
 
 from __future__ import annotations
 
-import copy
 import io
 import json
 import os
-import re
 import select
 import subprocess
 import sys
@@ -36,22 +30,10 @@ from pathlib import Path
 from typing import IO, Any, Self
 
 from werkzeug.serving import WSGIRequestHandler, make_server
-from werkzeug.wrappers import Request, Response
 
 from bench import data
 from bench.data import Doc
-from tests.fakes.commercetools import (
-    DEFAULT_LIMIT,
-    MAX_LIMIT,
-    MAX_OFFSET,
-    FakeCommercetools,
-    InvalidInput,
-    _dumps,
-    _int_param,
-    _matches,
-    ct_error,
-    parse_predicate,
-)
+from tests.fakes.commercetools import FakeCommercetools
 from tests.fakes.klaviyo import MATCHED_IDENTIFIERS, FakeKlaviyo, parse_filter
 
 
@@ -155,45 +137,11 @@ class IndexedKlaviyo(FakeKlaviyo):
 
 
 class IndexedCommercetools(FakeCommercetools):
+    """The commercetools fake on a keep-alive server."""
+
     def start(self) -> IndexedCommercetools:
         _start(self, "127.0.0.1", "bench-commercetools")
         return self
-
-    def _get_by_id(self, req: Request, resource: str, id: str) -> Response:
-        if resource == "product-projections":
-            return super()._get_by_id(req, resource, id)
-        with self._lock:
-            doc = copy.deepcopy(self._store[resource].get(id))
-        if doc is None:
-            return ct_error(404, "ResourceNotFound", f"The Resource with ID '{id}' was not found.")
-        return Response(_dumps(self._expand(doc, req.args.getlist("expand"))),
-                        content_type="application/json")
-
-    def _query(self, req: Request, resource: str) -> Response:
-        if resource == "product-projections":
-            return super()._query(req, resource)
-        limit = _int_param(req, "limit", DEFAULT_LIMIT, 0, MAX_LIMIT)
-        offset = _int_param(req, "offset", 0, 0, MAX_OFFSET)
-        with_total = (req.args.get("withTotal") or "true").lower()
-        if with_total not in ("true", "false"):
-            raise InvalidInput("withTotal must be true or false")
-        predicates = [parse_predicate(w) for w in req.args.getlist("where")]
-        with self._lock:  # filter first, copy only what is answered
-            docs = [d for d in self._store[resource].values()
-                    if all(_matches(p, d) for p in predicates)]
-        for sort in reversed(req.args.getlist("sort")):
-            m = re.fullmatch(r"\s*id\s+(asc|desc)\s*", sort)
-            if not m:
-                raise InvalidInput(f"the fake only sorts by id, not {sort!r}")
-            docs.sort(key=lambda d: d["id"], reverse=m.group(1) == "desc")
-        with self._lock:
-            page = copy.deepcopy(docs[offset:offset + limit])
-        expand = req.args.getlist("expand")
-        body: dict[str, Any] = {"limit": limit, "offset": offset, "count": len(page)}
-        if with_total == "true":
-            body["total"] = len(docs)
-        body["results"] = [self._expand(d, expand) for d in page]
-        return Response(_dumps(body), content_type="application/json")
 
 
 # ---- data sets ------------------------------------------------------------------------------

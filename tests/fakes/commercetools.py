@@ -430,9 +430,9 @@ class FakeCommercetools:
 
     def _docs(self, resource: str, req: Request, predicates: Sequence[tuple] = (),
               id: str | None = None) -> list[dict]:
-        """Deep copies of the stored documents of `resource` that match (projections are
-        derived). Only matches are copied: copying every document per request made a fake with
-        a few thousand documents the bottleneck of a soak run."""
+        """The stored documents of `resource` that match (projections are derived), not
+        copied: callers copy, under the lock, only what they answer (copying every match per
+        request made a fake with a few thousand documents the bottleneck of soaks and bench)."""
         with self._lock:
             if resource == "product-projections":
                 staged = (req.args.get("staged") or "false").lower() == "true"
@@ -442,17 +442,17 @@ class FakeCommercetools:
                     by_ids = [id]
                 candidates = (products.values() if by_ids is None
                               else [products[i] for i in by_ids if i in products])
-                # Matched on a shallow projection; only the matches are copied (as below).
                 docs = [_projection(p, staged=staged, deep=False) for p in candidates]
-                return [copy.deepcopy(d) for d in docs
+                return [d for d in docs
                         if d is not None and all(_matches(p, d) for p in predicates)]
             stored = self._store[resource]
             candidates = ([stored[id]] if id in stored else []) if id is not None \
                 else stored.values()
-            return [copy.deepcopy(d) for d in candidates if all(_matches(p, d) for p in predicates)]
+            return [d for d in candidates if all(_matches(p, d) for p in predicates)]
 
     def _get_by_id(self, req: Request, resource: str, id: str) -> Response:
-        docs = self._docs(resource, req, id=id)
+        with self._lock:
+            docs = copy.deepcopy(self._docs(resource, req, id=id)[:1])
         if not docs:
             return ct_error(404, "ResourceNotFound",
                             f"The Resource with ID '{id}' was not found.")
@@ -472,7 +472,8 @@ class FakeCommercetools:
             if not m:
                 raise InvalidInput(f"the fake only sorts by id, not {sort!r}")
             docs.sort(key=lambda d: d["id"], reverse=m.group(1) == "desc")
-        page = docs[offset:offset + limit]
+        with self._lock:
+            page = copy.deepcopy(docs[offset:offset + limit])
         expand = req.args.getlist("expand")
         body: dict[str, Any] = {"limit": limit, "offset": offset, "count": len(page)}
         if with_total == "true":
