@@ -310,7 +310,7 @@ def test_503_stops_after_max_attempts(ct: Fake, ct_client: Client) -> None:
     ct.inject(503, times=None)
     with pytest.raises(CommercetoolsError):
         ct_client.get_order("o1", deadline=Deadline.after(30))
-    assert len(ct.api_requests("orders")) == 8  # the SDK's own urllib3 retries are off: no 8 x 3
+    assert len(ct.api_requests("orders")) == 8  # no retries in the HTTP adapter: not 8 x 3
 
 
 def test_definite_4xx_is_not_retried(ct: Fake, ct_client: Client) -> None:
@@ -371,6 +371,47 @@ def test_bad_credentials_fail_without_retries(ct: FakeCommercetools) -> None:
     assert (error.status, error.code, error.retryable) == (401, "invalid_client", False)
     assert len(ct.token_requests()) == 1
     assert "wrong" not in str(info.value)
+    # Also a ConfigError: one line that says which settings to fix.
+    assert isinstance(error, ConfigError)
+    assert "\n" not in str(error)
+    assert all(name in str(error) for name in ("CTP_CLIENT_ID", "CTP_CLIENT_SECRET", "CTP_SCOPES"))
+
+
+def test_scopes_of_another_project_are_refused_naming_the_settings(ct: FakeCommercetools) -> None:
+    client = CommercetoolsClient(project_key=ct.project_key, client_id=ct.client_id,
+                                 client_secret=ct.client_secret, api_url=ct.url,
+                                 auth_url=ct.auth_url, scopes=["view_orders:other-project"])
+    with pytest.raises(ConfigError, match="CTP_SCOPES") as info:
+        client.get_order("o1")
+    assert isinstance(info.value, CommercetoolsError)
+    assert (info.value.status, info.value.code) == (400, "invalid_scope")
+    assert len(ct.token_requests()) == 1 and ct.api_requests() == []
+
+
+def test_a_burst_of_threads_at_start_up_asks_for_one_token(ct: Fake, ct_client: Client) -> None:
+    import threading
+
+    customer = ct.add("customers", {})
+    barrier = threading.Barrier(8)
+    results: list[object] = []
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(ct_client.get_customer(customer["id"]))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [customer] * 8
+    assert len(ct.token_requests()) == 1 and len(ct.api_requests("customers")) == 8
+
+
+def test_building_a_client_does_no_io(ct: FakeCommercetools) -> None:
+    CommercetoolsClient(project_key=ct.project_key, client_id=ct.client_id,
+                        client_secret=ct.client_secret, api_url=ct.url, auth_url=ct.auth_url)
+    assert ct.requests == []
 
 
 def test_unreachable_api_is_retried_until_the_deadline() -> None:
@@ -435,3 +476,58 @@ def test_token_answer_without_access_token_is_a_clear_error(ct: Fake, ct_client:
         ct_client.get_cart("c1")
     assert info.value.code == "invalid_token_response" and not info.value.retryable
     assert ct.api_requests("carts") == []
+
+
+# ---- against the SDK's own backend (commercetools.testing) ----------------------------------------
+# The SDK's in-process backend (requests_mock under our requests session) serves resources
+# serialised by the SDK's own schemas and answers the token request its OAuth session expects;
+# it ignores sort and offset, so paging stays with tests/fakes/commercetools.py.
+
+SDK_API_URL = "https://api.europe-west1.gcp.commercetools.com"
+SDK_AUTH_URL = "https://auth.europe-west1.gcp.commercetools.com"  # the only one it answers
+
+
+def _sdk_customer(email: str) -> object:
+    import datetime
+
+    from commercetools.platform import models
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return models.Customer(id=str(uuid.uuid4()), version=3, created_at=now, last_modified_at=now,
+                           email=email, first_name="Ada", addresses=[], stores=[],
+                           is_email_verified=True,
+                           authentication_mode=models.AuthenticationMode.PASSWORD)
+
+
+@pytest.mark.filterwarnings("ignore")  # marshmallow 4 deprecations inside the SDK's schemas
+def test_reads_through_the_sdks_testing_backend() -> None:
+    import base64
+    from urllib.parse import parse_qs
+
+    from commercetools.testing import backend_mocker
+
+    with backend_mocker() as repo:
+        stored = _sdk_customer("ada@example.com")
+        repo.customers.add_existing(stored)
+        client = CommercetoolsClient(project_key="shop", client_id="cid", client_secret="sec",
+                                     api_url=SDK_API_URL, auth_url=SDK_AUTH_URL,
+                                     scopes=["view_customers:shop"])
+
+        customer = client.get_customer(stored.id)
+        found = client.get_by_ids("customers", ["missing", stored.id])
+        missing = client.get_customer(str(uuid.uuid4()))
+        history = repo.requests_mock.request_history
+
+    assert customer is not None and type(customer) is dict
+    assert (customer["id"], customer["version"], customer["email"], customer["firstName"]) == (
+        stored.id, 3, "ada@example.com", "Ada")
+    assert customer["isEmailVerified"] is True and "createdAt" in customer  # camelCase, raw
+    assert found == [customer] and missing is None
+    token, *api = history
+    assert token.url == SDK_AUTH_URL + "/oauth/token" and token.method == "POST"
+    assert token.headers["Authorization"] == "Basic " + base64.b64encode(b"cid:sec").decode()
+    assert parse_qs(token.text) == {"grant_type": ["client_credentials"],
+                                    "scope": ["view_customers:shop"]}
+    token_value = repo.auth.model.tokens[0]["access_token"]
+    assert [r.headers["Authorization"] for r in api] == [f"Bearer {token_value}"] * 3
+    assert len(repo.auth.model.tokens) == 1
