@@ -342,18 +342,19 @@ configure_trigger() {
 # Pub/Sub redeliver (--retry), and after MAX_DELIVERY_ATTEMPTS it is dead-lettered.
 deploy_function "$FN_REALTIME" "$STAGE_REALTIME" handle_ct_message \
   --trigger-topic="$TOPIC_CT" --retry --trigger-service-account="$SA_TRIGGER" \
-  --memory=512Mi --timeout=60s --max-instances=20
+  --cpu=1 --memory=512Mi --concurrency=4 --timeout=60s --max-instances=20
 configure_trigger "$FN_REALTIME" "$TOPIC_CT_DEAD"
 
 # Bulk page-task worker: one batch per task, bounded by BULK_BATCH_DEADLINE_SECONDS (< timeout).
 deploy_function "$FN_WORKER" "$STAGE_BULK" run_page_task \
   --trigger-topic="$TOPIC_TASKS" --retry --trigger-service-account="$SA_TRIGGER" \
-  --memory=1Gi --timeout=540s --max-instances=4
+  --cpu=1 --memory=1Gi --concurrency=1 --timeout=540s --max-instances=4
 configure_trigger "$FN_WORKER" "$TOPIC_TASKS_DEAD"
 
 # Bulk HTTP API: private; only the API Gateway's service account may invoke it.
 deploy_function "$FN_API" "$STAGE_BULK" sync_api \
-  --trigger-http --no-allow-unauthenticated --memory=512Mi --timeout=60s --max-instances=5
+  --trigger-http --no-allow-unauthenticated --cpu=1 --memory=512Mi --concurrency=4 \
+  --timeout=60s --max-instances=5
 grant "serviceAccount:$SA_GATEWAY" roles/run.invoker gcloud run services -- "$FN_API" \
   --region="$REGION" "${P[@]}"
 
