@@ -44,6 +44,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "KLAVIYO_API_KEY": KLAVIYO_SECRET,
         "CTP_CLIENT_SECRET": CT_SECRET,
         "FIRESTORE_EMULATOR_HOST": "127.0.0.1:1",  # local-only: must not be deployed
+        "BULK_CALLERS": "ops@shop.example,*@ci-demo.iam.gserviceaccount.com",
+        "BULK_ADMINS": "admin@shop.example",
     }
 
 
@@ -92,8 +94,17 @@ def test_the_functions_are_deployed_as_the_issue_asks(dry_run: str) -> None:
     assert set(deploys) == {"ct-klaviyo-realtime", "ct-klaviyo-bulk-worker", "ct-klaviyo-bulk-api"}
     for command in deploys.values():
         assert " --gen2 " in command and " --runtime=python311 " in command
-        assert "--set-secrets=" in command and "--env-vars-file=" in command
+        assert "--env-vars-file=" in command
     realtime, worker, api = (deploys[f"ct-klaviyo-{n}"] for n in ("realtime", "bulk-worker", "bulk-api"))
+    # one identity per function; the event functions take internal traffic only
+    assert "--service-account=ct-klaviyo-realtime@demo.iam.gserviceaccount.com " in realtime
+    assert "--service-account=ct-klaviyo-worker@demo.iam.gserviceaccount.com " in worker
+    assert "--service-account=ct-klaviyo-bulk-api@demo.iam.gserviceaccount.com " in api
+    assert "--ingress-settings=internal-only" in realtime and "--ingress-settings=internal-only" in worker
+    assert "--ingress-settings=all" in api
+    # the bulk API reads no secret; the others both
+    assert "--clear-secrets" in api and "--set-secrets" not in api and "env-bulk-api.yaml" in api
+    assert "--set-secrets=" in realtime and "--set-secrets=" in worker
     assert "--source=deploy/build/realtime " in realtime and "--entry-point=handle_ct_message" in realtime
     assert "--trigger-topic=ct-klaviyo-ct-messages --retry" in realtime
     assert "--source=deploy/build/bulk " in worker and "--entry-point=run_page_task" in worker
@@ -111,10 +122,110 @@ def test_the_functions_are_deployed_as_the_issue_asks(dry_run: str) -> None:
     # the environment the functions get: set settings only, secrets and emulators left out
     env_lines = [line[4:] for line in dry_run.splitlines() if line.startswith("#   ")]
     assert 'BULK_BACKEND: "gcp"' in env_lines and 'GOOGLE_CLOUD_PROJECT: "demo"' in env_lines
+    assert 'BULK_AUTH: "id-token"' in env_lines
+    assert 'BULK_FIRESTORE_DATABASE: "ct-klaviyo-bulk"' in env_lines
+    assert 'BULK_ADMINS: "admin@shop.example"' in env_lines
     assert 'DISABLED_PROCESSORS: "StartedCheckout"' in env_lines
     assert not [line for line in env_lines if "SECRET" in line or "KLAVIYO_API_KEY" in line]
     assert "python -m deploy.subscriptions create --key=klaviyo-connector --project=demo " \
            "--topic=ct-klaviyo-ct-messages" in dry_run
+
+
+RUNTIME_ACCOUNTS = {"realtime": "ct-klaviyo-realtime@demo.iam.gserviceaccount.com",
+                    "bulk-api": "ct-klaviyo-bulk-api@demo.iam.gserviceaccount.com",
+                    "worker": "ct-klaviyo-worker@demo.iam.gserviceaccount.com"}
+DB_CONDITION = "--condition='expression=resource.name==\"projects/demo/databases/ct-klaviyo-bulk\",title="
+
+
+def granted(output: str) -> dict[str, set[tuple[str, str]]]:
+    """member -> {(resource, role)} of every add-iam-policy-binding in the output."""
+    grants: dict[str, set[tuple[str, str]]] = {}
+    for command in commands(output):
+        match = re.search(r"gcloud (.+?) add-iam-policy-binding (\S+) .*--member=(\S+) "
+                          r"--role=(\S+)", command)
+        if match:
+            group, resource, member, role = match.groups()
+            member = member.strip("'").removeprefix("serviceAccount:")
+            grants.setdefault(member, set()).add((f"{group} {resource}", role))
+    return grants
+
+
+def test_three_runtime_accounts_with_only_their_roles(dry_run: str) -> None:
+    grants = granted(dry_run)
+    created = re.findall(r"gcloud iam service-accounts create (\S+)", dry_run)
+    assert {f"{name}@demo.iam.gserviceaccount.com" for name in created} >= set(
+        RUNTIME_ACCOUNTS.values())
+    assert grants[RUNTIME_ACCOUNTS["realtime"]] == {
+        ("secrets ct-klaviyo-klaviyo-api-key", "roles/secretmanager.secretAccessor"),
+        ("secrets ct-klaviyo-ctp-client-secret", "roles/secretmanager.secretAccessor")}
+    bulk = {("pubsub topics ct-klaviyo-bulk-tasks", "roles/pubsub.publisher"),
+            ("projects demo", "roles/datastore.user")}
+    assert grants[RUNTIME_ACCOUNTS["bulk-api"]] == bulk
+    assert grants[RUNTIME_ACCOUNTS["worker"]] == bulk | grants[RUNTIME_ACCOUNTS["realtime"]]
+    # datastore.user only on the connector's own database
+    for account in (RUNTIME_ACCOUNTS["bulk-api"], RUNTIME_ACCOUNTS["worker"]):
+        line = next(c for c in commands(dry_run) if "roles/datastore.user" in c and account in c
+                    and "add-iam-policy-binding" in c)
+        assert DB_CONDITION in line, line
+    assert "gcloud firestore databases create --database=ct-klaviyo-bulk " in dry_run
+    assert not [c for c in commands(dry_run) if "add-iam-policy-binding" in c
+                and "--condition=None" in c]
+    # the earlier shared account is stripped and deleted
+    assert "gcloud iam service-accounts delete ct-klaviyo-runtime@demo.iam.gserviceaccount.com" in dry_run
+
+
+def staged_spec(output: str) -> str:
+    return "\n".join(line[5:] for line in output.splitlines() if line.startswith("#  | "))
+
+
+def test_the_staged_spec_takes_google_id_tokens_and_no_query_key(dry_run: str) -> None:
+    spec = staged_spec(dry_run)
+    assert 'x-google-issuer: "https://accounts.google.com"' in spec
+    assert 'x-google-jwks_uri: "https://www.googleapis.com/oauth2/v3/certs"' in spec
+    assert 'x-google-audiences: "ct-klaviyo-bulk-api/demo"' in spec
+    assert "- google_id_token: []" in spec and "- api_key_header" not in spec
+    assert "in: query" not in spec
+    done = dry_run[dry_run.index("## Done"):]
+    assert "Audience:        ct-klaviyo-bulk-api/demo" in done
+    assert "print-identity-token" in done and "--audiences='ct-klaviyo-bulk-api/demo'" in done
+    assert 'curl -sS -H "Authorization: Bearer $TOKEN" https://' in done
+    assert "application-default login" in done
+    assert "BULK_ADMINS=admin@shop.example" in done
+    assert "?key=" not in dry_run and "api-keys create" not in dry_run
+    readme = (ROOT / "README.md").read_text()
+    assert "?key=" not in readme
+
+
+def test_the_api_key_is_offered_only_when_asked_and_only_in_a_header(env: dict[str, str]) -> None:
+    result = run("deploy.sh", [*ARGS, "--api-key"], env)
+    assert result.returncode == 0, result.stderr
+    spec = staged_spec(result.stdout)
+    assert "- google_id_token: []" in spec and "- api_key_header: []" in spec
+    assert "API_KEY_OPTION" not in spec and "in: query" not in spec
+    assert "gcloud services api-keys create" in result.stdout
+    assert "api-keys delete" not in result.stdout
+    assert 'BULK_AUTH: "id-token-or-api-key"' in result.stdout
+    assert "x-api-key header only" in result.stdout and "?key=" not in result.stdout
+
+
+def test_help_goes_to_stdout_and_succeeds(env: dict[str, str]) -> None:
+    for script in ("deploy.sh", "teardown.sh"):
+        result = run(script, ["--help"], env)
+        assert result.returncode == 0 and result.stderr == ""
+        assert "--project" in result.stdout and "--dry-run" in result.stdout
+    assert "SA_PROPAGATION_SECONDS" in run("deploy.sh", ["--help"], env).stdout
+
+
+def test_test_urls_are_refused_unless_allowed(env: dict[str, str]) -> None:
+    for name, value in (("CTP_API_URL", "http://127.0.0.1:8080"),
+                        ("CTP_AUTH_URL", "http://localhost:8081"),
+                        ("KLAVIYO_BASE_URL", "http://127.0.0.1:9000")):
+        result = run("deploy.sh", ARGS, {**env, name: value})
+        assert result.returncode == 2, result.stdout[-500:]
+        assert name in result.stderr and "--allow-test-urls" in result.stderr
+        assert "gcloud" not in result.stdout
+        allowed = run("deploy.sh", [*ARGS, "--allow-test-urls"], {**env, name: value})
+        assert allowed.returncode == 0, allowed.stderr
 
 
 def test_every_change_is_guarded_by_a_lookup(dry_run: str) -> None:
@@ -156,6 +267,7 @@ def test_an_invalid_setting_stops_the_deploy_before_any_command(env: dict[str, s
 
 def test_shellcheck_passes() -> None:
     if shutil.which("shellcheck") is None:
+        assert not os.environ.get("REQUIRE_SHELLCHECK"), "shellcheck is missing (.ci/run installs it)"
         pytest.skip("shellcheck is not installed (apt-get install shellcheck); CI installs "
                     "only the Python dependencies")
     scripts = [str(ROOT / "deploy" / name) for name in ("deploy.sh", "teardown.sh", "lib.sh")]
