@@ -40,7 +40,7 @@ def _read_body(request: flask.Request) -> bytes | None:
 def sync_api(request: flask.Request) -> flask.Response:
     body = _read_body(request)
     response: Response = api.too_large() if body is None else api.handle(
-        request.method, request.path, body
+        request.method, request.path, body, request.headers
     )
     return flask.Response(response.json(), status=response.status, headers=response.headers,
                           mimetype="application/json")

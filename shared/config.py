@@ -188,6 +188,19 @@ class Settings(BaseSettings):
     bulk_max_errors: int = Field(100, ge=0, le=1000)  # record errors kept on a job
     bulk_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=32 * 1024 * 1024)
     bulk_local_state_file: str = ".local/bulk-state.json"  # empty: embedded state in memory only
+    # Firestore database of the job state (deploy.sh creates one for the connector alone).
+    bulk_firestore_database: str = Field("(default)", pattern=r"^(\(default\)|[a-z][a-z0-9-]{2,62})$")
+    # Callers of the /sync API. none: no caller check (local runs: the CLI's prompt guards
+    # deleteAll). id-token: API Gateway's verified Google ID token (X-Apigateway-Api-Userinfo) is
+    # required. id-token-or-api-key: also callers with the gateway's API key, who are anonymous.
+    bulk_auth: Literal["none", "id-token", "id-token-or-api-key"] = "none"
+    # Behind the gateway: principals (service account or user emails from the ID token, or
+    # *@domain) allowed to call the API, and those also allowed deleteAll. Google signs ID tokens
+    # for any account, so the gateway's check alone lets any Google account in.
+    bulk_callers: CommaList = ()
+    bulk_admins: CommaList = ()
+    _split_principals = field_validator("bulk_callers", "bulk_admins",
+                                        mode="before")(_split_commas)
 
     @field_validator("bulk_lease_seconds")
     @classmethod

@@ -163,14 +163,15 @@ class Runner:
     # ---- API operations ---------------------------------------------------------------------
 
     def start(
-        self, kind: Kind, *, ids: Sequence[str] | None = None, delete_all: bool = False
+        self, kind: Kind, *, ids: Sequence[str] | None = None, delete_all: bool = False,
+        started_by: str | None = None,
     ) -> Job:
         """Create a job and queue its first task. Raises Conflict (a live job holds the kind's
         lock) or EnqueueError (the first task could not be queued; the job is failed)."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}")
         created = self.store.create(kind, ids=ids, delete_all=delete_all, now=self.clock(),
-                                    lease=self.config.lease)
+                                    lease=self.config.lease, started_by=started_by)
         job = created.job
         if created.took_over:
             log.warning("bulk job lease expired; lock taken over", kind=kind,
@@ -188,9 +189,9 @@ class Runner:
             raise EnqueueError(failed or job) from exc
         return job
 
-    def stop(self, kind: Kind) -> Job | None:
+    def stop(self, kind: Kind, *, by: str | None = None) -> Job | None:
         """Ask the kind's live job to stop at its next batch boundary (None: no live job)."""
-        job = self.store.request_stop(kind, now=self.clock())
+        job = self.store.request_stop(kind, now=self.clock(), by=by)
         if job is not None:
             log.info("bulk job stop requested", jobId=job.id, kind=kind, cursor=job.cursor)
         return job
@@ -201,8 +202,9 @@ class Runner:
     def job(self, job_id: str) -> Job | None:
         return self.store.get_job(job_id)
 
-    def force_release(self, kind: Kind, *, reason: str = "lock released by an operator") -> Job | None:
-        job = self.store.force_release(kind, now=self.clock(), reason=reason)
+    def force_release(self, kind: Kind, *, reason: str = "lock released by an operator",
+                      by: str | None = None) -> Job | None:
+        job = self.store.force_release(kind, now=self.clock(), reason=reason, by=by)
         log.warning("bulk lock force-released", kind=kind, jobId=job.id if job else None)
         return job
 
@@ -396,7 +398,8 @@ def build_runner(
 
         assert settings.google_cloud_project
         store = FirestoreStore.connect(settings.google_cloud_project,
-                                       prefix=settings.bulk_collection_prefix)
+                                       prefix=settings.bulk_collection_prefix,
+                                       database=settings.bulk_firestore_database)
         queue = PubsubTaskQueue(topic_path(settings.google_cloud_project,
                                            settings.bulk_tasks_topic))
         return Runner(store, queue, factory, config=config)

@@ -94,6 +94,9 @@ class Job(_Model):
     reason: str | None = None  # why the job failed or stopped
     errorCode: str | None = None  # Klaviyo/CT error code (or exception type) that failed it
     worker: str | None = None  # instance that last ran a batch
+    # Who asked (the API's authenticated caller, "cli" or "local"): an operator's identity.
+    startedBy: str | None = None
+    stoppedBy: str | None = None  # who asked it to stop, or released its lock
     leaseExpiresAt: datetime | None = None
     createdAt: datetime
     startedAt: datetime | None = None
@@ -145,9 +148,11 @@ class Created(BaseModel):
 
 
 def new_job(
-    kind: Kind, *, ids: Sequence[str] | None, delete_all: bool, now: datetime, lease: timedelta
+    kind: Kind, *, ids: Sequence[str] | None, delete_all: bool, now: datetime, lease: timedelta,
+    started_by: str | None = None,
 ) -> Job:
     return Job(
+        startedBy=started_by,
         id=new_job_id(),
         kind=kind,
         phase="deleting" if delete_all else "syncing",

@@ -59,14 +59,15 @@ class JobStore(ABC):
 
     def create(
         self, kind: Kind, *, ids: Sequence[str] | None, delete_all: bool, now: datetime,
-        lease: timedelta,
+        lease: timedelta, started_by: str | None = None,
     ) -> Created:
         """A new queued job holding the kind's lock; Conflict if a live job holds it.
 
         A lock whose lease lapsed belongs to a dead job: that job is marked failed ("lease
         expired") in the same transaction and the new job takes the lock over.
         """
-        job = jobs.new_job(kind, ids=ids, delete_all=delete_all, now=now, lease=lease)
+        job = jobs.new_job(kind, ids=ids, delete_all=delete_all, now=now, lease=lease,
+                           started_by=started_by)
 
         def fn(txn: Txn) -> Created:
             lock = txn.lock(kind)
@@ -207,7 +208,7 @@ class JobStore(ABC):
 
         return self.run(fn)
 
-    def request_stop(self, kind: Kind, *, now: datetime) -> Job | None:
+    def request_stop(self, kind: Kind, *, now: datetime, by: str | None = None) -> Job | None:
         """The kind's live job → stopping (it stops at its next batch); None if none is live."""
 
         def fn(txn: Txn) -> Job | None:
@@ -219,13 +220,15 @@ class JobStore(ABC):
                 return None
             if job.status == JobStatus.STOPPING:
                 return job
-            stopping = job.model_copy(update={"status": JobStatus.STOPPING, "updatedAt": now})
+            stopping = job.model_copy(update={"status": JobStatus.STOPPING, "updatedAt": now,
+                                              "stoppedBy": by})
             txn.put_job(stopping)
             return stopping
 
         return self.run(fn)
 
-    def force_release(self, kind: Kind, *, now: datetime, reason: str) -> Job | None:
+    def force_release(self, kind: Kind, *, now: datetime, reason: str,
+                      by: str | None = None) -> Job | None:
         """Operator override: release the kind's lock whatever its lease; a live job fails."""
 
         def fn(txn: Txn) -> Job | None:
@@ -236,6 +239,8 @@ class JobStore(ABC):
             txn.put_lock(lock.model_copy(update={"held": False}))
             if job is not None and job.live:
                 job = jobs.finish(job, JobStatus.FAILED, now=now, reason=reason)
+                if by is not None:
+                    job = job.model_copy(update={"stoppedBy": by})
                 txn.put_job(job)
             return job
 
