@@ -26,11 +26,16 @@ constants), `spec` (validation of every request against Klaviyo's OpenAPI docume
 from tests.fakes.klaviyo.errors import JSONAPI, ApiFailure, error_object
 from tests.fakes.klaviyo.faults import Fault
 from tests.fakes.klaviyo.filters import parse_filter
-from tests.fakes.klaviyo.fixtures import klaviyo, klaviyo_client, klaviyo_server
+from tests.fakes.klaviyo.fixtures import (
+    klaviyo,
+    klaviyo_client,
+    klaviyo_server,
+    pytest_configure,
+)
 from tests.fakes.klaviyo.log import RecordedRequest
 from tests.fakes.klaviyo.server import FakeKlaviyo
 from tests.fakes.klaviyo.state import IDENTIFIERS, MATCHED_IDENTIFIERS
 
 __all__ = ["IDENTIFIERS", "JSONAPI", "MATCHED_IDENTIFIERS", "ApiFailure", "FakeKlaviyo", "Fault",
            "RecordedRequest", "error_object", "klaviyo", "klaviyo_client", "klaviyo_server",
-           "parse_filter"]
+           "parse_filter", "pytest_configure"]

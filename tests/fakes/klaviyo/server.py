@@ -22,6 +22,7 @@ from tests.fakes.klaviyo.jobs import BulkJobs
 from tests.fakes.klaviyo.log import RecordedRequest
 from tests.fakes.klaviyo.privacy import Privacy
 from tests.fakes.klaviyo.profiles import Profiles
+from tests.fakes.klaviyo.spec import Contract, contract
 from tests.fakes.klaviyo.state import REVISION_RE
 
 
@@ -39,6 +40,8 @@ class FakeKlaviyo(Profiles, Events, Catalog, BulkJobs, Privacy, FaultInjector):
         self._thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self._generation = 0
+        # Klaviyo's OpenAPI document: every request is checked against it (None: not checked).
+        self.contract: Contract | None = contract()
         self.reset()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -119,8 +122,16 @@ class FakeKlaviyo(Profiles, Events, Catalog, BulkJobs, Privacy, FaultInjector):
         with self._lock:
             self.requests.append(record)
             generation = self._generation
+        operation = None
         try:
             self._check_request(request, method, body_bytes, parse_failed)
+            if self.contract is not None:
+                try:
+                    operation = self.contract.check_request(method, raw_path, request.args,
+                                                            record.headers, body_bytes, parsed)
+                except ApiFailure as failure:
+                    record.violations = failure.errors
+                    raise
             fault = self._take_fault(method, record.path)
             if fault is None and self.random_faults is not None:
                 fault = self._random_fault(method, record, body_bytes)
@@ -154,6 +165,13 @@ class FakeKlaviyo(Profiles, Events, Catalog, BulkJobs, Privacy, FaultInjector):
             body = {"errors": [error_object(500, "error", "A server error occurred.",
                                             "fake internal error")]}
         record.status = status
+        if status >= 400 and isinstance(body, dict):
+            record.errors = list(body.get("errors") or [])
+        if operation is not None and not record.faulted and self.contract is not None:
+            # The answer must be one the document declares: otherwise the fake is wrong.
+            for problem in self.contract.check_response(operation, status, body):
+                self.internal_errors.append(f"answer not as the OpenAPI document declares: "
+                                            f"{problem}")
         response = Response(
             json.dumps(body) if body is not None else b"", status=status,
             content_type=JSONAPI if body is not None else None, headers=headers,
@@ -286,7 +304,8 @@ class FakeKlaviyo(Profiles, Events, Catalog, BulkJobs, Privacy, FaultInjector):
                                                 "Invalid page cursor.",
                                                 parameter="page[cursor]")]) from None
         page = resources[offset:offset + size]
-        links: dict[str, Any] = {"self": f"{self.url}{path}", "next": None, "prev": None}
+        # CollectionLinks: `self` required, `next`/`prev` strings when there is such a page.
+        links: dict[str, Any] = {"self": f"{self.url}{path}"}
         if offset + size < len(resources):
             params = dict(extra or {})
             params["page[cursor]"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
