@@ -250,6 +250,7 @@ def test_customers_by_ids(ct: Any, ct_client: Any, klaviyo: Any, klaviyo_client:
     assert len(posts(klaviyo, "/api/profile-bulk-import-jobs")) == 2
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_customer_with_invalid_email_is_isolated(
     ct: Any, ct_client: Any, klaviyo: Any, klaviyo_client: Any
 ) -> None:
@@ -347,6 +348,7 @@ def test_orders_batches_end_at_full_requests(
     assert [b.read for b in totals.batches] == [333, 367]
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_order_with_invalid_email_is_isolated(
     ct: Any, ct_client: Any, klaviyo: Any, klaviyo_client: Any
 ) -> None:

@@ -612,6 +612,7 @@ def test_bulk_and_per_event_send_the_same_events(realtime: Any, ct: Any, klaviyo
     assert len(klaviyo.events) == 6
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_a_bad_event_rejects_the_bulk_request_then_only_itself(
     realtime: Any, ct: Any, klaviyo: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
