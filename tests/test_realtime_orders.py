@@ -100,6 +100,8 @@ ORDER_PROPERTIES = {
     "DiscountValue": 10.0,
     "ShippingMethod": "Express",
     "ShippingValue": 7.0,
+    "BillingAddress": {"FirstName": "Jane", "Address1": "23, High Road", "City": "London",
+                       "CountryCode": "GB", "Zip": "SW1A 1AA"},
 }
 URL_ENV = {"PRODUCT_URL_TEMPLATE": "https://shop.example/p/{slug}"}
 
