@@ -19,7 +19,8 @@ Predicates: `and` of `field op "string"` (op: = != > >= < <=), `field = true|fal
 String literals honour backslash escapes. Anything else (or, not, numbers, is defined) → 400.
 
 Expand: reference paths like `ancestors[*]`, `parent`, `paymentInfo.payments[*]`: each reference
-`{"typeId","id"}` gains `"obj"` when the target is stored.
+`{"typeId","id"}` gains `"obj"` when the target is stored; a path going on past a reference
+continues in its expanded object (`categories[*].ancestors[*]`).
 
 Fixtures (load with `pytest_plugins = ["tests.fakes.commercetools"]`): `ct_server` (session),
 `ct` (reset, per test), `ct_client` (CommercetoolsClient pointed at the fake), `ct_env` (CTP_*).
@@ -497,13 +498,17 @@ class FakeCommercetools:
         for item in items:
             if not isinstance(item, dict):
                 continue
-            if len(segments) > 1:
-                self._expand_path(item, segments[1:])
-            elif isinstance(item.get("typeId"), str) and isinstance(item.get("id"), str):
+            is_reference = isinstance(item.get("typeId"), str) and isinstance(item.get("id"), str)
+            if is_reference and "obj" not in item:
                 target = self.get(TYPE_TO_RESOURCE.get(item["typeId"], ""), item["id"]) \
                     if item["typeId"] in TYPE_TO_RESOURCE else None
                 if target is not None:
                     item["obj"] = target
+            if len(segments) > 1:
+                # Past a reference the path goes on in the expanded object, as commercetools'
+                # nested expansion does (`categories[*].ancestors[*]`).
+                self._expand_path(item["obj"] if is_reference and "obj" in item else item,
+                                  segments[1:])
 
 
 def _int_param(req: Request, name: str, default: int, low: int, high: int) -> int:
