@@ -307,14 +307,18 @@ def test_orders_send_every_event_in_the_fewest_requests(
     assert refunds == [("t-refund-1", 5.0), ("t-refund-3", 20.0)]
     placed = next(e for e in klaviyo.events if e["unique_id"] == "o00000:placed")
     assert placed["properties"]["Categories"] == ["Women", "Women > Pants"]
-    # One orders page (payments expanded into it), one products and one categories query.
+    # One orders page (payments and discount codes expanded into it), one products query with
+    # the categories and their ancestors expanded: no categories query.
     assert len(ct.api_requests("orders")) == 1
-    assert ct.api_requests("orders")[0].query["expand"] == ["paymentInfo.payments[*]"]
+    assert ct.api_requests("orders")[0].query["expand"] == ["paymentInfo.payments[*]",
+                                                            "discountCodes[*].discountCode"]
     assert len(ct.api_requests("payments")) == 0
     # Published products' current data only (product-projections), no full Product documents.
     assert len(ct.api_requests("product-projections")) == 1
+    assert ct.api_requests("product-projections")[0].query["expand"] == [
+        "categories[*]", "categories[*].ancestors[*]"]
     assert len(ct.api_requests("products")) == 0
-    assert len(ct.api_requests("categories")) == 1
+    assert len(ct.api_requests("categories")) == 0
 
 
 def test_orders_page_lookups_are_per_page_not_per_order(
@@ -324,9 +328,9 @@ def test_orders_page_lookups_are_per_page_not_per_order(
     totals = run_all(OrdersExporter(ct_client, klaviyo_client, page_size=7))
     assert (totals.read, totals.sent, totals.skipped) == (30, 29, 1)
     assert len(ct.api_requests("orders")) == 5  # 7, 7, 7, 7, 2
-    # Products and categories already looked up in the batch are not fetched again.
+    # Products already looked up in the batch are not fetched again.
     assert len(ct.api_requests("product-projections")) == 1
-    assert len(ct.api_requests("categories")) == 1
+    assert len(ct.api_requests("categories")) == 0
     assert len(posts(klaviyo, "/api/event-bulk-create-jobs")) == 1
 
 

@@ -175,6 +175,9 @@ SOCKS_ITEM = {
 }
 GIFT_WRAP_ITEM = {"ProductName": "Gift wrap", "Quantity": 1, "ItemPrice": 3.0, "RowTotal": 3.0}
 PROFILE = {"email": "jane@example.org", "external_id": "cust-1"}
+BILLING_ADDRESS = {"FirstName": "Jane", "Address1": "23, High Road", "City": "London",
+                   "Region": "Greater London", "CountryCode": "GB", "Zip": "SW1A 1AA",
+                   "Phone": "+442079460958"}
 
 
 # ---- Placed Order ------------------------------------------------------------------------------
@@ -200,6 +203,8 @@ def test_placed_order_every_field() -> None:
             "DiscountValue": 16.55,
             "ShippingMethod": "Express",
             "ShippingValue": 5.45,
+            "BillingAddress": BILLING_ADDRESS,
+            "ShippingAddress": {**BILLING_ADDRESS, "City": "Leeds"},
         },
         "time": "2026-03-01T10:00:00.123Z",
         "unique_id": "order-1:placed",
@@ -637,7 +642,7 @@ def test_lookup_helpers() -> None:
     assert category_ids(PRODUCTS) == ["cat-jeans", "cat-socks", "cat-pants"]
     assert LOOKUP["prod-1"] == ProductInfo(
         categories=("Women", "Women > Pants", "Women > Pants > Jeans"),
-        slug="blue-jeans-product", key="jeans")
+        slug="blue-jeans-product", key="jeans", slugs={"en": "blue-jeans-product"})
 
 
 def test_lookup_ancestor_names_from_fetched_categories_and_bad_documents() -> None:
@@ -649,7 +654,7 @@ def test_lookup_ancestor_names_from_fetched_categories_and_bad_documents() -> No
     lookup = product_lookup([PRODUCTS[0], *broken], unexpanded + [{"name": "x"}])
     assert lookup == {"prod-1": ProductInfo(
         categories=("Women", "Women > Pants", "Women > Pants > Jeans"),
-        slug="blue-jeans-product", key="jeans")}
+        slug="blue-jeans-product", key="jeans", slugs={"en": "blue-jeans-product"})}
 
 
 @pytest.mark.parametrize(

@@ -198,9 +198,10 @@ def test_category_created(realtime: Any, ct: Any, klaviyo: Any) -> None:
     assert create.json == {"data": {"type": "catalog-category", "attributes": {
         "external_id": "c-jeans", "name": "Women > Pants > Jeans",
         "integration_type": "$custom", "catalog_type": "$default"}}}
-    (by_id, descendants) = ct.api_requests("categories")
-    assert by_id.path.endswith("/categories/c-jeans") and by_id.param("expand") == "ancestors[*]"
-    assert descendants.query["where"] == ['ancestors(id="c-jeans")']
+    # One read: the category and its subtree in one query, ancestors expanded.
+    (subtree,) = ct.api_requests("categories")
+    assert subtree.param("expand") == "ancestors[*]"
+    assert subtree.query["where"] == ['id = "c-jeans" or ancestors(id = "c-jeans")']
 
 
 def test_category_resource_created_change(realtime: Any, ct: Any, klaviyo: Any) -> None:

@@ -100,6 +100,8 @@ ORDER_PROPERTIES = {
     "DiscountValue": 10.0,
     "ShippingMethod": "Express",
     "ShippingValue": 7.0,
+    "BillingAddress": {"FirstName": "Jane", "Address1": "23, High Road", "City": "London",
+                       "CountryCode": "GB", "Zip": "SW1A 1AA"},
 }
 URL_ENV = {"PRODUCT_URL_TEMPLATE": "https://shop.example/p/{slug}"}
 
@@ -218,14 +220,15 @@ def test_order_created_sends_placed_order_and_ordered_products(
     assert all("backfill" not in e["attributes"] for e in entries)  # realtime: flows fire
     assert len(klaviyo.events) == 4 and len(klaviyo.profiles) == 1
     assert not any(e["backfill"] for e in klaviyo.events)
-    # One order read (with discount codes expanded), the published products' current data, the
-    # products not published (here: prod-gone, deleted) from products, one categories query.
-    reads = [(r.path, r.param("expand")) for r in ct.api_requests()]
+    # One order read (with discount codes expanded), the published products' current data with
+    # their categories and the categories' ancestors expanded, and the products not published
+    # (here: prod-gone, deleted) from products: no categories query.
+    reads = [(r.path, r.query.get("expand")) for r in ct.api_requests()]
     assert reads == [
-        ("/test-project/orders/order-1", "discountCodes[*].discountCode"),
-        ("/test-project/product-projections", None),
-        ("/test-project/products", None),
-        ("/test-project/categories", "ancestors[*]"),
+        ("/test-project/orders/order-1", ["discountCodes[*].discountCode"]),
+        ("/test-project/product-projections", ["categories[*]", "categories[*].ancestors[*]"]),
+        ("/test-project/products", ["masterData.current.categories[*]",
+                                    "masterData.current.categories[*].ancestors[*]"]),
     ]
 
 
@@ -468,8 +471,12 @@ def test_refund_is_sent_when_its_transaction_succeeds(
     assert realtime.deliver(transaction_state_changed("tx-r1", "Success")) == 200
 
     assert bodies(klaviyo) == [refund_body("tx-r1", 15.0, "2026-03-05T12:00:00.000Z")]
-    assert ("/test-project/orders", None) in [(r.path, r.param("expand"))
-                                              for r in ct.api_requests("orders")]
+    # One read per delivery: the order holding the payment, payment and discount codes expanded.
+    refund_read = ("/test-project/orders",
+                   ["discountCodes[*].discountCode", "paymentInfo.payments[*]"])
+    assert [(r.path, r.query.get("expand")) for r in ct.api_requests()][:3] == [
+        refund_read, refund_read,
+        ("/test-project/product-projections", ["categories[*]", "categories[*].ancestors[*]"])]
 
 
 def test_second_partial_refund_is_its_own_event(realtime: Any, ct: Any, klaviyo: Any) -> None:

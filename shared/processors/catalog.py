@@ -254,18 +254,20 @@ def sync_category(message: CtMessage, ctx: Context) -> int:
     order hint) costs no write.
     """
     category_id = message.resource.id
-    document = ctx.ct.get_category(category_id, deadline=ctx.deadline)
-    if document is None:
-        log.info("category no longer exists; skipped", ctCategoryId=category_id)
-        return 0
-    categories = [Category.model_validate(document)]
-    descendants = ctx.ct.iter_pages(
-        "categories", where=[f"ancestors(id={predicate_string(category_id)})"],
+    # One query for the category and its subtree (it was a read by id, then this query).
+    quoted = predicate_string(category_id)
+    pages = ctx.ct.iter_pages(
+        "categories", where=[f"id = {quoted} or ancestors(id = {quoted})"],
         expand=CATEGORY_EXPAND, deadline=ctx.deadline,
     )
+    subtree = [Category.model_validate(doc) for page in pages for doc in page]
+    own = next((c for c in subtree if c.id == category_id), None)
+    if own is None:
+        log.info("category no longer exists; skipped", ctCategoryId=category_id)
+        return 0
     # Parents before children, so a partial failure leaves the upper levels right.
-    categories += sorted((Category.model_validate(doc) for page in descendants for doc in page),
-                         key=lambda c: len(c.ancestors))
+    categories = [own] + sorted((c for c in subtree if c.id != category_id),
+                                key=lambda c: len(c.ancestors))
 
     locale = ctx.settings.preferred_locale
     wanted = {c.id: category_attributes(c, locale) for c in categories}

@@ -53,6 +53,7 @@ def sync_customer(message: CtMessage, ctx: Context) -> int:
         customer,
         include=ctx.settings.customer_properties_include,
         exclude=ctx.settings.customer_properties_exclude,
+        rename=ctx.settings.customer_properties_rename,
     )
     ctx.klaviyo.upsert_profile(attributes, deadline=ctx.deadline)
     return 1

@@ -15,7 +15,7 @@ it); job ids are logged with the batch so an operator can look up a job's import
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from pydantic import ValidationError
 
@@ -42,6 +42,7 @@ class CustomersExporter:
         *,
         include: Collection[str] = (),
         exclude: Collection[str] = (),
+        rename: Mapping[str, str] | None = None,
         page_size: int = MAX_LIMIT,
         batch_size: int = MAX_BULK_PROFILES,
         list_id: str | None = None,
@@ -54,6 +55,7 @@ class CustomersExporter:
         self.klaviyo = klaviyo
         self.include = tuple(include)
         self.exclude = tuple(exclude)
+        self.rename = dict(rename or {})
         self.page_size = page_size
         self.batch_size = batch_size
         self.list_id = list_id
@@ -99,7 +101,8 @@ class CustomersExporter:
         if not customer.email:
             tally.skip(ct_id)
             return None
-        attributes = map_profile(customer, include=self.include, exclude=self.exclude)
+        attributes = map_profile(customer, include=self.include, exclude=self.exclude,
+                                 rename=self.rename)
         return ProfileRecord(ct_id, attributes)
 
     def delete_batch(self, *, deadline: Deadline) -> BatchResult:
