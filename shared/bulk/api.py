@@ -35,7 +35,7 @@ from pydantic import (
 from shared.bulk.base import KINDS, Kind
 from shared.bulk.runner import Conflict, EnqueueError, Runner
 from shared.log import get_logger
-from shared.state.jobs import Job, utcnow
+from shared.state.jobs import Job, progress, utcnow
 
 log = get_logger("bulk.api")
 
@@ -215,6 +215,7 @@ def status_view(job: Job, now: datetime) -> dict[str, Any]:
     view["leaseExpired"] = bool(job.live and job.leaseExpiresAt is not None
                                 and job.leaseExpiresAt <= now)
     view["statusUrl"] = f"/sync/jobs/{job.id}"
+    view["progress"] = progress(job, now)
     return view
 
 
