@@ -49,8 +49,10 @@ _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Every (method, path) the function serves: the API Gateway spec must list exactly these.
+# GET / is the operator console (shared/bulk/console.py, served by bulk/main.py).
 ROUTES: tuple[tuple[str, str], ...] = tuple(
-    [(m, f"/sync/{k}") for k in KINDS for m in ("GET", "POST")]
+    [("GET", "/")]
+    + [(m, f"/sync/{k}") for k in KINDS for m in ("GET", "POST")]
     + [("POST", f"/sync/{k}/stop") for k in KINDS]
     + [("GET", "/sync/jobs/{jobId}")]
 )
