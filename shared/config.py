@@ -51,6 +51,24 @@ class Settings(BaseSettings):
     klaviyo_api_revision: str = Field(
         DEFAULT_KLAVIYO_REVISION, pattern=r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$"
     )
+    # Local preview (`make run`): Klaviyo requests go to the local preview sink. Never on Cloud
+    # Functions, where nothing would show what was "sent" and the merchant would think it synced.
+    klaviyo_preview: bool = False
+
+    @field_validator("ctp_client_secret", "klaviyo_api_key")
+    @classmethod
+    def _secret_not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("empty")
+        return value
+
+    @field_validator("klaviyo_preview")
+    @classmethod
+    def _preview_only_locally(cls, value: bool) -> bool:
+        # K_SERVICE: set by Cloud Run (functions-framework sets FUNCTION_TARGET locally too)
+        if value and os.environ.get("K_SERVICE"):
+            raise ValueError("only for local runs (make run), not on Cloud Functions")
+        return value
 
     # Google Cloud (absent locally: the bulk function then uses its embedded state and queue)
     google_cloud_project: str | None = None
@@ -336,7 +354,8 @@ def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         name = str(item["loc"][0]).upper() if item["loc"] else "?"
-        problems.append(f"{name} ({'missing' if item['type'] == 'missing' else item['msg']})")
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name} ({'missing' if item['type'] == 'missing' else message})")
     return "invalid configuration: " + ", ".join(problems)
 
 

@@ -179,7 +179,7 @@ def test_internal_error_is_json_500(api: BulkApi, monkeypatch: pytest.MonkeyPatc
 
 def test_routes_cover_the_api() -> None:
     assert ("POST", "/sync/customers/stop") in ROUTES and ("GET", "/sync/jobs/{jobId}") in ROUTES
-    assert len(ROUTES) == 4 * 3 + 1
+    assert len(ROUTES) == 4 * 3 + 1 + 1  # + GET /, the console
 
 
 # ---- through functions-framework (local mode) ------------------------------------------------

@@ -96,7 +96,7 @@ def test_the_function_answers_every_spec_route_and_404s_others(spec, bulk_client
         # a body that is not an object: proves the route without starting a job
         response = bulk_client.open(url, method=method, data=b"[]",
                                     content_type="application/json")
-        body = response.get_json()
+        body = response.get_json(silent=True) or {}  # GET / is the console's HTML
         assert response.status_code != 405, (method, path)
         assert body.get("message") != "unknown path", (method, path)
         assert not str(body.get("message", "")).startswith("unknown kind"), (method, path)

@@ -46,7 +46,7 @@ from pydantic import (
 from shared.bulk.base import KINDS, Kind
 from shared.bulk.runner import Conflict, EnqueueError, Runner
 from shared.log import get_logger
-from shared.state.jobs import Job, utcnow
+from shared.state.jobs import Job, progress, utcnow
 
 log = get_logger("bulk.api")
 
@@ -65,8 +65,10 @@ API_KEY_CALLER = "api-key"  # a gateway API key holder: no name, never an admin
 LOCAL_CALLER = "local"  # no gateway (local runs)
 
 # Every (method, path) the function serves: the API Gateway spec must list exactly these.
+# GET / is the operator console (shared/bulk/console.py, served by bulk/main.py).
 ROUTES: tuple[tuple[str, str], ...] = tuple(
-    [(m, f"/sync/{k}") for k in KINDS for m in ("GET", "POST")]
+    [("GET", "/")]
+    + [(m, f"/sync/{k}") for k in KINDS for m in ("GET", "POST")]
     + [("POST", f"/sync/{k}/stop") for k in KINDS]
     + [("GET", "/sync/jobs/{jobId}")]
 )
@@ -281,6 +283,7 @@ def status_view(job: Job, now: datetime) -> dict[str, Any]:
     view["leaseExpired"] = bool(job.live and job.leaseExpiresAt is not None
                                 and job.leaseExpiresAt <= now)
     view["statusUrl"] = f"/sync/jobs/{job.id}"
+    view["progress"] = progress(job, now)
     return view
 
 

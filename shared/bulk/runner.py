@@ -149,7 +149,9 @@ class Runner:
         config: RunnerConfig | None = None,
         clock: Callable[[], datetime] = jobs.utcnow,
         worker_id: str | None = None,
+        counter: Callable[[Kind], int] | None = None,
     ) -> None:
+        self.counter = counter  # counts a job's records at its start (None: no total)
         self.store = store
         self.queue = queue
         self.exporters = exporters
@@ -244,6 +246,8 @@ class Runner:
             job = self.store.mark_running(job.id, now=self.clock(), lease=self.config.lease,
                                           worker=self.worker_id) or job
             log.info("bulk job running", jobId=job.id, kind=job.kind)
+        if job.total is None and job.seq == 0:
+            job = self._count(job)
 
         try:
             result = self._run_batch(job)
@@ -262,6 +266,22 @@ class Runner:
                 self._log_end(ended)
             return "failed"
         return self._save(job, result)
+
+    def _count(self, job: Job) -> Job:
+        """Count what the job will read, once, before its first batch; a failed count only
+        leaves the progress without a total (the sync itself does not depend on it)."""
+        if self.counter is None:
+            return job
+        try:
+            total = self.counter(job.kind)
+        except Exception as exc:
+            log.warning("bulk job total not counted", jobId=job.id, kind=job.kind,
+                        error=type(exc).__name__, errorCode=error_code(exc))
+            return job
+        counted = self.store.set_total(job.id, total)
+        if counted is not None:
+            log.info("bulk job total counted", jobId=job.id, kind=job.kind, total=total)
+        return counted or job
 
     def _run_batch(self, job: Job) -> BatchResult:
         exporter = self.exporters(job.kind)
@@ -391,6 +411,12 @@ def build_runner(
     backend = select_backend(settings, local=local)
     config = RunnerConfig.from_settings(settings)
     factory = exporters or default_exporters(settings)
+    counter = None
+    if exporters is None:
+        from shared.bulk.totals import commercetools_counter
+        from shared.commercetools.client import CommercetoolsClient
+
+        counter = commercetools_counter(CommercetoolsClient.from_settings(settings))
     store: JobStore
     queue: TaskQueue
     if backend == "gcp":
@@ -402,9 +428,9 @@ def build_runner(
                                        database=settings.bulk_firestore_database)
         queue = PubsubTaskQueue(topic_path(settings.google_cloud_project,
                                            settings.bulk_tasks_topic))
-        return Runner(store, queue, factory, config=config)
+        return Runner(store, queue, factory, config=config, counter=counter)
     store = MemoryStore(settings.bulk_local_state_file or None)
     local_queue = LocalTaskQueue()
-    runner = Runner(store, local_queue, factory, config=config)
+    runner = Runner(store, local_queue, factory, config=config, counter=counter)
     local_queue.set_handler(runner.run_task)
     return runner

@@ -84,6 +84,9 @@ class Job(_Model):
     phase: Phase = "syncing"
     deleteAll: bool = False
     idCount: int | None = None  # partial sync: how many ids (the ids live in their own document)
+    # Records the syncing phase will read, counted once at the job's start (commercetools
+    # `withTotal`; the ids' count for a partial sync). None: not counted (yet, or it failed).
+    total: int | None = None
     cursor: str | None = None  # last CT id done in the syncing phase
     seq: int = 0  # batches saved so far; the task for the next batch carries this number
     nextTaskPublished: bool = False  # the task for batch `seq` is on the queue
@@ -127,6 +130,29 @@ class Lock(_Model):
         return self.held and self.expiresAt > now
 
 
+def progress(job: Job, now: datetime) -> dict:
+    """read / total, percentage, throughput (records per second since the job started) and an
+    ETA in seconds, for the status API, the console and the CLI. Unknown parts are None."""
+    read = job.counts.read
+    total = job.total
+    end = job.finishedAt or now
+    elapsed = (end - job.startedAt).total_seconds() if job.startedAt else 0.0
+    rate = read / elapsed if elapsed > 0 and read else None
+    percent: float | None = None
+    if job.status == JobStatus.COMPLETED:
+        percent = 100.0
+    elif total:
+        percent = round(min(100.0, 100.0 * read / total), 1)
+    elif total == 0:
+        percent = 100.0 if job.phase == "syncing" and not job.live else 0.0
+    eta = None
+    if job.live and rate and total is not None:
+        eta = round(max(0, total - read) / rate, 1)
+    return {"read": read, "total": total, "percent": percent,
+            "ratePerSecond": round(rate, 1) if rate else None,
+            "elapsedSeconds": round(elapsed, 1), "etaSeconds": eta}
+
+
 # ---- results of transitions ------------------------------------------------------------------
 
 
@@ -158,6 +184,7 @@ def new_job(
         phase="deleting" if delete_all else "syncing",
         deleteAll=delete_all,
         idCount=len(ids) if ids is not None else None,
+        total=len(ids) if ids is not None else None,
         leaseExpiresAt=now + lease,
         createdAt=now,
         updatedAt=now,

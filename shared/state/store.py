@@ -96,6 +96,19 @@ class JobStore(ABC):
 
         return self.run(fn)
 
+    def set_total(self, job_id: str, total: int) -> Job | None:
+        """Record how many records the job will read (once: a counted total is kept)."""
+
+        def fn(txn: Txn) -> Job | None:
+            job = txn.job(job_id)
+            if job is None or job.total is not None:
+                return None
+            counted = job.model_copy(update={"total": total})
+            txn.put_job(counted)
+            return counted
+
+        return self.run(fn)
+
     def mark_running(self, job_id: str, *, now: datetime, lease: timedelta, worker: str) -> Job | None:
         """queued → running (startedAt), lease renewed. None unless the job was queued."""
 
