@@ -16,7 +16,6 @@ Proxies from the environment are not used (Cloud Functions egress needs none).
 from __future__ import annotations
 
 import http.client
-import json as jsonlib
 import socket
 import ssl
 import threading
@@ -24,6 +23,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode, urlsplit
+
+from shared import jsontext
 
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -52,8 +53,8 @@ class Response:
         self.content = content
 
     def json(self) -> Any:
-        """The body parsed as JSON; ValueError when it is not JSON."""
-        return jsonlib.loads(self.content)
+        """The body parsed as JSON (lone surrogates replaced); ValueError when it is not JSON."""
+        return jsontext.loads(self.content)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -74,7 +75,8 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def encode_json(value: Any) -> bytes:
     # Compact separators: Klaviyo bodies are up to 5 MB and every byte is sent and parsed.
-    return jsonlib.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    # A lone surrogate cannot be UTF-8: jsontext replaces it rather than fail the request.
+    return jsontext.dumps(value)
 
 
 def with_params(url: str, params: Params | None) -> str:
