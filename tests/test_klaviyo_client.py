@@ -15,6 +15,7 @@ import requests
 from shared.config import DEFAULT_KLAVIYO_REVISION
 from shared.deadline import Deadline
 from shared.errors import DeadlineExceeded, KlaviyoError
+from shared.retry import MAX_AUTH_ATTEMPTS
 from shared.klaviyo import KlaviyoClient, catalog_id, catalog_ref, catalog_resource
 from tests.fakes.klaviyo import FakeKlaviyo, error_object
 
@@ -62,13 +63,13 @@ def test_sends_auth_revision_jsonapi_headers(klaviyo: FakeKlaviyo,
 
 
 @pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
-def test_wrong_key_is_a_terminal_401(klaviyo: FakeKlaviyo) -> None:
+def test_wrong_key_is_a_bounded_retryable_401(klaviyo: FakeKlaviyo) -> None:
     client = KlaviyoClient("pk_wrong", klaviyo.url, DEFAULT_KLAVIYO_REVISION)
     with pytest.raises(KlaviyoError) as info:
         client.upsert_profile({"external_id": "c1"})
     assert info.value.status == 401 and info.value.code == "not_authenticated"
-    assert not info.value.retryable
-    assert len(klaviyo.requests) == 1
+    assert info.value.retryable and info.value.fix_variables == "KLAVIYO_API_KEY"
+    assert len(klaviyo.requests) == MAX_AUTH_ATTEMPTS
 
 
 @pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose

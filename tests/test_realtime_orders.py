@@ -80,7 +80,8 @@ ORDER: dict[str, Any] = {
     "custom": {"type": {"typeId": "type", "id": "t"}, "fields": {"giftNote": "Happy"}},
 }
 
-PROFILE = {"email": "jane@example.org", "external_id": "cust-1"}
+# A registered customer's order events name the profile by external_id only (issue 14 §2).
+PROFILE = {"external_id": "cust-1"}
 JEANS_ITEM = {
     "ProductID": "prod-1", "SKU": "JEANS-32", "ProductName": "Blue Jeans", "Quantity": 2,
     "ItemPrice": 50.0, "RowTotal": 90.0, "ProductURL": "https://shop.example/p/blue-jeans",
@@ -122,8 +123,6 @@ def event_body(metric: str, properties: dict[str, Any], *, unique_id: str, value
 
 PLACED = event_body(
     "Placed Order", ORDER_PROPERTIES, unique_id="order-1:placed", value=104.0,
-    profile={**PROFILE, "location": {"address1": "23, High Road", "city": "London",
-                                     "country": "GB", "zip": "SW1A 1AA"}},
 )
 ORDERED_PRODUCTS = [
     event_body("Ordered Product", {"OrderId": "order-1", **JEANS_ITEM}, unique_id="li-1",
@@ -266,7 +265,7 @@ def test_payload_not_included_fetches_the_order(make_realtime: Any, ct: Any, kla
 
 
 def test_stale_embedded_order_is_not_trusted(realtime: Any, ct: Any, klaviyo: Any) -> None:
-    seed(ct, customerEmail="new@example.org")
+    seed(ct, customerId=None, customerEmail="new@example.org")  # a guest order: named by email
 
     assert realtime.deliver(order_created()) == 200  # the payload still has the old email
 

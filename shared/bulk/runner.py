@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Literal
 from shared.bulk.base import KINDS, BatchResult, Exporter, Kind
 from shared.bulk.tasks import LocalTaskQueue, PageTask, PubsubTaskQueue, TaskQueue, topic_path
 from shared.deadline import Deadline
-from shared.errors import ApiError, ConfigError, ConnectorError, DeadlineExceeded
+from shared.errors import (
+    ApiError, ConfigError, ConnectorError, DeadlineExceeded, auth_failure_of,
+)
 from shared.log import get_logger
 from shared.state import jobs
 from shared.state.jobs import Conflict, Job, JobStatus
@@ -92,7 +94,11 @@ def _worker_id() -> str:
 
 def error_code(exc: BaseException) -> str:
     """A short, PII-free code for an exception: the API's error code, else its HTTP status, else
-    the type. A retry that ran out of time reports the API error that caused it."""
+    the type. A retry that ran out of time reports the API error that caused it. Refused
+    credentials name the settings to fix (the job's status is where an operator looks)."""
+    auth = auth_failure_of(exc)
+    if auth is not None:
+        return f"{auth.code or f'http_{auth.status}'}: fix {auth.fix_variables}"
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ApiError):
@@ -332,9 +338,15 @@ class Runner:
             if stopped is not None:
                 self._log_end(stopped)
             return "stopped"
-        log.warning("bulk batch failed, will be retried", jobId=job.id, kind=job.kind,
-                    seq=job.seq, cursor=job.cursor, errorCode=code,
-                    attempt=updated.attempts)
+        auth = auth_failure_of(exc)
+        if auth is not None:
+            log.error(f"credentials refused: fix {auth.fix_variables}; bulk batch will be retried",
+                      jobId=job.id, kind=job.kind, seq=job.seq, errorCode=code,
+                      fixVariables=auth.fix_variables, attempt=updated.attempts)
+        else:
+            log.warning("bulk batch failed, will be retried", jobId=job.id, kind=job.kind,
+                        seq=job.seq, cursor=job.cursor, errorCode=code,
+                        attempt=updated.attempts)
         raise exc
 
     def _fail(self, job: Job, exc: BaseException) -> str:

@@ -515,6 +515,14 @@ class Tally:
         for item in rejected:
             self.fail(item.error)
 
+    def fail_unexpected(self, ct_id: str, exc: Exception) -> None:
+        """An exception nobody expected while mapping one record (a bug, or data no model
+        foresaw) is that record's error, never the batch's: logged by type (its text can echo
+        customer data), counted and reported with the record's id."""
+        log.error("record could not be mapped; reported as a record error", ctId=ct_id,
+                  error=type(exc).__name__)
+        self.fail(RecordError(ct_id=ct_id, code=f"unexpected_{type(exc).__name__}"))
+
     def result(self, *, cursor: str | None, done: bool) -> BatchResult:
         failed = len(self.errors)
         skipped = len(self.skipped)

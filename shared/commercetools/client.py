@@ -262,8 +262,10 @@ class CommercetoolsClient:
         body = self._get(f"/{resource}", params, deadline, resource, none_on_404=False)
         results = body.get("results") if isinstance(body, dict) else None
         if not isinstance(results, list):
+            # A 2xx that is not what commercetools documents says nothing about the records:
+            # an outage (a proxy, a half-deployed API), so retried and redelivered.
             raise CommercetoolsError(f"commercetools {resource} query: no results list",
-                                     status=200, retryable=False)
+                                     status=200, retryable=True)
         return results
 
     def _get(

@@ -292,15 +292,20 @@ def _url_template(template: str) -> tuple[str, frozenset[str]]:
 
 
 def order_profile(order: Order, *, with_location: bool = False) -> dict[str, Any] | None:
-    """The event's profile: customer id (external_id) and email; None when the order has
-    neither, since Klaviyo cannot attribute such an event to anyone."""
-    profile: dict[str, Any] = {}
-    if order.customer_email:
-        profile["email"] = order.customer_email
+    """The event's profile; None when the order names nobody Klaviyo could attribute it to.
+
+    A registered customer's order is identified by `external_id` (the customer id) alone: the
+    order's `customerEmail` and billing address are snapshots from when it was placed, and an
+    older order fulfilled, cancelled or refunded (or replayed by a bulk sync) after the customer
+    changed them would write the abandoned address back onto the profile. The profile's email
+    and location are the customer processor's, from the customer's current data. Only a guest
+    order (no customer id) is identified by its own email, with its billing location.
+    """
     if order.customer_id:
-        profile["external_id"] = order.customer_id
-    if not profile:
+        return {"external_id": order.customer_id}
+    if not order.customer_email:
         return None
+    profile: dict[str, Any] = {"email": order.customer_email}
     if with_location and order.billing_address is not None:
         # (US state as region when region is empty: see map_location.)
         location = map_location(order.billing_address)

@@ -25,6 +25,7 @@ from shared.bulk.sending import ProfileRecord, Tally, send_profiles
 from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient
 from shared.commercetools.models.customer import Customer
 from shared.deadline import Deadline
+from shared.errors import ConnectorError
 from shared.klaviyo import MAX_BULK_PROFILES, KlaviyoClient
 from shared.log import get_logger
 from shared.mapping.customers import map_profile
@@ -76,7 +77,13 @@ class CustomersExporter:
             cursor, exhausted = page.cursor, page.exhausted
             tally.read += len(page.docs)
             for doc in page.docs:
-                profile = self._profile(doc, tally)
+                try:
+                    profile = self._profile(doc, tally)
+                except ConnectorError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one record's problem, not the job's
+                    tally.fail_unexpected(str(doc.get("id")), exc)
+                    continue
                 if profile is not None:
                     profiles.append(profile)
             if exhausted or len(profiles) >= self.batch_size or not budget.more():

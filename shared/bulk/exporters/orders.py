@@ -166,7 +166,14 @@ class OrdersExporter:
             except ValidationError:
                 log.warning("order payment unreadable; refunds left out", ctOrderId=ct_id)
                 payments = []
-            events = order_events(order, payments, products, self.config)
+            try:
+                events = order_events(order, payments, products, self.config)
+            except Exception as exc:  # noqa: BLE001 - one record's problem, not the job's
+                log.error("record could not be mapped; reported as a record error",
+                          ctId=ct_id, error=type(exc).__name__)
+                rows.append(_Row(ct_id, None, RecordError(
+                    ct_id=ct_id, code=f"unexpected_{type(exc).__name__}")))
+                continue
             rows.append(_Row(ct_id, events or None))
         return rows
 
