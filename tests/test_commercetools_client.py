@@ -397,7 +397,8 @@ def test_scopes_of_another_project_are_refused_naming_the_settings(ct: FakeComme
         client.get_order("o1")
     assert isinstance(info.value, CommercetoolsError)
     assert (info.value.status, info.value.code) == (400, "invalid_scope")
-    assert len(ct.token_requests()) == 1 and ct.api_requests() == []
+    assert info.value.retryable and info.value.auth_failure  # an outage: bounded retry
+    assert len(ct.token_requests()) == MAX_AUTH_ATTEMPTS and ct.api_requests() == []
 
 
 def test_a_burst_of_threads_at_start_up_asks_for_one_token(ct: Fake, ct_client: Client) -> None:
@@ -487,7 +488,7 @@ def test_token_answer_without_access_token_is_retried(ct: Fake, ct_client: Clien
     ct.inject(200, times=1, path="/oauth/token")
     assert ct_client.get_cart("c1") is None
     assert len(ct.token_requests()) == 2 and len(ct.api_requests("carts")) == 1
-    ct_client.auth._token = None  # type: ignore[attr-defined]
+    ct_client.session._token = None  # type: ignore[attr-defined]
     ct.inject(200, times=None, path="/oauth/token")
     with pytest.raises(DeadlineExceeded) as info:
         ct_client.get_cart("c1", deadline=Deadline.after(0.3))

@@ -398,6 +398,7 @@ def _chained(cause: Exception) -> DeadlineExceeded:
 
 # ---- through the real entry point ------------------------------------------------------------
 
+@pytest.mark.klaviyo_refusals  # a wrong key, on purpose
 def test_wrong_klaviyo_key_is_redelivered_with_one_error_line(
     make_realtime: Any, ct: Any, klaviyo: Any, caplog: pytest.LogCaptureFixture,
 ) -> None:
