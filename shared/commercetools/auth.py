@@ -7,7 +7,8 @@ token answer, its expiry) is the commercetools SDK's: `commercetools.base_client
 session the SDK's own client authenticates with. What we decide around it:
 
 - when: the token is fetched on first use, not at start-up (the SDK's `BaseClient` fetches in its
-  constructor, with no timeout, so it is not used), renewed a little before it expires (the
+  constructor, with no timeout, so it is not used; the OAuth session and its modules are built
+  with that first token request, so a function's import does not pay for them), renewed a little before it expires (the
   session's own auto-refresh waits until after expiry), and once when the API answers 401.
   Fetching is serialised by a lock: a burst of threads at start-up asks for one token, and no
   request leaves while a token is half replaced (requests-oauthlib blanks `token` while it
@@ -139,32 +140,14 @@ class CommercetoolsSession:
             # The client secret travels in this request: plain http only to a local fake.
             raise ConfigError("invalid configuration: CTP_AUTH_URL (must be https; plain http "
                               "only for localhost)")
-        # The SDK's session (imported here: the SDK's typed client is not needed, and this stays
-        # off the import path of modules that only name the class).
-        from commercetools.base_client import RefreshingOAuth2Session
-        from oauthlib.oauth2 import BackendApplicationClient
-
         if not secure:
             # oauthlib refuses plain http unless told; only ever for a loopback fake (above).
             os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
-        scopes = list(scopes)
+        self._client_id, self._client_secret = client_id, client_secret
+        self._scopes = list(scopes)
+        self._user_agent = user_agent
         self.http = new_session(user_agent=user_agent, url=api_url)
-        self._oauth = RefreshingOAuth2Session(
-            client=BackendApplicationClient(client_id=client_id, scope=scopes),
-            scope=scopes,
-            auto_refresh_url=self._token_url,
-            auto_refresh_kwargs={"client_id": client_id, "client_secret": client_secret},
-        )
-        # Same pool, TLS and User-Agent as the API calls; no redirects followed.
-        self._oauth.trust_env = False
-        self._oauth.max_redirects = 0
-        self._oauth.headers["User-Agent"] = user_agent
-        self._oauth.proxies = environment_proxies(self._token_url)
-        self._oauth.verify = self.http.verify
-        adapter = self.http.get_adapter("https://")
-        self._oauth.mount("https://", adapter)
-        self._oauth.mount("http://", adapter)
-        self._oauth.register_compliance_hook("access_token_response", self._check_answer)
+        self._oauth: Any = None  # the SDK's OAuth session, built with the first token request
         self._token: str | None = None
         self._answer_status: int | None = None
         self._renew_at = 0.0
@@ -175,7 +158,35 @@ class CommercetoolsSession:
 
     def close(self) -> None:
         self.http.close()
-        self._oauth.close()
+        if self._oauth is not None:
+            self._oauth.close()
+
+    def _oauth_session(self) -> Any:
+        """The SDK's OAuth session, built (and its modules imported: requests-oauthlib, oauthlib,
+        the SDK's base client) when the first token is needed, not at start-up."""
+        if self._oauth is None:
+            from commercetools.base_client import RefreshingOAuth2Session
+            from oauthlib.oauth2 import BackendApplicationClient
+
+            oauth = RefreshingOAuth2Session(
+                client=BackendApplicationClient(client_id=self._client_id, scope=self._scopes),
+                scope=self._scopes,
+                auto_refresh_url=self._token_url,
+                auto_refresh_kwargs={"client_id": self._client_id,
+                                     "client_secret": self._client_secret},
+            )
+            # Same pool, TLS and User-Agent as the API calls; no redirects followed.
+            oauth.trust_env = False
+            oauth.max_redirects = 0
+            oauth.headers["User-Agent"] = self._user_agent
+            oauth.proxies = environment_proxies(self._token_url)
+            oauth.verify = self.http.verify
+            adapter = self.http.get_adapter("https://")
+            oauth.mount("https://", adapter)
+            oauth.mount("http://", adapter)
+            oauth.register_compliance_hook("access_token_response", self._check_answer)
+            self._oauth = oauth
+        return self._oauth
 
     def request(
         self,
@@ -235,12 +246,13 @@ class CommercetoolsSession:
         return response
 
     def _fetch(self, timeout: tuple[float, float]) -> None:
+        oauth = self._oauth_session()
         from oauthlib.oauth2 import OAuth2Error
 
         try:
             # The SDK's renewal: the client-credentials grant with the session's id, secret and
             # scopes, HTTP Basic client auth.
-            answer = self._oauth.refresh_token(self._token_url, timeout=timeout)
+            answer = oauth.refresh_token(self._token_url, timeout=timeout)
         except requests.TooManyRedirects as exc:  # a token URL that redirects: misconfigured
             raise error_from(exc.response, "token") from exc
         except requests.Timeout as exc:
