@@ -8,8 +8,9 @@ session the SDK's own client authenticates with. What we decide around it:
 
 - when: the token is fetched on first use, not at start-up (the SDK's `BaseClient` fetches in its
   constructor, with no timeout, so it is not used; the OAuth session and its modules are built
-  with that first token request, so a function's import does not pay for them), renewed a little before it expires (the
-  session's own auto-refresh waits until after expiry), and once when the API answers 401.
+  with that first token request, so a function's import does not pay for them), renewed a
+  little before it expires (the session's own auto-refresh waits until after expiry), and once
+  when the API answers 401.
   Fetching is serialised by a lock: a burst of threads at start-up asks for one token, and no
   request leaves while a token is half replaced (requests-oauthlib blanks `token` while it
   fetches, so API calls do not go through the OAuth session itself but carry the token in a
@@ -32,7 +33,6 @@ from typing import Any
 import requests
 
 from shared.errors import CommercetoolsError, ConfigError
-from shared.log import get_logger
 from shared.http import (
     HttpFailure,
     InvalidRequest,
@@ -42,6 +42,7 @@ from shared.http import (
     retry_after_seconds,
     send,
 )
+from shared.log import get_logger
 
 log = get_logger("commercetools")
 
