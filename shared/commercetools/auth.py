@@ -196,7 +196,7 @@ class CommercetoolsSession:
         *,
         timeout: Timeout | Callable[[], Timeout],
         params: Any = None,
-        data: bytes | None = None,
+        json: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """One authenticated request; a 401 renews the token and sends it once more.
@@ -207,19 +207,19 @@ class CommercetoolsSession:
         failed; CredentialsRefused when it refused the credentials)."""
         timeout_for = timeout if callable(timeout) else (lambda: timeout)
         token = self.token(timeout_for())
-        response = self._send(method, url, token, timeout_for(), params, data, headers)
+        response = self._send(method, url, token, timeout_for(), params, json, headers)
         if response.status_code == 401:
             # Expired or revoked server-side before its expires_in.
             log.info("commercetools token rejected, renewing")
             self.renew(timeout_for(), stale=token)
             response = self._send(method, url, self.token(timeout_for()), timeout_for(), params,
-                                  data, headers)
+                                  json, headers)
         return response
 
     def _send(self, method: str, url: str, token: str, timeout: tuple[float, float],
-              params: Any, data: bytes | None, headers: Mapping[str, str] | None
+              params: Any, json: Any, headers: Mapping[str, str] | None
               ) -> requests.Response:
-        return send(self.http, method, url, params=params, data=data, timeout=timeout,
+        return send(self.http, method, url, params=params, json=json, timeout=timeout,
                     headers={**(headers or {}), "Authorization": f"Bearer {token}"})
 
     def token(self, timeout: tuple[float, float]) -> str:
