@@ -16,7 +16,7 @@
 #                              for projects whose default build account lacks the permissions
 #   --api-key                  also accept an API key (x-api-key header) at the gateway, for tools
 #                              that cannot send Google ID tokens: the weaker option (anonymous
-#                              callers, never admins); without it an existing key is deleted
+#                              callers; no deleteAll then); without it an existing key is deleted
 #   --allow-test-urls          deploy local or test-double URLs (CTP_API_URL=http://127.0.0.1:...,
 #                              a KLAVIYO_BASE_URL other than Klaviyo's), which are refused otherwise
 #   --force                    redeploy the functions even when source and settings are unchanged

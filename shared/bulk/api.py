@@ -316,10 +316,13 @@ class BulkApi:
         return listed(caller.principal, self.callers)
 
     def may_delete_all(self, caller: Caller) -> bool:
-        """Without a gateway (local) the confirmation guards deleteAll; behind it, BULK_ADMINS."""
+        """Without a gateway (local) the confirmation guards deleteAll; behind it, BULK_ADMINS.
+        While the gateway also takes an API key, a key holder could send any user info header
+        along with the key (nothing here can tell), so then nobody may use deleteAll."""
         if self.auth == "none":
             return True
-        return caller.verified and listed(caller.principal, self.admins)
+        return self.auth == "id-token" and caller.verified and listed(caller.principal,
+                                                                      self.admins)
 
     def too_large(self) -> Response:
         return _error(413, "payload_too_large",
@@ -390,9 +393,10 @@ class BulkApi:
                              "idCount": len(options.ids) if options.ids is not None else None}}
         if options.delete_all and not self.may_delete_all(caller):
             log.warning("bulk audit", outcome="forbidden", **audit)
+            why = (f"{caller.principal} is not in BULK_ADMINS" if self.auth == "id-token" else
+                   "not while the gateway also accepts an API key (deploy without --api-key)")
             return _error(403, "forbidden",
-                          f"deleteAll deletes every Klaviyo {kind} object and needs an admin: "
-                          f"{caller.principal} is not in BULK_ADMINS (API key callers never are)")
+                          f"deleteAll deletes every Klaviyo {kind} object and needs an admin: {why}")
         try:
             job = self.runner.start(kind, ids=options.ids, delete_all=options.delete_all,
                                     started_by=caller.principal)
