@@ -64,7 +64,8 @@ def make_api(ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.MonkeyPat
     get_settings.cache_clear()
 
 
-GATEWAY = {"BULK_AUTH": "id-token", "BULK_CALLERS": f"{OPERATOR}, *@ci-project.iam.gserviceaccount.com",
+GATEWAY = {"BULK_AUTH": "id-token",
+           "BULK_CALLERS": f"{OPERATOR}, *@ci-project.iam.gserviceaccount.com",
            "BULK_ADMINS": ADMIN}
 
 

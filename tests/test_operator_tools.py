@@ -20,7 +20,8 @@ from shared.state.jobs import utcnow
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def tool(*args: str, python: list[str] | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+def tool(*args: str, python: list[str] | None = None,
+         **env: str) -> subprocess.CompletedProcess[str]:
     clean = {k: v for k, v in os.environ.items()
              if k not in ("FIRESTORE_EMULATOR_HOST", "PUBSUB_EMULATOR_HOST",
                           "GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_CLOUD_PROJECT")}

@@ -18,9 +18,10 @@ gateway verified, forwarded as X-Apigateway-Api-Userinfo (the token's claims, ba
 `id-token` answers 401 to a request without it; `id-token-or-api-key` takes such a request as the
 anonymous "api-key" caller (the gateway checked the key); `none` (local runs) has no caller check.
 Google signs ID tokens for every Google account, so behind the gateway only principals in
-BULK_CALLERS or BULK_ADMINS are served (else 403), and deleteAll only BULK_ADMINS (else 403). Every start,
-stop and deleteAll, allowed or refused, is one "bulk audit" log line with the caller; the job
-records who started (`startedBy`) and stopped (`stoppedBy`) it.
+BULK_CALLERS or BULK_ADMINS are served (else 403), and deleteAll only BULK_ADMINS (else 403; and
+nobody while an API key is also accepted). Every start, stop and deleteAll, allowed or refused, is
+one "bulk audit" log line with the caller; the job records who started (`startedBy`) and stopped
+(`stoppedBy`) it.
 """
 
 from __future__ import annotations
@@ -372,7 +373,8 @@ class BulkApi:
                 return self._latest(kind)  # type: ignore[arg-type]
             return self._start(kind, body, caller)  # type: ignore[arg-type]
         if len(parts) == 3 and parts[2] == "stop":
-            return self._allow(method, ("POST",)) or self._stop(kind, caller)  # type: ignore[arg-type]
+            return (self._allow(method, ("POST",))
+                    or self._stop(kind, caller))  # type: ignore[arg-type]
         return _error(404, "not_found", "unknown path")
 
     @staticmethod
@@ -395,8 +397,8 @@ class BulkApi:
             log.warning("bulk audit", outcome="forbidden", **audit)
             why = (f"{caller.principal} is not in BULK_ADMINS" if self.auth == "id-token" else
                    "not while the gateway also accepts an API key (deploy without --api-key)")
-            return _error(403, "forbidden",
-                          f"deleteAll deletes every Klaviyo {kind} object and needs an admin: {why}")
+            return _error(403, "forbidden", f"deleteAll deletes every Klaviyo {kind} object "
+                          f"and needs an admin: {why}")
         try:
             job = self.runner.start(kind, ids=options.ids, delete_all=options.delete_all,
                                     started_by=caller.principal)
