@@ -188,7 +188,8 @@ if ! grep -q '^BULK_CALLERS: \|^BULK_ADMINS: ' <<<"$env_yaml"; then
     "caller with an ID token until you set them (see the README) and re-run" >&2
 fi
 if ! ((DRY_RUN)); then
-  gcloud beta --help >/dev/null 2>&1 ||
+  # step 1 needs `gcloud beta`; without prompts gcloud may install the component itself here
+  CLOUDSDK_CORE_DISABLE_PROMPTS=1 gcloud beta --help </dev/null >/dev/null 2>&1 ||
     die "the gcloud beta component is missing: gcloud components install beta"
 fi
 
