@@ -16,7 +16,7 @@
 #                              for projects whose default build account lacks the permissions
 #   --api-key                  also accept an API key (x-api-key header) at the gateway, for tools
 #                              that cannot send Google ID tokens: the weaker option (anonymous
-#                              callers, never admins); without it an existing key is deleted
+#                              callers; no deleteAll then); without it an existing key is deleted
 #   --allow-test-urls          deploy local or test-double URLs (CTP_API_URL=http://127.0.0.1:...,
 #                              a KLAVIYO_BASE_URL other than Klaviyo's), which are refused otherwise
 #   --force                    redeploy the functions even when source and settings are unchanged
@@ -188,7 +188,8 @@ if ! grep -q '^BULK_CALLERS: \|^BULK_ADMINS: ' <<<"$env_yaml"; then
     "caller with an ID token until you set them (see the README) and re-run" >&2
 fi
 if ! ((DRY_RUN)); then
-  gcloud beta --help >/dev/null 2>&1 ||
+  # step 1 needs `gcloud beta`; without prompts gcloud may install the component itself here
+  CLOUDSDK_CORE_DISABLE_PROMPTS=1 gcloud beta --help </dev/null >/dev/null 2>&1 ||
     die "the gcloud beta component is missing: gcloud components install beta"
 fi
 

@@ -214,6 +214,8 @@ class Runner:
                       by: str | None = None) -> Job | None:
         job = self.store.force_release(kind, now=self.clock(), reason=reason, by=by)
         log.warning("bulk lock force-released", kind=kind, jobId=job.id if job else None)
+        log.warning("bulk audit", action="release", caller=by or "local", kind=kind,
+                    jobId=job.id if job else None, outcome="released" if job else "not_held")
         return job
 
     def abandon(self, job_id: str, *, reason: str) -> Job | None:
