@@ -63,6 +63,7 @@ def demo(tmp_path: Path) -> Iterator[LocalServer]:
 def test_console_runs_a_sync_to_100_percent_and_shows_a_previewed_profile(
     browser: Any, demo: LocalServer
 ) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -98,11 +99,17 @@ def test_console_runs_a_sync_to_100_percent_and_shows_a_previewed_profile(
     # the preview: open Anna's profile and read the request fragment that wrote it
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "tr.profiles-row")) ==
                shop.CUSTOMERS)
-    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "tr.profiles-row")
-               if "anna.schmidt@example.com" in r.text)
-    assert shop.doc_id("customer", 0) in row.text
-    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
-    row.click()
+
+    def open_anna(d: Any) -> bool:  # the list re-renders when the sink changes: find it afresh
+        row = next(r for r in d.find_elements(By.CSS_SELECTOR, "tr.profiles-row")
+                   if "anna.schmidt@example.com" in r.text)
+        assert shop.doc_id("customer", 0) in row.text
+        d.execute_script("arguments[0].scrollIntoView({block: 'center'})", row)
+        row.click()
+        return True
+
+    WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,)).until(
+        open_anna)
     body = wait.until(ec.visibility_of_element_located(
         (By.CSS_SELECTOR, "#detail pre.request-body")))
     assert '"external_id": "' + shop.doc_id("customer", 0) + '"' in body.text
