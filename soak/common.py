@@ -56,11 +56,13 @@ def emulators(*, pubsub: str | None = None, firestore: str | None = None,
     with ExitStack() as stack:
         logs = stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-emulators-"))
         if pubsub is None:
-            emulator = Emulator(PUBSUB_BIN, open(Path(logs) / "pubsub.log", "wb"))
+            with open(Path(logs) / "pubsub.log", "wb") as log:  # the emulator keeps its copy
+                emulator = Emulator(PUBSUB_BIN, log)
             stack.callback(emulator.stop)
             pubsub = emulator.host
         if firestore is None and need_firestore:
-            emulator = Emulator(FIRESTORE_BIN, open(Path(logs) / "firestore.log", "wb"))
+            with open(Path(logs) / "firestore.log", "wb") as log:
+                emulator = Emulator(FIRESTORE_BIN, log)
             stack.callback(emulator.stop)
             firestore = emulator.host
         yield pubsub, firestore
