@@ -421,8 +421,8 @@ class Contract:
                                     f"{limits.payload // MB} MB.", code="payload_too_large")
         if op._validator is None:
             op._validator = StrictValidator(
-                {"$ref": "#/x-body", "x-body": _draft4(op.body_schema, True),
-                 "components": {"schemas": self._strict}},
+                {"$ref": "#/x-body", "components": {"schemas": self._strict},
+                 "x-body": _inlined(_draft4(op.body_schema, True), self._strict, ())},
                 format_checker=BULK_IMPORT_FORMATS if op.operation_id == "bulk_import_profiles"
                 else FORMATS)
         errors = sorted(op._validator.iter_errors(parsed),
@@ -480,8 +480,9 @@ class Contract:
         validator = self._response_validators.get(key)
         if validator is None:
             validator = self._response_validators[key] = Draft4Validator(
-                {"$ref": "#/x-body", "x-body": _draft4(spec.get("schema") or {}, False),
-                 "components": {"schemas": self._lenient}})
+                {"$ref": "#/x-body", "components": {"schemas": self._lenient},
+                 "x-body": _inlined(_draft4(spec.get("schema") or {}, False), self._lenient,
+                                    ())})
         return [f"{where}: {_json_pointer(e.absolute_path) or '/'}: {e.message[:300]}"
                 for e in list(validator.iter_errors(body))[:5]]
 
@@ -490,6 +491,28 @@ class Contract:
         for part in ref.lstrip("#/").split("/"):
             node = node[part]
         return node
+
+
+def _inlined(schema: Any, schemas: dict[str, Any], seen: tuple[str, ...]) -> Any:
+    """The schema with its `#/components/schemas/…` references replaced by what they name
+    (a reference back into itself stays one): resolving references is most of a check's cost."""
+    if isinstance(schema, list):
+        return [_inlined(s, schemas, seen) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    ref = schema.get("$ref")
+    if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+        name = ref.rsplit("/", 1)[1]
+        return schema if name in seen else _inlined(schemas[name], schemas, (*seen, name))
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "properties":
+            out[key] = {n: _inlined(s, schemas, seen) for n, s in value.items()}
+        elif key in ("items", "additionalProperties", "not", "oneOf", "anyOf", "allOf"):
+            out[key] = _inlined(value, schemas, seen)
+        else:
+            out[key] = value
+    return out
 
 
 def _descriptions(document: dict[str, Any], schema: Any, seen: set[str]) -> list[str]:
