@@ -75,7 +75,7 @@ def bulk_events(per_profile: int, profiles: int = 1) -> dict[str, Any]:
                      "attributes": {"events-bulk-create": {"data": entries}}}}
 
 
-# -- the baseline requests are valid (so each refusal below is the edit's doing) --------------------
+# -- the baseline requests are valid (so each refusal below is the edit's doing) ---------------
 
 def test_valid_requests_pass() -> None:
     assert check("POST", "/api/events", EVENT) == "create_event"
@@ -163,7 +163,8 @@ def test_query_parameters_the_spec_allows() -> None:
     ("/api/events", edited(EVENT, "/data/attributes/value_currency", "eur"),
      "/data/attributes/value_currency"),
     ("/api/events", edited(EVENT, "/data/attributes/profile/data/attributes/phone_number",
-                           "0151 1234567"), "/data/attributes/profile/data/attributes/phone_number"),
+                           "0151 1234567"),
+     "/data/attributes/profile/data/attributes/phone_number"),
 ])
 def test_body_schema(path: str, body: dict[str, Any], pointer: str) -> None:
     if pointer == "/data/attributes/url":
