@@ -244,3 +244,35 @@ def inlined(schema: Any, schemas: dict[str, Any], seen: tuple[str, ...]) -> Any:
         else:
             out[key] = value
     return out
+
+
+# -- the fast path ---------------------------------------------------------------------------------
+# The same schema compiled by jsonschema-rs answers "valid?" in a fraction of the time (a 10,000
+# profile import is checked in milliseconds, not a second); only a request it finds invalid is
+# checked again by `StrictValidator`, whose errors carry the pointers Klaviyo answers with.
+
+def _rs_keyword(check: Any) -> type:
+    class Keyword:
+        def __init__(self, parent_schema: Any, value: Any, schema_path: Any) -> None:
+            self.value = value
+
+        def validate(self, instance: Any) -> None:
+            for error in check(None, self.value, instance, None):
+                raise ValueError(error.message)
+
+    return Keyword
+
+
+_RS_KEYWORDS = {name: _rs_keyword(check) for name, check in StrictValidator.VALIDATORS.items()
+                if name.startswith("x-")}
+
+
+def fast_validator(schema: Any, formats: FormatChecker | None) -> Any:
+    """A jsonschema-rs validator of `schema` (references inlined) with the same keywords and
+    formats as `StrictValidator`, for `is_valid` only."""
+    import jsonschema_rs
+
+    checks = {name: (lambda value, fn=fn: bool(fn(value)))
+              for name, (fn, _raises) in (formats.checkers.items() if formats else ())}
+    return jsonschema_rs.Draft4Validator(schema, formats=checks, validate_formats=bool(formats),
+                                         keywords=_RS_KEYWORDS if formats else None)
