@@ -266,6 +266,10 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         problems.extend(comparison.details())
     if klaviyo.internal_errors:
         problems.append(f"the Klaviyo fake crashed {len(klaviyo.internal_errors)} times")
+    off_spec = [r for r in klaviyo.requests if r.violations]  # Klaviyo's OpenAPI document refuses
+    if off_spec:
+        problems.append(f"{len(off_spec)} requests Klaviyo's OpenAPI document refuses, e.g. "
+                        f"{off_spec[0].method} {off_spec[0].path}: {off_spec[0].violations[0]}")
     logs = log_counts(server.log_path, LOG_MESSAGES)
     event_posts = len(klaviyo.requests_to("POST", "/api/events"))
     event_bulk_posts = len(klaviyo.requests_to("POST", "/api/event-bulk-create-jobs"))
