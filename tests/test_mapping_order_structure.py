@@ -507,3 +507,104 @@ def test_orders_deep_copied_fixture_is_not_mutated() -> None:
     before = copy.deepcopy(doc)
     order_events(Order.model_validate(doc), [], {}, OrderMappingConfig(brand_attribute="brand"))
     assert doc == before
+
+
+# ---- pinned by mutation testing: logs, lookups, shapes -------------------------------------------
+
+
+def warnings_of(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict[str, Any]]]:
+    keys = ("ctCategoryId", "ctProductId", "ctOrderId", "metric", "uniqueId", "cutCount")
+    return [(r.getMessage(), {k: getattr(r, k) for k in keys if hasattr(r, k)})
+            for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_unreadable_documents_are_logged_by_id_and_the_rest_still_read(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    categories = [{"id": "bad-cat", "name": 5}, {"id": "c-ok", "name": {"en": "Ok"}}]
+    products = [{"id": "bad-prod", "masterData": {"current": {"slug": 5}}},
+                {"id": "p-ok", "masterData": {"current": {
+                    "slug": {"en": "s"}, "categories": [{"typeId": "category", "id": "c-ok"}]}}}]
+    lookup = product_lookup(products, categories)
+    assert warnings_of(caplog) == [
+        ("category document unreadable; left out of Categories", {"ctCategoryId": "bad-cat"}),
+        ("product document unreadable; order items lack its categories",
+         {"ctProductId": "bad-prod"}),
+    ]
+    # Documents after an unreadable one are still read.
+    assert lookup["p-ok"].categories == ("Ok",)
+
+
+def test_ancestor_names_learnt_from_another_categorys_expansion() -> None:
+    women = {"id": "c-women", "name": {"en": "Women", "de": "Damen"}}
+    expanded = {"id": "c-pants", "name": {"en": "Pants"},
+                "ancestors": [{"typeId": "category", "id": "c-women", "obj": women}]}
+    bare = {"id": "c-skirts", "name": {"en": "Skirts"},
+            "ancestors": [{"typeId": "category", "id": "c-women"}]}  # not expanded here
+    product = {"id": "p", "masterData": {"current": {"slug": {"en": "s", "de": "s-de"},
+                                                     "categories": [
+                                                         {"typeId": "category", "id": "c-skirts"},
+                                                         {"typeId": "category", "id": "gone"}]}}}
+    lookup = product_lookup([product], [expanded, bare], locale="de")
+    assert lookup["p"].categories == ("Damen", "Damen > Skirts")
+    assert lookup["p"].slug == "s-de"
+
+
+def test_categories_from_the_products_expanded_references() -> None:
+    women = {"id": "c-women", "name": {"en": "Women"}}
+    pants = {"id": "c-pants", "name": {"en": "Pants"},
+             "ancestors": [{"typeId": "category", "id": "c-women", "obj": women}]}
+    broken = {"id": "c-broken", "name": 7}
+    product = {"id": "p", "masterData": {"current": {"slug": {"en": "s"}, "categories": [
+        {"typeId": "category", "id": "c-broken", "obj": broken},
+        {"typeId": "category", "id": "c-pants", "obj": pants}]}}}
+    # One query's worth: the categories come inside the products (no categories argument).
+    assert product_lookup([product])["p"].categories == ("Women", "Women > Pants")
+
+
+def test_cut_properties_are_logged_per_event(caplog: pytest.LogCaptureFixture) -> None:
+    big = {"id": "li-1", "productId": "prod-1", "name": {"en": "x" * (MAX_STRING_BYTES + 10)},
+           "variant": {"id": 1, "sku": "S"}, "quantity": 1}
+    events = placed_order_events(order(lineItems=[big]), {}, OrderMappingConfig())
+    assert len(events[0].properties["ItemNames"][0].encode()) == MAX_STRING_BYTES
+    assert warnings_of(caplog) == [
+        ("order event properties cut to Klaviyo's limits",
+         {"ctOrderId": "o-1", "metric": "Placed Order", "uniqueId": "o-1:placed",
+          "cutCount": 2}),  # ItemNames and Items[0].ProductName
+        ("order event properties cut to Klaviyo's limits",
+         {"ctOrderId": "o-1", "metric": "Ordered Product", "uniqueId": "li-1", "cutCount": 1}),
+    ]
+
+
+def test_a_clean_event_logs_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    placed_order_events(order(), {}, OrderMappingConfig())
+    assert warnings_of(caplog) == []
+
+
+@pytest.mark.parametrize(("shipment", "metrics"), [
+    ("Shipped", ["Fulfilled Order"]),
+    ("Delivered", ["Fulfilled Order"]),
+    ("Pending", []),
+])
+def test_order_events_follow_the_shipment_state(shipment: str, metrics: list[str]) -> None:
+    events = order_events(order(orderState="Open", shipmentState=shipment), [], {},
+                          OrderMappingConfig())
+    assert [e.metric for e in events[2:]] == metrics
+
+
+def test_custom_line_item_without_money_and_in_the_preferred_locale() -> None:
+    o = order(customLineItems=[{"id": "c", "name": {"en": "Wrap", "de": "Verpackung"},
+                                "quantity": 1}])
+    entry = custom_line_item_properties(o.custom_line_items[0], OrderMappingConfig(locale="de"))
+    assert entry == {"ProductName": "Verpackung", "Quantity": 1}
+
+
+def test_order_events_use_the_lookup_for_every_event() -> None:
+    lookup = {"prod-1": ProductInfo(categories=("Women",))}
+    o = order(orderState="Complete")
+    events = order_events(o, [REFUNDED], lookup, OrderMappingConfig())
+    for event in events:
+        if event.metric != "Ordered Product":
+            assert event.properties["Categories"] == ["Women"], event.metric
+            assert event.properties["Items"][0]["Categories"] == ["Women"]
+    assert events[1].properties["Categories"] == ["Women"]
