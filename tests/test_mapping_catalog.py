@@ -611,3 +611,104 @@ def test_catalog_attributes_setting() -> None:
         catalog_attributes=" color, size ,",
     )
     assert CatalogConfig.from_settings(settings).attributes == ("color", "size")
+
+
+# -- pinned by mutation testing ------------------------------------------------------------------
+
+
+REAL_NOW_EXPIRED = {"validFrom": "2026-06-01T00:00:00Z", "validUntil": "2026-06-30T00:00:00Z"}
+
+
+def test_item_and_variant_prices_are_taken_at_the_given_now() -> None:
+    # A sale valid at NOW only: the mapping must use the `now` it is given, not the clock.
+    sale = [price(1000), price(500, **REAL_NOW_EXPIRED)]
+    item = product(current={"masterVariant": {"id": 1, "sku": "SKU-1", "prices": sale},
+                            "variants": [{"id": 2, "sku": "SKU-2", "prices": sale}]})
+    attributes, _ = item_attributes(item, CatalogConfig(), now=NOW)
+    assert attributes["price"] == 5.0
+    assert _json(attributes["custom_metadata"], "price_json")["price_EUR"] == 5
+    variant, _ = variant_attributes(item, item.master_data.current.variants[0], CatalogConfig(),
+                                    now=NOW)
+    assert variant["price"] == 5.0
+    assert _json(variant["custom_metadata"], "price_json")["price_EUR"] == 5
+    later = datetime(2026, 7, 1, tzinfo=timezone.utc)
+    assert item_attributes(item, CatalogConfig(), now=later)[0]["price"] == 10.0
+
+
+def test_naive_datetimes_are_utc() -> None:
+    naive_now = datetime(2026, 6, 15, 12, 0)
+    ranged = prices(price(1000), price(500, validFrom="2026-06-15T12:00:00"))
+    assert price_value(ranged, now=naive_now) == 5.0
+    assert price_value(ranged, now=datetime(2026, 6, 15, 11, 59)) == 10.0
+
+
+def test_earliest_started_ranged_price_wins_whatever_the_order() -> None:
+    ranged = prices(price(700, validFrom="2026-06-10T00:00:00Z"),
+                    price(600, validUntil="2026-07-01T00:00:00Z"),
+                    price(800, validFrom="2026-06-01T00:00:00Z"))
+    # No validFrom counts as "from now": later than both starts.
+    assert price_value(ranged, now=NOW) == 8.0
+
+
+def test_price_metadata_skips_a_currency_without_an_active_price() -> None:
+    metadata = price_metadata(prices(price(500, "USD", validUntil="2026-01-01T00:00:00Z"),
+                                     price(1000, "EUR")), now=NOW)
+    assert "price_USD" not in _json(metadata, "price_json")
+    assert _json(metadata, "price_json")["price_EUR"] == 10
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("https://s/{nope}", "unknown placeholder {nope}; use {id}, {key}, {sku}, {slug}"),
+    ("https://s/{{x}}/{nope}", "unknown placeholder {nope}"),  # after a literal brace
+    ("https://s/{slug!r}", "placeholder {slug} takes no conversion or format"),
+    ("https://s/{slug:>5}", "placeholder {slug} takes no conversion or format"),
+    ("https://s/{", "malformed placeholder (Single '{' encountered in format string)"),
+])
+def test_url_template_errors_name_the_problem(template: str, message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        check_url_template(template)
+    assert str(error.value).startswith(message)
+
+
+def test_variant_without_sku_error_names_the_variant() -> None:
+    item = product()
+    with pytest.raises(ValueError, match="^variant 3 has no SKU$"):
+        variant_attributes(item, item.master_data.current.variants[1], CatalogConfig(), now=NOW)
+
+
+def test_product_without_slug_or_name() -> None:
+    item = product(current={"slug": {}, "name": {}})
+    config = CatalogConfig(url_template="https://s/{slug}")
+    assert product_url(item, config) == "https://s/"
+    assert item_attributes(item, config, now=NOW)[0]["title"] == "jeans key"  # the key
+    no_key = product(key=None, current={"name": {}})
+    assert item_attributes(no_key, config, now=NOW)[0]["title"] == "p-1"  # then the id
+
+
+def test_ancestor_without_name_shows_its_key_then_its_id() -> None:
+    keyed = {"id": "c-a", "key": "a-key", "name": {}}
+    unkeyed = {"id": "c-b", "name": {}}
+    cat = category({"en": "Jeans", "de": "Jeans DE"}, keyed, unkeyed)
+    assert category_name(cat, "de") == "a-key > c-b > Jeans DE"
+
+
+def test_category_ids_skip_malformed_ancestor_entries() -> None:
+    data = product(current={"categories": [ref("category", "c", {
+        "id": "c", "ancestors": ["junk", {"typeId": "category"}, ref("category", "r")]})]}
+    ).master_data.current
+    assert category_ids(data) == ["c", "r"]
+
+
+def test_attribute_metadata_product_level_in_the_products_locale() -> None:
+    item = product(current={
+        "name": {"de": "Hose", "en": "Pants"},
+        "attributes": [{"name": "material", "value": {"en": "Cotton", "de": "Baumwolle"}}],
+        "masterVariant": {"id": 1, "sku": "SKU-1", "attributes": [
+            {"name": "fit", "value": {"en": "Slim", "de": "Schmal"}}]},
+    })
+    config = CatalogConfig(attributes=("missing", "material", "fit"))
+    metadata = item_attributes(item, config, now=NOW)[0]["custom_metadata"]
+    assert (metadata["material"], metadata["fit"]) == ("Baumwolle", "Schmal")
+    variant, _ = variant_attributes(item, item.master_data.current.master_variant, config,
+                                    now=NOW)
+    assert variant["custom_metadata"]["fit"] == "Schmal"

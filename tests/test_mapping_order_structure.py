@@ -115,6 +115,9 @@ def item(config: OrderMappingConfig = OrderMappingConfig(), lookup: Any = None,
     ({"centAmount": 150, "currencyCode": "EUR", "fractionDigits": True}, None, "1.50 EUR"),
     ({"typeId": "product", "id": "p-9"}, None, "p-9"),                   # reference
     ({"typeId": "product", "id": ""}, None, None),
+    ({"typeId": "product"}, None, None),                                 # reference without id
+    ({"id": "x"}, None, "x"),                                            # a localized "id" text
+    ({"centAmount": 150, "currencyCode": "EUR", "fractionDigits": 0}, None, "150 EUR"),
     (["S", "M", "L"], None, "S, M, L"),                                  # set of text
     ([{"key": "a", "label": {"en": "Organic", "de": "Bio"}}, {"key": "b", "label": "Vegan"}],
      "de", "Bio, Vegan"),                                                # set of (l)enum
