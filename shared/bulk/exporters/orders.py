@@ -87,12 +87,14 @@ class OrdersExporter:
         products: dict[str, ProductInfo] = {}
         categories: dict[str, Doc] = {}
         rows: list[_Row] = []
+        missing: list[str] = []
         total = 0
         cursor, exhausted = after, False
         while True:
             page = next_page(self.ct, "orders", after=cursor, ids=wanted, limit=self.page_size,
                              expand=ORDER_EXPAND, deadline=deadline)
             cursor, exhausted = page.cursor, page.exhausted
+            missing.extend(page.missing)
             for row in self._map_page(page.docs, products, categories, deadline):
                 rows.append(row)
                 total += len(row.events or ())
@@ -104,6 +106,7 @@ class OrdersExporter:
 
         tally = Tally()
         tally.read = len(rows)
+        tally.not_found = missing
         records: list[EventRecord] = []
         for row in rows:
             if row.error is not None:
