@@ -635,14 +635,16 @@ def test_variant_a_job_failed_is_retried_singly(realtime: Any, ct: Any, klaviyo:
         ("POST", "/api/catalog-items"),
         ("POST", job_path("create")),
         *polls("create", job_id),
-        # The failed record alone: create (409, it exists), then update.
+        # The failed record alone: create (409, it exists), then, as it is this item's
+        # variant (not a SKU moved from another item), update.
         ("POST", "/api/catalog-variants"),
+        ("GET", f"/api/catalog-items/{P}p-1/variants"),
         ("PATCH", f"/api/catalog-variants/{P}SKU-03"),
     ]
     final = klaviyo.jobs[job_id]
     assert [e["source"]["pointer"] for e in final["failures"]] == [
         "/data/attributes/variants/data/2"]
-    assert [r.status for r in klaviyo.requests[-2:]] == [409, 200]
+    assert [r.status for r in klaviyo.requests[-3:]] == [409, 200, 200]
     for n, sku in enumerate(TEN, start=1):
         assert held(klaviyo, sku) == expected_variant(n, sku)
 
@@ -661,8 +663,9 @@ def test_variant_klaviyo_refuses_fails_the_message_terminally(
 
     assert realtime.deliver(published()) == 200  # acknowledged: a redelivery cannot help
 
-    assert [(c, r.status) for c, r in zip(calls(klaviyo)[-2:], klaviyo.requests[-2:])] == [
+    assert [(c, r.status) for c, r in zip(calls(klaviyo)[-3:], klaviyo.requests[-3:])] == [
         (("POST", "/api/catalog-variants"), 409),
+        (("GET", f"/api/catalog-items/{P}p-1/variants"), 200),
         (("PATCH", f"/api/catalog-variants/{P}SKU-03"), 400)]
     terminal = [r for r in caplog.records if r.getMessage() == "terminal failure; acknowledged"]
     assert [r.__dict__["status"] for r in terminal] == [400]

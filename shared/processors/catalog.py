@@ -130,6 +130,13 @@ def _put(
     except KlaviyoError as exc:
         if exc.status != 409:
             raise
+    if kind == "variant" and not _variant_of_item(ctx, external_id, relationships):
+        # The SKU is a variant of another item: it moved between products in commercetools.
+        # An update cannot change a variant's item, so it is re-created under this one.
+        klaviyo.delete_catalog_object("variant", external_id, deadline=deadline)
+        klaviyo.create_catalog_object(kind, external_id, attributes, relationships,
+                                      deadline=deadline)
+        return True
     klaviyo.update_catalog_object(kind, external_id, attributes, relationships, deadline=deadline)
     return False
 
@@ -184,6 +191,17 @@ class _VariantWrite:
     @property
     def op(self) -> CatalogOp:
         return "update" if self.exists else "create"
+
+
+def _variant_of_item(ctx: Context, sku: str, relationships: dict[str, Any] | None) -> bool:
+    """Whether the existing variant `sku` is one of its item's (a create that lost a race with
+    another delivery of the same product), rather than another item's (a SKU that moved)."""
+    item = (((relationships or {}).get("item") or {}).get("data") or {}).get("id")
+    if not item:
+        return True
+    variants = ctx.klaviyo.iter_item_variants(str(item).removeprefix(CATALOG_ID_PREFIX),
+                                              deadline=ctx.deadline)
+    return any(_external_id(v) == sku for v in variants)
 
 
 def _write_variants_singly(
@@ -343,6 +361,11 @@ def sync_product(message: CtMessage, ctx: Context) -> int:
                                      exists=current is not None))
     wanted = {variant.sku for variant in variants}
     removed = [sku for sku in in_klaviyo if sku not in wanted]
+    if removed:
+        # A SKU moved to another product is that product's to move (its delivery re-creates the
+        # variant under its item), whichever delivery comes first: not deleted here.
+        moved = _skus_on_other_products(ctx, product_id, removed)
+        removed = [sku for sku in removed if sku not in moved]
 
     jobs: list[CatalogJob] = []
     rejected: list[Rejected[CatalogRecord]] = []
@@ -387,6 +410,30 @@ def sync_product(message: CtMessage, ctx: Context) -> int:
     if failures:
         raise failures[0]
     return writes
+
+
+def _skus_on_other_products(ctx: Context, product_id: str, skus: Sequence[str]) -> set[str]:
+    """Those of `skus` that another published product has now (two product-projections queries
+    per 100 SKUs, master variant and other variants, made only when a product sync would delete
+    variants)."""
+    found: set[str] = set()
+    wanted = set(skus)
+    for start in range(0, len(skus), 100):
+        quoted = ", ".join(predicate_string(sku) for sku in skus[start:start + 100])
+        for field in ("masterVariant", "variants"):
+            where = [f"id != {predicate_string(product_id)}", f"{field}(sku in ({quoted}))"]
+            found |= _skus_found(ctx, where, wanted)
+    return found
+
+
+def _skus_found(ctx: Context, where: list[str], wanted: set[str]) -> set[str]:
+    found: set[str] = set()
+    for page in ctx.ct.iter_pages("product-projections", where=where, deadline=ctx.deadline):
+        for doc in page:
+            for variant in [doc.get("masterVariant") or {}, *(doc.get("variants") or [])]:
+                if variant.get("sku") in wanted:
+                    found.add(variant["sku"])
+    return found
 
 
 def remove_product(message: CtMessage, ctx: Context) -> int:
