@@ -46,7 +46,7 @@ from shared.commercetools.models.category import Category
 from shared.commercetools.models.inventory import InventoryEntry
 from shared.commercetools.models.product import Product
 from shared.config import Settings
-from shared.errors import KlaviyoError
+from shared.errors import KlaviyoError, RetryableError
 from shared.klaviyo.bulk import CatalogOp
 from shared.klaviyo.catalog import CATALOG_ID_PREFIX, CatalogKind, catalog_id, catalog_resource
 from shared.klaviyo.client import filter_string
@@ -93,6 +93,14 @@ BULK_MIN_VARIANTS = 3
 JOB_POLL_FIRST = 0.5
 JOB_POLL_BACKOFF = 1.5
 JOB_POLL_MAX = 4.0
+
+
+# Re-writes after the version moved during a write, before the delivery is redelivered instead.
+MAX_STALE_REWRITES = 2
+
+
+class StillChanging(RetryableError):
+    """The resource kept changing while it was written: the redelivery writes its final state."""
 
 
 # -- Klaviyo helpers -----------------------------------------------------------------------------
@@ -311,23 +319,53 @@ def delete_category(message: CtMessage, ctx: Context) -> int:
 
 
 def sync_product(message: CtMessage, ctx: Context) -> int:
+    """Write the product's current data (`_write_product`), then confirm commercetools did not
+    move on meanwhile.
+
+    Two deliveries for one product can overlap, and the one that read the older version may
+    write last. So after the writes the product is read again: a newer version is written again
+    (at most MAX_STALE_REWRITES times, then the delivery is redelivered); a product that is no
+    longer published (or gone) has its item and variants removed, so a create that raced an
+    unpublish does not leave a resurrected item behind.
+    """
+    product_id = message.resource.id
+    writes = 0
+    for _ in range(1 + MAX_STALE_REWRITES):
+        count, written = _write_product(ctx, product_id)
+        writes += count
+        if written is None:  # nothing to write: gone or not published, as commercetools says
+            return writes
+        latest = ctx.ct.get_product(product_id, deadline=ctx.deadline)
+        if latest is None or not (latest.get("masterData") or {}).get("published"):
+            log.info("product unpublished while it was written; removing it again",
+                     ctProductId=product_id)
+            return writes + _remove_item(ctx, product_id)
+        if latest.get("version") == written:
+            return writes
+        log.info("product changed while it was written; writing its latest state",
+                 ctProductId=product_id, writtenVersion=written,
+                 latestVersion=latest.get("version"))
+    raise StillChanging(f"product changed during {MAX_STALE_REWRITES + 1} writes")
+
+
+def _write_product(ctx: Context, product_id: str) -> tuple[int, int | None]:
     """Upsert the item from the product's current data, then its variants; delete variants
-    whose SKU the product no longer has.
+    whose SKU the product no longer has. Returns the writes and the product version written
+    (None: nothing written).
 
     The item is written first because Klaviyo rejects a variant whose item does not exist (the
     reference plugin sent both at once). A product that is not published (any more) is left
     alone: its ProductUnpublished delivery removes it.
     """
-    product_id = message.resource.id
     document = ctx.ct.get_by_id("products", product_id, expand=PRODUCT_EXPAND,
                                 deadline=ctx.deadline)
     if document is None:
         log.info("product no longer exists; skipped", ctProductId=product_id)
-        return 0
+        return 0, None
     product = Product.model_validate(document)
     if not product.master_data.published:
         log.info("product is not published; skipped", ctProductId=product_id)
-        return 0
+        return 0, None
 
     config = CatalogConfig.from_settings(ctx.settings)
     now = datetime.now(timezone.utc)  # one instant, so item and variants pick the same prices
@@ -409,7 +447,7 @@ def sync_product(message: CtMessage, ctx: Context) -> int:
              variantsRefused=len(failures))
     if failures:
         raise failures[0]
-    return writes
+    return writes, document.get("version")
 
 
 def _skus_on_other_products(ctx: Context, product_id: str, skus: Sequence[str]) -> set[str]:
@@ -451,6 +489,11 @@ def remove_product(message: CtMessage, ctx: Context) -> int:
         log.info("product is published in commercetools; stale message, nothing deleted",
                  ctProductId=product_id)
         return 0
+    return _remove_item(ctx, product_id)
+
+
+def _remove_item(ctx: Context, product_id: str) -> int:
+    """Delete the product's variants, then its item (what is already gone counts as done)."""
     writes = 0
     for sku in _item_variants(ctx, product_id):
         writes += int(ctx.klaviyo.delete_catalog_variant(sku, deadline=ctx.deadline))
