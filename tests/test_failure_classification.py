@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import pytest
+from pydantic import create_model
 
 from shared.commercetools.messages import CtMessage
 from shared.config import load_settings
@@ -567,3 +568,91 @@ def test_error_types_keep_their_message_and_retry_after() -> None:
         "boom", 429, "throttled", 4.0)
     assert not ConnectorError("x").retryable and not MessageError("x").retryable
     assert DeadlineExceeded("x").retryable
+
+
+# ---- boundaries the tables above leave open (found by mutation testing) -----------------------
+
+def chain(depth: int, innermost: BaseException) -> BaseException:
+    """`innermost` as the cause `depth - 1` levels below the top of a DeadlineExceeded chain."""
+    exc = innermost
+    for n in range(depth - 1):
+        outer = DeadlineExceeded(f"level {n}")
+        outer.__cause__ = exc
+        exc = outer
+    return exc
+
+
+def test_auth_failure_is_looked_for_ten_causes_deep() -> None:
+    refused = KlaviyoError("x", status=401)
+    assert auth_failure_of(chain(1, refused)) is refused
+    assert auth_failure_of(chain(10, refused)) is refused
+    assert auth_failure_of(chain(11, refused)) is None  # a (cyclic) chain cannot loop forever
+    looped = DeadlineExceeded("a")
+    looped.__cause__ = looped
+    assert auth_failure_of(looped) is None
+
+
+def test_retry_defaults_eight_attempts_and_an_eight_second_cap() -> None:
+    sleeps: list[float] = []
+    fn = failing([KlaviyoError("x", status=503) for _ in range(20)])
+    with pytest.raises(KlaviyoError):
+        call_with_retry(fn, deadline=FixedDeadline(10_000), sleep=sleeps.append, uniform=top)
+    assert len(fn.calls) == 8
+    assert sleeps == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_retry_passes_the_error_to_on_retry_and_says_why_it_stopped() -> None:
+    class Flaky(ConnectorError):  # retryable, with no retry_after of its own
+        retryable = True
+
+    seen: list[tuple[int, ConnectorError, float]] = []
+    first = Flaky("one")
+    fn = failing([first])
+    assert call_with_retry(fn, deadline=FixedDeadline(100), sleep=lambda s: None,
+                           uniform=top, on_retry=lambda n, e, d: seen.append((n, e, d))) == "ok"
+    assert seen == [(1, first, 0.25)]
+    cause = KlaviyoError("Klaviyo answered 503", status=503)
+    with pytest.raises(DeadlineExceeded) as info:
+        call_with_retry(failing([cause]), deadline=FixedDeadline(0.1), uniform=top)
+    assert str(info.value) == "deadline reached after 1 attempt(s): Klaviyo answered 503"
+
+
+def test_validation_failure_names_at_most_twenty_dotted_fields(
+    context: Context, caplog: pytest.LogCaptureFixture,
+) -> None:
+    fields_ = {f"f{n:02d}": (int, ...) for n in range(25)}
+    Big = create_model("Big", nested=(list[dict[str, int]], ...), **fields_)  # type: ignore[call-overload]
+
+    def handle(message: CtMessage, ctx: Context) -> int:
+        Big.model_validate({"nested": [{"a": "not a number"}]})
+        return 0
+
+    caplog.set_level(logging.INFO, logger="connector")
+    proc = Processor("First", Trigger("customer", messages=frozenset({"CustomerCreated"})), handle)
+    assert dispatch(cloud_event_data(delivery()), [proc], context).status == "failed"
+    ((_, _, fields),) = lines(caplog)
+    expected = sorted([f"f{n:02d}" for n in range(25)] + ["nested.0.a"])[:20]
+    assert fields["invalidFields"] == expected and len(expected) == 20
+
+
+def test_nested_field_names_are_dotted(context: Context,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    Small = create_model("Small", nested=(list[dict[str, int]], ...))
+
+    def handle(message: CtMessage, ctx: Context) -> int:
+        Small.model_validate({"nested": [{"a": "x"}]})
+        return 0
+
+    caplog.set_level(logging.INFO, logger="connector")
+    proc = Processor("First", Trigger("customer", messages=frozenset({"CustomerCreated"})), handle)
+    dispatch(cloud_event_data(delivery()), [proc], context)
+    ((_, _, fields),) = lines(caplog)
+    assert fields["invalidFields"] == ["nested.0.a"]
+
+
+def test_redelivery_names_every_processor_that_asked(context: Context) -> None:
+    processors = [processor("First", KlaviyoError("x", status=500)), processor("Second", 1),
+                  processor("Third", KeyError("bug"))]
+    with pytest.raises(RedeliveryRequested) as info:
+        dispatch(cloud_event_data(delivery()), processors, context)
+    assert str(info.value) == "redelivery requested by First, Third"
