@@ -15,6 +15,7 @@ from shared.bulk.exporters.orders import OrdersExporter
 from shared.bulk.exporters.products import ProductsExporter
 from shared.bulk.api import BulkApi
 from shared.bulk.runner import Runner, TransientFailure, error_code, is_transient
+from shared.state.firestore_store import ContentionError
 from shared.state.jobs import JobStatus
 from shared.state.memory_store import MemoryStore
 from tests.bulk_helpers import ListExporter, drain, make_runner
@@ -90,6 +91,7 @@ def test_a_bug_still_fails_the_job(runner: Runner, exporter: ListExporter) -> No
     (gexc.PermissionDenied("x"), False), (gexc.InvalidArgument("x"), False),
     (gexc.NotFound("x"), False), (ValueError("x"), False), (KeyError("x"), False),
     (ConnectionRefusedError("x"), True), (TimeoutError("x"), True),
+    (ContentionError("lost to concurrent changes"), True),
 ])
 def test_transient_classification(error: Exception, transient: bool) -> None:
     assert is_transient(error) is transient

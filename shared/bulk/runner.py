@@ -103,13 +103,16 @@ class TransientFailure(RetryableError):
 def is_transient(exc: BaseException) -> bool:
     """Whether an exception that is not one of ours is an outage of Google's services or the
     network (retried), rather than a bug (which fails the job)."""
-    if isinstance(exc, (ConnectionError, TimeoutError)) or type(exc).__name__ == "ContentionError":
+    if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
-    try:
+    try:  # imported here: local mode (MemoryStore) runs without Google's clients loaded
         from google.api_core import exceptions as gexc
+
+        from shared.state.firestore_store import ContentionError
     except ImportError:  # pragma: no cover - google-api-core comes with the Firestore client
         return False
     return isinstance(exc, (
+        ContentionError,
         gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError,
         gexc.TooManyRequests, gexc.ResourceExhausted, gexc.Aborted, gexc.Unknown,
         gexc.BadGateway, gexc.GatewayTimeout, gexc.RetryError,
