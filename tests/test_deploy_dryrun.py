@@ -114,7 +114,7 @@ def test_the_functions_are_deployed_as_the_issue_asks(dry_run: str) -> None:
     assert "--trigger-http --no-allow-unauthenticated" in api
     # both trigger subscriptions get a retry and dead-letter policy
     updates = [c for c in commands(dry_run) if "gcloud pubsub subscriptions update" in c]
-    assert len(updates) == 2 and all("--max-delivery-attempts=10" in u and "--min-retry-delay"
+    assert len(updates) == 2 and all("--max-delivery-attempts=100" in u and "--min-retry-delay"
                                      in u for u in updates)
     assert "--dead-letter-topic=ct-klaviyo-ct-messages-dead-letter" in updates[0]
     assert "--member=serviceAccount:subscriptions@commercetools-platform.iam.gserviceaccount.com" \

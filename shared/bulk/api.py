@@ -424,8 +424,9 @@ class BulkApi:
                  jobId=job.id if job else None, outcome="stopping" if job else "not_running")
         if job is None:
             return _error(404, "not_found", f"no {kind} sync is running")
-        return Response(200, {**status_view(job, self.clock()),
-                              "message": "the job stops after its current batch"})
+        message = ("the job stops after its current batch" if job.live
+                   else f"the job has ended: {job.status.value}")
+        return Response(200, {**status_view(job, self.clock()), "message": message})
 
     def _latest(self, kind: Kind) -> Response:
         job = self.runner.latest(kind)
