@@ -15,6 +15,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import ConfigError
+from shared.setting_syntax import (
+    check_checkout_url_template,
+    check_url_template,
+    checkout_signal_parts,
+)
 
 # Klaviyo revisions are dated; 2026-04-15 or later is needed for `backfill` on bulk events.
 DEFAULT_KLAVIYO_REVISION = "2026-07-15"
@@ -210,8 +215,6 @@ class Settings(BaseSettings):
     @classmethod
     def _catalog_url_placeholders(cls, value: str | None) -> str | None:
         if value is not None:
-            from shared.mapping.catalog import check_url_template  # the mapper owns the syntax
-
             check_url_template(value)
         return value
     # (end of catalog settings)
@@ -298,17 +301,13 @@ class Settings(BaseSettings):
     @field_validator("checkout_signal")
     @classmethod
     def _ccd_signal(cls, value: str) -> str:
-        from shared.mapping.checkout import parse_checkout_signal  # the mapper owns the syntax
-
-        parse_checkout_signal(value)
+        checkout_signal_parts(value)
         return value.strip()
 
     @field_validator("checkout_url_template")
     @classmethod
     def _ccd_checkout_url(cls, value: str | None) -> str | None:
         if value is not None:
-            from shared.mapping.checkout import check_checkout_url_template
-
             check_checkout_url_template(value)
         return value
 

@@ -37,13 +37,16 @@ from shared.klaviyo.catalog import catalog_ref
 from shared.mapping.attributes import attribute_values
 from shared.mapping.common import localized, money_value, resource_locale
 from shared.mapping.currency_countries import countries_using
+from shared.setting_syntax import (  # re-exported: the mapper's syntax, checked by config too
+    URL_PLACEHOLDERS,
+    check_url_template,
+    normalise_url_template,
+)
 
 if TYPE_CHECKING:
     from shared.config import Settings
 
 BREADCRUMB_SEPARATOR = " > "
-URL_PLACEHOLDERS = frozenset({"slug", "id", "key", "sku"})
-_REFERENCE_SLUG_PLACEHOLDER = "{{productSlug}}"  # the reference plugin's syntax, still accepted
 # Klaviyo's limit for an item's or variant's `custom_metadata` (a flat JSON object).
 MAX_METADATA_BYTES = 100 * 1024
 # Klaviyo: 1 = hide the variant from product feeds/recommendations while out of stock.
@@ -80,35 +83,12 @@ def product_locale(product: Product, config: CatalogConfig) -> str | None:
 # -- URLs ----------------------------------------------------------------------------------------
 
 
-def _normalise_template(template: str) -> str:
-    return template.replace(_REFERENCE_SLUG_PLACEHOLDER, "{slug}")
-
-
 @functools.lru_cache(maxsize=8)
 def _parsed_template(template: str) -> tuple[str, frozenset[str]]:
     """The normalised template and the placeholder names it uses (parsed once per template)."""
-    normalised = _normalise_template(template)
+    normalised = normalise_url_template(template)
     names = frozenset(name for _, name, _, _ in string.Formatter().parse(normalised) if name)
     return normalised, names
-
-
-def check_url_template(template: str) -> None:
-    """Raise ValueError unless every placeholder is one of URL_PLACEHOLDERS (`{{` is a literal `{`).
-
-    Checked at start-up so a typo fails the deploy instead of every product write.
-    """
-    try:
-        parts = list(string.Formatter().parse(_normalise_template(template)))
-    except ValueError as exc:
-        raise ValueError(f"malformed placeholder ({exc})") from None
-    for _, name, spec, conversion in parts:
-        if name is None:
-            continue
-        if name not in URL_PLACEHOLDERS:
-            allowed = ", ".join("{" + p + "}" for p in sorted(URL_PLACEHOLDERS))
-            raise ValueError(f"unknown placeholder {{{name}}}; use {allowed}")
-        if spec or conversion:
-            raise ValueError(f"placeholder {{{name}}} takes no conversion or format")
 
 
 def product_url(product: Product, config: CatalogConfig, sku: str | None = None) -> str:
