@@ -43,6 +43,11 @@ def test_bench_runs_and_writes_every_row(tmp_path: Path) -> None:
                    - run["ct_requests_per_message"]) <= 0.5
     for run in results["bulk"]:
         assert run["http_calls"] >= len(run["klaviyo_requests"]) and run["cpu_per_http_call_ms"] > 0
+    # commercetools reads per delivery: the one re-read of the resource, plus its products.
+    ct_reads = {r["message"].split(" ")[0]: r["ct_requests_per_message"]
+                for r in results["realtime"]}
+    assert ct_reads["OrderCreated"] <= 2.2 and ct_reads["OrderStateChanged"] <= 2.2
+    assert ct_reads["PaymentTransactionStateChanged"] <= 2.2 and ct_reads["Category"] <= 1.2
     assert results["cold_start"]["realtime"]["import_ms"] > 0
     assert results["cold_start"]["hello"]["import_ms"] > 0
     assert results["cold_start"]["realtime"]["import_ratio"] > 1

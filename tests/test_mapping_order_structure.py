@@ -611,3 +611,76 @@ def test_order_events_use_the_lookup_for_every_event() -> None:
             assert event.properties["Categories"] == ["Women"], event.metric
             assert event.properties["Items"][0]["Categories"] == ["Women"]
     assert events[1].properties["Categories"] == ["Women"]
+
+
+# ---- Klaviyo limits: exact cut counts and each fallback of the size budget -------------------------
+
+from shared.mapping.orders import MAX_DEPTH, MAX_PROPERTIES_BYTES, _size  # noqa: E402
+
+
+def test_cut_count_per_kind_of_cut() -> None:
+    deep: Any = "leaf"
+    for _ in range(MAX_DEPTH):
+        deep = {"d": deep}
+    properties = {"OrderId": "o", "Long": "x" * (MAX_STRING_BYTES + 1),
+                  "List": list(range(MAX_ARRAY_ITEMS + 3)), "Deep": deep,
+                  "DeepList": [[[[[[[[[[["x"]]]]]]]]]]], "Keep": [None, {"a": None}]}
+    limited, cut = limit_properties(properties)
+    # 1 string + 3 array entries + 1 dict too deep + 1 list too deep
+    assert cut == 6
+    assert limited["Keep"] == [None, {"a": None}]  # None values are kept, not cut
+    assert len(limited["List"]) == MAX_ARRAY_ITEMS
+
+
+def test_a_string_exactly_a_quarter_of_the_limit_is_not_cut() -> None:
+    text = "é" * (MAX_STRING_BYTES // 4)  # the "short string" fast path's edge
+    assert limit_properties({"T": text}) == ({"T": text}, 0)
+    long = "é" * (MAX_STRING_BYTES // 2)  # 2 bytes a character: exactly the limit
+    assert limit_properties({"T": long}) == ({"T": long}, 0)
+
+
+def _many_short_strings(items: int, keys: int) -> list[dict[str, Any]]:
+    # Short strings, numbers and nested lists only: the size must be tracked through the fast
+    # paths (no string near the per-string limit).
+    return [{f"k{j:02d}": f"{i:05d}-{j:02d}-" + "v" * 40 for j in range(keys)} | {
+        "n": i, "f": 1.5, "b": True, "z": None, "l": ["a" * 30, 7, None, [1, 2]]}
+            for i in range(items)]
+
+
+def test_total_size_of_many_small_values_is_enforced() -> None:
+    items = _many_short_strings(3000, 30)
+    assert _size({"Items": items}) > MAX_PROPERTIES_BYTES
+    limited, cut = limit_properties({"OrderId": "o", "Items": items})
+    assert _size(limited) <= MAX_PROPERTIES_BYTES
+    kept = len(limited["Items"])
+    assert kept == 3000 * 3 // 4  # shortened once by a quarter: then it fits
+    assert cut == 3000 - kept
+    assert limited["Items"] == items[:kept]
+
+
+def test_raw_fields_go_first_one_at_a_time_from_the_end() -> None:
+    chunk = "x" * (MAX_STRING_BYTES - 10)
+    raw = {f"raw{i:02d}": chunk for i in range(45)}  # ~4.6 MB of raw fields
+    limited, cut = limit_properties({"OrderId": "o", "Items": [{"SKU": "s"}], **raw})
+    assert _size(limited) <= MAX_PROPERTIES_BYTES
+    kept = [k for k in limited if k.startswith("raw")]
+    assert kept == [f"raw{i:02d}" for i in range(len(kept))]  # the first ones stay
+    assert cut == 45 - len(kept)
+    assert limited["Items"] == [{"SKU": "s"}]
+    assert _size(limited) > MAX_PROPERTIES_BYTES - len(chunk) - 20  # not one more dropped
+
+
+def test_generated_properties_are_dropped_last_and_order_id_never() -> None:
+    chunk = "x" * (MAX_STRING_BYTES - 10)
+    # Only Klaviyo-structure keys (no raw field to drop first) and no Items[] to shorten.
+    properties = {"OrderId": "o", "OrderNumber": chunk, "ItemNames": [chunk] * 25,
+                  "Categories": [chunk] * 25, "Items": []}
+    limited, cut = limit_properties(properties)
+    assert _size(limited) <= MAX_PROPERTIES_BYTES
+    # The last ones go first, one at a time: Items (empty), then Categories.
+    assert list(limited) == ["OrderId", "OrderNumber", "ItemNames"] and cut == 2
+
+
+def test_nothing_but_order_id_left_ends_the_loop() -> None:
+    limited, cut = limit_properties({"OrderId": "x" * MAX_STRING_BYTES})
+    assert cut == 0 and len(limited["OrderId"]) == MAX_STRING_BYTES
