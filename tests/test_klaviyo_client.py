@@ -550,3 +550,17 @@ def test_bulk_limits_themselves_are_accepted(klaviyo: FakeKlaviyo,
         [catalog_resource("category", "create", str(n), {"name": "n"}) for n in range(100)])
     assert [r.status for r in klaviyo.requests] == [202, 202]
     assert len(klaviyo.events) == 1000 and len(klaviyo.categories) == 100
+
+
+@pytest.mark.parametrize(("value", "quoted"), [
+    ("ada@example.com", '"ada@example.com"'),
+    ('say "hi"', '"say \\"hi\\""'),
+    ("back\\slash", '"back\\\\slash"'),
+    ("tab\there\x08", '"tab\\there\\b"'),  # raw control characters are not JSON: Klaviyo refuses
+    ("Zoë", '"Zoë"'),
+])
+def test_filter_values_are_json_strings(value: str, quoted: str) -> None:
+    from shared.klaviyo.client import filter_string
+
+    assert filter_string(value) == quoted
+    assert json.loads(filter_string(value)) == value

@@ -6,6 +6,8 @@ errors) stop in time for the Cloud Function to fail and have Pub/Sub redeliver t
 
 from __future__ import annotations
 
+import json
+
 from typing import TYPE_CHECKING, Any
 
 from shared.deadline import Deadline
@@ -24,8 +26,9 @@ IDENTIFIERS = ("email", "phone_number", "external_id")
 
 
 def filter_string(value: str) -> str:
-    """Quote a value for Klaviyo's filter syntax: `equals(email,"<value>")`."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """Quote a value for Klaviyo's filter syntax: `equals(email,"<value>")`. Filter values are
+    JSON strings: quotes, backslashes and control characters are escaped as JSON escapes them."""
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _duplicate_profile_id(exc: KlaviyoError) -> str | None:
