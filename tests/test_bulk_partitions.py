@@ -269,3 +269,22 @@ def test_partitioned_customers_sync_through_pubsub(make_bulk: Callable[..., Bulk
     # Every partition read only its own range: no commercetools page crossed a cut.
     for part in bulk.store.get_parts(job):
         assert part is not None and part.status == JobStatus.COMPLETED
+
+
+def test_local_mode_runs_one_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One in-process worker thread: partitions would only take turns on it."""
+    from shared.bulk.runner import build_runner
+    from shared.config import load_settings
+
+    monkeypatch.delenv("K_SERVICE", raising=False)
+    settings = load_settings(
+        ctp_project_key="p", ctp_client_id="c", ctp_client_secret="s",
+        ctp_api_url="http://127.0.0.1:1", ctp_auth_url="http://127.0.0.1:1",
+        klaviyo_api_key="k", google_cloud_project=None, firestore_emulator_host=None,
+        pubsub_emulator_host=None, bulk_local_state_file="", bulk_backend="local")
+    assert settings.bulk_partitions_customers == 8
+    runner = build_runner(settings, exporters=lambda kind: ListExporter(kind, RECORDS))
+    job = runner.start("customers")
+    assert job.partitions is None
+    assert runner.queue.wait_idle(10)  # type: ignore[attr-defined]
+    assert runner.job(job.id).status == JobStatus.COMPLETED

@@ -17,6 +17,7 @@ place, `build_runner`.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import socket
@@ -531,6 +532,9 @@ def build_runner(
                                            settings.bulk_tasks_topic))
         return Runner(store, queue, factory, config=config, counter=counter)
     store = MemoryStore(settings.bulk_local_state_file or None)
+    # One in-process worker thread runs every task: partitions would only take turns on it
+    # (each waiting for its share of the Klaviyo budget), so a local job is one chain.
+    config = dataclasses.replace(config, partitions={})
     local_queue = LocalTaskQueue()
     runner = Runner(store, local_queue, factory, config=config, counter=counter)
     local_queue.set_handler(runner.run_task)
