@@ -67,7 +67,11 @@ class BulkConfig:
     page_size: int = 25
     customers_batch: int = 60
     order_events_batch: int = 150
-    partitions: int = 4  # of each job (shared/bulk/partitions.py): K chains the kills hit
+    # Partitions of each job (shared/bulk/partitions.py). With several, the driver's SIGKILLs of
+    # the whole worker stall the run in the Pub/Sub emulator (pushes cut by a SIGKILL were not
+    # redelivered within 15 minutes, while new messages were); tests/test_soak.py runs
+    # partitions with the worker's own deaths (before save / before queueing) instead.
+    partitions: int = 1
     timeout: float = 600.0
     workdir: str | None = None
 
