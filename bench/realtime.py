@@ -15,8 +15,8 @@ Per message three figures:
   routing, commercetools reads, mapping, Klaviyo writes) — the connector's own cost, the target
   row's figure. The waits are the fakes' and the loopback's, which in production are Klaviyo's
   and commercetools' latency, not the connector's overhead.
-The CPU is split further into the HTTP client's share (`bench.httpclock`: `requests` preparing,
-sending and reading each call on this thread) and the rest, so a miss can be traced to the
+The CPU is split further into the HTTP client's share (`bench.httpclock`: `shared.http.send`
+encoding, sending and reading each call on this thread) and the rest, so a miss can be traced to the
 number of calls or to the work per message; the HTTP calls per message and the CPU per call are
 counted by the same clock.
 """

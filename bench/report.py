@@ -202,7 +202,7 @@ def render(results: Mapping[str, Any]) -> str:
                     if r.get("cpu_per_http_call_ms"))
         if calls:
             parts.append(f"  realtime CPU per HTTP call (all rows): {seconds / calls:.3f} ms "
-                         "(requests: preparing, sending, reading; not the wait)")
+                         "(JSON body encoding and requests: preparing, sending, reading; not the wait)")
         parts.append("  first CPU ms: the row's first delivery; in a row that is the first of its "
                      "message type it includes building the models it uses (built on first use, "
                      "not at import: paid once per instance)")

@@ -9,14 +9,14 @@
 #   --gateway-region REGION    API Gateway location (default: --region); API Gateway runs in a
 #                              few regions only (e.g. europe-west1, us-central1, asia-northeast1)
 #   --firestore-location LOC   location of the connector's Firestore database (default: --region)
-#   --max-delivery-attempts N  deliveries before a message is dead-lettered, 5-100 (default 10)
+#   --max-delivery-attempts N  deliveries before a message is dead-lettered, 5-100 (default 100)
 #   --ct-subscription-key KEY  key of the commercetools subscription (default klaviyo-connector)
 #   --skip-ct-subscription     do not create/update the commercetools subscription
 #   --build-service-account SA service account (email) Cloud Build uses to build the functions,
 #                              for projects whose default build account lacks the permissions
 #   --api-key                  also accept an API key (x-api-key header) at the gateway, for tools
 #                              that cannot send Google ID tokens: the weaker option (anonymous
-#                              callers, never admins); without it an existing key is deleted
+#                              callers; no deleteAll then); without it an existing key is deleted
 #   --allow-test-urls          deploy local or test-double URLs (CTP_API_URL=http://127.0.0.1:...,
 #                              a KLAVIYO_BASE_URL other than Klaviyo's), which are refused otherwise
 #   --force                    redeploy the functions even when source and settings are unchanged
@@ -43,7 +43,7 @@ cd "$ROOT"
 source deploy/lib.sh
 
 PROJECT="" REGION="" PREFIX="ct-klaviyo" GATEWAY_REGION="" FIRESTORE_LOCATION=""
-MAX_DELIVERY_ATTEMPTS=10 CT_SUBSCRIPTION_KEY="klaviyo-connector" SKIP_CT_SUBSCRIPTION=0
+MAX_DELIVERY_ATTEMPTS=100 CT_SUBSCRIPTION_KEY="klaviyo-connector" SKIP_CT_SUBSCRIPTION=0
 FORCE=0 BUILD_DIR="deploy/build" STAGE_ONLY=0 DRY_RUN=0 BUILD_SERVICE_ACCOUNT=""
 API_KEY=0 ALLOW_TEST_URLS=0
 
@@ -103,7 +103,10 @@ GATEWAY_ID="$PREFIX-bulk"
 API_KEY_NAME="$PREFIX bulk API"
 CT_PUBLISHER="serviceAccount:subscriptions@commercetools-platform.iam.gserviceaccount.com"
 RUNTIME=python311
-RETRY_MIN=10s RETRY_MAX=600s ACK_DEADLINE=600  # the trigger subscriptions' redelivery policy
+# The trigger subscriptions' redelivery policy. 100 attempts with backoff 10 s doubling to 600 s
+# keep a message for about 16 hours of failures (a sale above Klaviyo's account limits, a
+# rotated key) before it is dead-lettered: a peak's 429s alone never dead-letter anything.
+RETRY_MIN=10s RETRY_MAX=600s ACK_DEADLINE=600
 DEAD_LETTER_RETENTION=7d
 
 STAGE_REALTIME="$BUILD_DIR/realtime"
@@ -188,7 +191,8 @@ if ! grep -q '^BULK_CALLERS: \|^BULK_ADMINS: ' <<<"$env_yaml"; then
     "caller with an ID token until you set them (see the README) and re-run" >&2
 fi
 if ! ((DRY_RUN)); then
-  gcloud beta --help >/dev/null 2>&1 ||
+  # step 1 needs `gcloud beta`; without prompts gcloud may install the component itself here
+  CLOUDSDK_CORE_DISABLE_PROMPTS=1 gcloud beta --help </dev/null >/dev/null 2>&1 ||
     die "the gcloud beta component is missing: gcloud components install beta"
 fi
 

@@ -28,7 +28,7 @@ def one_line_errors(main: Callable[..., int]) -> Callable[..., int]:
             return main(*args, **kwargs)
         except ModuleNotFoundError as exc:
             print(f"error: {exc.name} is not installed here: run the tool with the connector's "
-                  f"venv (make install, then .venv/bin/python -m {main.__module__} ...)",
+                  f"venv (make install, then .venv/bin/python -m {_module(main)} ...)",
                   file=sys.stderr)
             return 2
         except Exception as exc:
@@ -39,6 +39,14 @@ def one_line_errors(main: Callable[..., int]) -> Callable[..., int]:
             return 2
 
     return wrapper
+
+
+def _module(fn: Callable[..., int]) -> str:
+    """The tool's module name, also when it runs as `python -m` (then it is __main__)."""
+    if fn.__module__ != "__main__":
+        return fn.__module__
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    return spec.name if spec is not None else "deploy.<tool>"
 
 
 def credential_problem(exc: BaseException) -> str | None:

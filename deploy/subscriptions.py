@@ -38,7 +38,7 @@ from shared.commercetools.client import USER_AGENT
 from shared.config import Settings, load_settings
 from shared.deadline import Deadline
 from shared.errors import CommercetoolsError, ConfigError, ConnectorError
-from shared.http import HttpFailure, InvalidRequest, encode_json, parse_json, retry_after_seconds
+from shared.http import HttpFailure, InvalidRequest, parse_json, retry_after_seconds
 from shared.processors import Processor, enabled_processors
 from shared.retry import call_with_retry
 
@@ -282,11 +282,9 @@ class SubscriptionApi:
               none_on_404: bool) -> Any:
         url = self._base_url + path
         try:
-            response = self._session.request(
-                method, url, params=params, timeout=self._timeout,
-                data=None if body is None else encode_json(body),
-                headers={"Accept": "application/json"} if body is None else
-                {"Accept": "application/json", "Content-Type": "application/json"})
+            response = self._session.request(method, url, params=params, json=body,
+                                             headers={"Accept": "application/json"},
+                                             timeout=self._timeout)
         except (HttpFailure, InvalidRequest) as exc:
             raise CommercetoolsError(f"commercetools subscriptions: {exc}", status=None,
                                      retryable=isinstance(exc, HttpFailure)) from exc

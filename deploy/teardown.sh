@@ -10,6 +10,7 @@
 #   --skip-ct-subscription     leave the commercetools subscription alone
 #   --keep-firestore           keep the connector's Firestore database (<prefix>-bulk: bulk job
 #                              history and locks); by default it is deleted with the rest
+#   --build-dir DIR            the staging folder deploy.sh used (default deploy/build)
 #   --yes                      do not ask for confirmation
 #   --dry-run                  print every command instead of running it (needs no gcloud)
 #   -h, --help                 print this help
@@ -31,7 +32,7 @@ cd "$ROOT"
 source deploy/lib.sh
 
 PROJECT="" REGION="" PREFIX="ct-klaviyo" GATEWAY_REGION="" CT_SUBSCRIPTION_KEY="klaviyo-connector"
-SKIP_CT_SUBSCRIPTION=0 KEEP_FIRESTORE=0 YES=0 DRY_RUN=0
+SKIP_CT_SUBSCRIPTION=0 KEEP_FIRESTORE=0 YES=0 DRY_RUN=0 BUILD_DIR="deploy/build"
 
 usage() {
   sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"
@@ -40,7 +41,8 @@ usage() {
 
 while (($#)); do
   case $1 in
-    --project=* | --region=* | --prefix=* | --gateway-region=* | --ct-subscription-key=*)
+    --project=* | --region=* | --prefix=* | --gateway-region=* | --ct-subscription-key=* | \
+      --build-dir=*)
       set -- "${1%%=*}" "${1#*=}" "${@:2}"
       continue
       ;;
@@ -49,6 +51,7 @@ while (($#)); do
     --prefix) PREFIX=${2:?--prefix needs a value}; shift ;;
     --gateway-region) GATEWAY_REGION=${2:?--gateway-region needs a value}; shift ;;
     --ct-subscription-key) CT_SUBSCRIPTION_KEY=${2:?--ct-subscription-key needs a value}; shift ;;
+    --build-dir) BUILD_DIR=${2:?--build-dir needs a value}; shift ;;
     --skip-ct-subscription) SKIP_CT_SUBSCRIPTION=1 ;;
     --keep-firestore) KEEP_FIRESTORE=1 ;;
     --delete-firestore) ;;  # earlier versions' flag: deleting is now the default
@@ -192,7 +195,7 @@ fi
 echo "kept: the (default) database (earlier versions kept bulk_* collections there)"
 
 heading "Local build folder"
-run rm -rf deploy/build
+run rm -rf "$BUILD_DIR"
 
 if ((failed)); then
   echo "Done, except the commercetools subscription (see above)." >&2

@@ -246,7 +246,8 @@ class Settings(BaseSettings):
     bulk_klaviyo_share: float = Field(0.9, gt=0, le=1)
     bulk_local_state_file: str = ".local/bulk-state.json"  # empty: embedded state in memory only
     # Firestore database of the job state (deploy.sh creates one for the connector alone).
-    bulk_firestore_database: str = Field("(default)", pattern=r"^(\(default\)|[a-z][a-z0-9-]{2,62})$")
+    bulk_firestore_database: str = Field("(default)",
+                                         pattern=r"^(\(default\)|[a-z][a-z0-9-]{2,62})$")
     # Callers of the /sync API. none: no caller check (local runs: the CLI's prompt guards
     # deleteAll). id-token: API Gateway's verified Google ID token (X-Apigateway-Api-Userinfo) is
     # required. id-token-or-api-key: also callers with the gateway's API key, who are anonymous.

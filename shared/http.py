@@ -5,9 +5,10 @@
   deadline-aware), TLS verified, and proxies read from the environment once, here, not on every
   request (see `new_session`).
 - `send`: one request with (connect, read) timeouts and no redirects followed (an API that
-  redirects is a misconfigured base URL, better reported); every `requests` failure becomes
-  `HttpFailure` (no answer: retryable) or `InvalidRequest` (cannot be sent at all).
-- `encode_json`, `retry_after_seconds`.
+  redirects is a misconfigured base URL, better reported), a `json` body encoded compactly
+  (`encode_json`); every `requests` failure becomes `HttpFailure` (no answer: retryable) or
+  `InvalidRequest` (cannot be sent at all).
+- `parse_json`, `retry_after_seconds`.
 """
 
 from __future__ import annotations
@@ -88,8 +89,16 @@ def send(
     params: Params | None = None,
     headers: Mapping[str, str] | None = None,
     data: bytes | None = None,
+    json: Any = None,
 ) -> requests.Response:
-    """One request, its whole answer read. Raises HttpFailure or InvalidRequest."""
+    """One request, its whole answer read. Raises HttpFailure or InvalidRequest.
+
+    `json` is sent as the body (`encode_json`; `Content-Type: application/json` unless the
+    headers name another)."""
+    if json is not None:
+        data = encode_json(json)
+        if not headers or not any(k.lower() == "content-type" for k in headers):
+            headers = {**(headers or {}), "Content-Type": "application/json"}
     try:
         return session.request(method, url, params=params, headers=headers, data=data,
                                timeout=timeout, allow_redirects=False)

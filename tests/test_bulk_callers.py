@@ -64,7 +64,8 @@ def make_api(ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.MonkeyPat
     get_settings.cache_clear()
 
 
-GATEWAY = {"BULK_AUTH": "id-token", "BULK_CALLERS": f"{OPERATOR}, *@ci-project.iam.gserviceaccount.com",
+GATEWAY = {"BULK_AUTH": "id-token",
+           "BULK_CALLERS": f"{OPERATOR}, *@ci-project.iam.gserviceaccount.com",
            "BULK_ADMINS": ADMIN}
 
 
@@ -175,10 +176,12 @@ def test_api_key_callers_are_anonymous_and_never_admins(make_api: Callable[..., 
                                                         ct: Any) -> None:
     add_categories(ct, 1)
     client = make_api(**{**GATEWAY, "BULK_AUTH": "id-token-or-api-key"})
-    response = client.post("/sync/categories", json={"deleteAll": True,
-                                                     "confirmDeletion": "categories"})
-    assert response.status_code == 403 and "api-key is not in BULK_ADMINS" in \
-        response.get_json()["message"]
+    delete_all = {"deleteAll": True, "confirmDeletion": "categories"}
+    response = client.post("/sync/categories", json=delete_all)
+    assert response.status_code == 403 and "API key" in response.get_json()["message"]
+    # a key holder could forge the user info header: with the key on, not even an admin's counts
+    response = client.post("/sync/categories", json=delete_all, headers=as_(ADMIN))
+    assert response.status_code == 403 and "without --api-key" in response.get_json()["message"]
     response = client.post("/sync/categories")
     assert response.status_code == 202
     assert wait_done(client, response.get_json()["jobId"], {})["startedBy"] == "api-key"
@@ -210,3 +213,37 @@ def test_userinfo_decoding() -> None:
     assert listed("a@b.c", entries) and listed("x@sa.example", entries)
     assert not listed("x@evil.example", entries) and not listed("sub:1", entries)
     assert not listed("x@b.c", entries)
+
+
+@pytest.mark.emulator
+def test_the_job_state_lives_in_the_configured_database(
+        ct_env: dict[str, str], klaviyo: Any, pubsub_topic: str, firestore_db: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """deploy.sh gives the connector a Firestore database of its own (BULK_FIRESTORE_DATABASE):
+    the function writes there, not in (default), which other apps of the project may use."""
+    import uuid
+
+    from google.cloud import firestore
+
+    from shared.state.firestore_store import FirestoreStore
+    from tests.emulators import PROJECT
+
+    database, prefix = f"c{uuid.uuid4().hex[:8]}-bulk", "callers_"
+    for name, value in {**ct_env, "KLAVIYO_API_KEY": klaviyo.api_key,
+                        "KLAVIYO_BASE_URL": klaviyo.url, "GOOGLE_CLOUD_PROJECT": PROJECT,
+                        "BULK_TASKS_TOPIC": pubsub_topic, "BULK_COLLECTION_PREFIX": prefix,
+                        "BULK_FIRESTORE_DATABASE": database, **GATEWAY}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("BULK_BACKEND", raising=False)
+    fresh_rate_limiter(monkeypatch)
+    get_settings.cache_clear()
+    try:
+        client = create_app("sync_api", BULK_SOURCE).test_client()
+        response = client.post("/sync/customers", json={"ids": ["c-1"]}, headers=as_(OPERATOR))
+        assert response.status_code == 202, response.get_json()
+        job_id = response.get_json()["jobId"]
+    finally:
+        get_settings.cache_clear()
+    own = FirestoreStore(firestore.Client(project=PROJECT, database=database), prefix=prefix)
+    assert own.get_job(job_id).startedBy == OPERATOR
+    assert FirestoreStore(firestore_db, prefix=prefix).get_job(job_id) is None

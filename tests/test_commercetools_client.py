@@ -397,7 +397,8 @@ def test_scopes_of_another_project_are_refused_naming_the_settings(ct: FakeComme
         client.get_order("o1")
     assert isinstance(info.value, CommercetoolsError)
     assert (info.value.status, info.value.code) == (400, "invalid_scope")
-    assert len(ct.token_requests()) == 1 and ct.api_requests() == []
+    assert info.value.retryable and info.value.auth_failure  # an outage: bounded retry
+    assert len(ct.token_requests()) == MAX_AUTH_ATTEMPTS and ct.api_requests() == []
 
 
 def test_a_burst_of_threads_at_start_up_asks_for_one_token(ct: Fake, ct_client: Client) -> None:
@@ -487,7 +488,7 @@ def test_token_answer_without_access_token_is_retried(ct: Fake, ct_client: Clien
     ct.inject(200, times=1, path="/oauth/token")
     assert ct_client.get_cart("c1") is None
     assert len(ct.token_requests()) == 2 and len(ct.api_requests("carts")) == 1
-    ct_client.auth._token = None  # type: ignore[attr-defined]
+    ct_client.session._token = None  # type: ignore[attr-defined]
     ct.inject(200, times=None, path="/oauth/token")
     with pytest.raises(DeadlineExceeded) as info:
         ct_client.get_cart("c1", deadline=Deadline.after(0.3))
@@ -500,6 +501,75 @@ def test_query_answer_without_results_is_retryable(ct: Fake, ct_client: Client) 
     with pytest.raises(CommercetoolsError) as info:
         list(ct_client.iter_pages("customers"))
     assert info.value.status == 200 and info.value.retryable
+
+
+# ---- the token endpoint misbehaving (a raw socket server answers /oauth/token) ---------------
+
+
+def _token_server(answer: bytes, delay: float = 0.0):  # noqa: ANN202 - a tests.test_http.RawServer
+    from tests.test_http import RawServer
+
+    def behaviour(conn: socket.socket, n: int) -> bool:
+        time.sleep(delay)
+        conn.sendall(answer)
+        return True
+
+    return RawServer(behaviour)
+
+
+def _answer(status: str, body: bytes, extra: str = "") -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: "
+            f"{len(body)}\r\n{extra}\r\n").encode() + body
+
+
+def _session_client(auth_url: str, api_url: str = "http://127.0.0.1:9") -> CommercetoolsClient:
+    return CommercetoolsClient(project_key="shop", client_id="cid", client_secret="sec",
+                               api_url=api_url, auth_url=auth_url, max_attempts=1)
+
+
+def test_a_redirecting_token_url_is_reported_not_followed() -> None:
+    server = _token_server(_answer("301 Moved Permanently", b"",
+                                   "Location: https://auth.example.com/oauth/token\r\n"))
+    try:
+        with pytest.raises(CommercetoolsError) as info:
+            _session_client(server.url).get_customer("c1")
+    finally:
+        server.close()
+    assert info.value.status == 301 and not info.value.retryable
+    assert len(server.requests) == 1
+
+
+def test_a_slow_token_endpoint_is_a_retryable_timeout() -> None:
+    server = _token_server(_answer("200 OK", b"{}"), delay=2.0)
+    client = CommercetoolsClient(project_key="shop", client_id="cid", client_secret="sec",
+                                 api_url="http://127.0.0.1:9", auth_url=server.url,
+                                 read_timeout=0.3, max_attempts=1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(CommercetoolsError) as info:
+            client.get_customer("c1")
+    finally:
+        server.close()
+    assert time.monotonic() - started < 1.5
+    assert (info.value.status, info.value.code, info.value.retryable) == (None, "timeout", True)
+
+
+def test_a_token_granted_with_other_scopes_is_used() -> None:
+    # oauthlib raises when the granted scopes differ from those asked; commercetools may grant a
+    # subset, and the API's own 403s then say what is missing.
+    token = _answer("200 OK", b'{"access_token":"tok-1","token_type":"Bearer","expires_in":3600,'
+                              b'"scope":"view_customers:shop"}')
+    api = _token_server(_answer("404 Not Found", b'{"statusCode":404,"errors":[]}'))
+    auth = _token_server(token)
+    client = CommercetoolsClient(project_key="shop", client_id="cid", client_secret="sec",
+                                 api_url=api.url, auth_url=auth.url,
+                                 scopes=["view_customers:shop", "view_orders:shop"])
+    try:
+        assert client.get_customer("c1") is None
+    finally:
+        api.close()
+        auth.close()
+    assert b"Authorization: Bearer tok-1\r\n" in api.requests[0]
 
 
 # ---- against the SDK's own backend (commercetools.testing) ----------------------------------------

@@ -114,7 +114,7 @@ def test_the_functions_are_deployed_as_the_issue_asks(dry_run: str) -> None:
     assert "--trigger-http --no-allow-unauthenticated" in api
     # both trigger subscriptions get a retry and dead-letter policy
     updates = [c for c in commands(dry_run) if "gcloud pubsub subscriptions update" in c]
-    assert len(updates) == 2 and all("--max-delivery-attempts=10" in u and "--min-retry-delay"
+    assert len(updates) == 2 and all("--max-delivery-attempts=100" in u and "--min-retry-delay"
                                      in u for u in updates)
     assert "--dead-letter-topic=ct-klaviyo-ct-messages-dead-letter" in updates[0]
     assert "--member=serviceAccount:subscriptions@commercetools-platform.iam.gserviceaccount.com" \
@@ -482,6 +482,28 @@ def test_an_installation_of_main_is_migrated_once(cloud: FakeCloud) -> None:
     assert_least_privilege(cloud)
 
     assert changes(cloud.deploy()) == []  # idempotent after the migration
+
+
+@pytest.mark.parametrize("installed_by", ["this version", "main"])
+def test_teardown_removes_what_deploy_created(cloud: FakeCloud, installed_by: str) -> None:
+    if installed_by == "main":
+        cloud.state.write_text(MAIN_STATE.read_text())
+    else:
+        cloud.deploy("--api-key")
+    before = set(cloud.saved()["resources"])
+    result = cloud.run("teardown.sh", "--yes")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    left = set(cloud.saved()["resources"])
+    # only what earlier versions created and teardown keeps on purpose: the (default) database
+    assert left == ({"firestore databases/(default)"} & before), left
+    connector = ("ct-klaviyo-", "serviceAccount:ct-klaviyo-")
+    assert not [b for b in cloud.saved()["bindings"] if b[0].startswith(connector)
+                or b[2].startswith(connector) or b[0] == "demo"], cloud.saved()["bindings"]
+    # a second teardown finds nothing to do
+    before_calls = len(cloud.saved()["calls"])
+    again = cloud.run("teardown.sh", "--yes")
+    assert again.returncode == 0, again.stderr
+    assert changes(cloud.saved()["calls"][before_calls:]) == []
 
 
 def test_secrets_come_from_the_env_file(cloud: FakeCloud, tmp_path: Path) -> None:

@@ -12,13 +12,14 @@ import logging
 from typing import Any
 
 import pytest
+from pydantic import create_model
 
 from shared.commercetools.messages import CtMessage
 from shared.config import load_settings
 from shared.deadline import Deadline
 from shared.errors import (
     AUTH_STATUSES, TERMINAL_STATUSES, ApiError, CommercetoolsError, ConnectorError,
-    DeadlineExceeded, KlaviyoError, MessageError, auth_failure_of, is_terminal,
+    DeadlineExceeded, KlaviyoError, MessageError, RetryableError, auth_failure_of, is_terminal,
 )
 from shared.processors.base import Context, Processor, Trigger
 from shared.processors.dispatch import Outcome, RedeliveryRequested, dispatch
@@ -398,6 +399,7 @@ def _chained(cause: Exception) -> DeadlineExceeded:
 
 # ---- through the real entry point ------------------------------------------------------------
 
+@pytest.mark.klaviyo_refusals  # a wrong key, on purpose
 def test_wrong_klaviyo_key_is_redelivered_with_one_error_line(
     make_realtime: Any, ct: Any, klaviyo: Any, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -450,3 +452,208 @@ def resource_updated_customer() -> dict[str, Any]:
     from tests.test_realtime_customers import resource_updated
 
     return resource_updated()
+
+
+# ---- the log line of each outcome, pinned ----------------------------------------------------
+
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+FIELDS = {"ctMessageId": "msg-1", "resource": "customer", "resourceId": "cust-1",
+          "messageType": "CustomerCreated"}
+
+
+def lines(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(r.levelname, r.getMessage(),
+             {k: v for k, v in vars(r).items() if k not in _STANDARD})
+            for r in caplog.records if r.name == "connector.shared.processors.dispatch"]
+
+
+def invalid_customer(message: CtMessage, ctx: Context) -> int:
+    from shared.commercetools.models.customer import Customer
+
+    Customer.model_validate({"id": "c", "version": "x", "email": ["no"]})
+    return 0
+
+
+BRANCHES = [
+    (lambda: processor("First", 3), None, ("INFO", "processed",
+     {"processor": "First", "klaviyoWrites": 3, **FIELDS})),
+    (lambda: Processor("First", Trigger("customer", messages=frozenset({"CustomerCreated"})),
+                       invalid_customer), "failed",
+     ("ERROR", "resource failed validation; acknowledged",
+      {"processor": "First", "invalidFields": ["email", "version"], **FIELDS})),
+    (lambda: processor("First", KlaviyoError("x", status=503, code="down", errors=[
+        {"source": {"pointer": "/data"}}])), "redeliver",
+     ("WARNING", "retryable failure; message will be redelivered",
+      {"processor": "First", "error": "KlaviyoError", "status": 503, "errorCode": "down",
+       "errorPointers": ["/data"], **FIELDS})),
+    (lambda: processor("First", DeadlineExceeded("late")), "redeliver",
+     ("WARNING", "retryable failure; message will be redelivered",
+      {"processor": "First", "error": "DeadlineExceeded", **FIELDS})),
+    (lambda: processor("First", KlaviyoError("x", status=422, code="invalid")), "failed",
+     ("ERROR", "terminal failure; acknowledged",
+      {"processor": "First", "error": "KlaviyoError", "status": 422, "errorCode": "invalid",
+       "errorPointers": [], **FIELDS})),
+    (lambda: processor("First", MessageError("odd")), "failed",
+     ("ERROR", "terminal failure; acknowledged",
+      {"processor": "First", "error": "MessageError", **FIELDS})),
+    (lambda: processor("First", CommercetoolsError("x", status=401, code="invalid_token")),
+     "redeliver",
+     ("ERROR", "credentials refused: fix CTP_CLIENT_ID/CTP_CLIENT_SECRET/CTP_SCOPES; message "
+      "will be redelivered",
+      {"processor": "First", "error": "CommercetoolsError",
+       "fixVariables": "CTP_CLIENT_ID/CTP_CLIENT_SECRET/CTP_SCOPES", "status": 401,
+       "errorCode": "invalid_token", "errorPointers": [], **FIELDS})),
+    (lambda: processor("First", LookupError("jane@example.org")), "redeliver",
+     ("ERROR", "unexpected failure; message will be redelivered",
+      {"processor": "First", "error": "LookupError", **FIELDS})),
+]
+
+
+@pytest.mark.parametrize("make, outcome, line", BRANCHES)
+def test_each_outcome_logs_one_pinned_line(
+    context: Context, caplog: pytest.LogCaptureFixture, make: Any, outcome: str | None,
+    line: tuple[str, str, dict[str, Any]],
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="connector")
+    data = cloud_event_data(delivery())
+    if outcome == "redeliver":
+        with pytest.raises(RedeliveryRequested) as info:
+            dispatch(data, [make()], context)
+        assert str(info.value) == "redelivery requested by First"
+        assert info.value.outcome == Outcome("redeliver", 0, ("First",), ("First",))
+    else:
+        result = dispatch(data, [make()], context)
+        assert result == (Outcome("failed", 0, ("First",)) if outcome == "failed"
+                          else Outcome("processed", 3, ("First",)))
+    assert lines(caplog) == [line]
+    assert "jane@example.org" not in caplog.text
+
+
+def test_acknowledged_deliveries_log_why(context: Context,
+                                         caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="connector")
+    assert dispatch({"message": {"data": "%%%"}}, [], context) == Outcome("malformed")
+    subscription = {"notificationType": "ResourceCreated", "projectKey": "p",
+                    "resource": {"typeId": "subscription", "id": "sub-1"}, "version": 1}
+    assert dispatch(cloud_event_data(subscription), [processor("First", 1)],
+                    context) == Outcome("ignored")
+    other = {**delivery(), "type": "CustomerEmailChanged"}
+    assert dispatch(cloud_event_data(other), [processor("First", 1)],
+                    context) == Outcome("ignored")
+    assert lines(caplog) == [
+        ("WARNING", "malformed message acknowledged",
+         {"reason": "Pub/Sub message data is not valid base64"}),
+        ("INFO", "subscription test message acknowledged",
+         {"ctMessageId": "sub-1@1", "resource": "subscription", "resourceId": "sub-1",
+          "messageType": "ResourceCreated"}),
+        ("INFO", "no processor for message; acknowledged",
+         {**FIELDS, "messageType": "CustomerEmailChanged"}),
+    ]
+
+
+def test_terminal_and_processed_together_is_failed_with_the_writes(context: Context) -> None:
+    processors = [processor("First", KlaviyoError("x", status=400)), processor("Second", 2),
+                  processor("Third", KlaviyoError("x", status=404)), processor("Fourth", 1)]
+    assert dispatch(cloud_event_data(delivery()), processors, context) == Outcome(
+        "failed", 3, ("First", "Second", "Third", "Fourth"))
+
+
+def test_error_types_keep_their_message_and_retry_after() -> None:
+    assert str(RetryableError("slow down")) == "slow down"
+    assert RetryableError("x").retry_after is None
+    assert RetryableError("x", retry_after=2.5).retry_after == 2.5
+    assert str(RedeliveryRequested("again")) == "again"
+    assert RedeliveryRequested("again").outcome is None
+    error = KlaviyoError("boom", status=429, code="throttled", retry_after=4.0)
+    assert (str(error), error.status, error.code, error.retry_after) == (
+        "boom", 429, "throttled", 4.0)
+    assert not ConnectorError("x").retryable and not MessageError("x").retryable
+    assert DeadlineExceeded("x").retryable
+
+
+# ---- boundaries the tables above leave open (found by mutation testing) -----------------------
+
+def chain(depth: int, innermost: BaseException) -> BaseException:
+    """`innermost` as the cause `depth - 1` levels below the top of a DeadlineExceeded chain."""
+    exc = innermost
+    for n in range(depth - 1):
+        outer = DeadlineExceeded(f"level {n}")
+        outer.__cause__ = exc
+        exc = outer
+    return exc
+
+
+def test_auth_failure_is_looked_for_ten_causes_deep() -> None:
+    refused = KlaviyoError("x", status=401)
+    assert auth_failure_of(chain(1, refused)) is refused
+    assert auth_failure_of(chain(10, refused)) is refused
+    assert auth_failure_of(chain(11, refused)) is None  # a (cyclic) chain cannot loop forever
+    looped = DeadlineExceeded("a")
+    looped.__cause__ = looped
+    assert auth_failure_of(looped) is None
+
+
+def test_retry_defaults_eight_attempts_and_an_eight_second_cap() -> None:
+    sleeps: list[float] = []
+    fn = failing([KlaviyoError("x", status=503) for _ in range(20)])
+    with pytest.raises(KlaviyoError):
+        call_with_retry(fn, deadline=FixedDeadline(10_000), sleep=sleeps.append, uniform=top)
+    assert len(fn.calls) == 8
+    assert sleeps == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 8.0]
+
+
+def test_retry_passes_the_error_to_on_retry_and_says_why_it_stopped() -> None:
+    class Flaky(ConnectorError):  # retryable, with no retry_after of its own
+        retryable = True
+
+    seen: list[tuple[int, ConnectorError, float]] = []
+    first = Flaky("one")
+    fn = failing([first])
+    assert call_with_retry(fn, deadline=FixedDeadline(100), sleep=lambda s: None,
+                           uniform=top, on_retry=lambda n, e, d: seen.append((n, e, d))) == "ok"
+    assert seen == [(1, first, 0.25)]
+    cause = KlaviyoError("Klaviyo answered 503", status=503)
+    with pytest.raises(DeadlineExceeded) as info:
+        call_with_retry(failing([cause]), deadline=FixedDeadline(0.1), uniform=top)
+    assert str(info.value) == "deadline reached after 1 attempt(s): Klaviyo answered 503"
+
+
+def test_validation_failure_names_at_most_twenty_dotted_fields(
+    context: Context, caplog: pytest.LogCaptureFixture,
+) -> None:
+    fields_ = {f"f{n:02d}": (int, ...) for n in range(25)}
+    Big = create_model("Big", nested=(list[dict[str, int]], ...), **fields_)  # type: ignore[call-overload]
+
+    def handle(message: CtMessage, ctx: Context) -> int:
+        Big.model_validate({"nested": [{"a": "not a number"}]})
+        return 0
+
+    caplog.set_level(logging.INFO, logger="connector")
+    proc = Processor("First", Trigger("customer", messages=frozenset({"CustomerCreated"})), handle)
+    assert dispatch(cloud_event_data(delivery()), [proc], context).status == "failed"
+    ((_, _, fields),) = lines(caplog)
+    expected = sorted([f"f{n:02d}" for n in range(25)] + ["nested.0.a"])[:20]
+    assert fields["invalidFields"] == expected and len(expected) == 20
+
+
+def test_nested_field_names_are_dotted(context: Context,
+                                       caplog: pytest.LogCaptureFixture) -> None:
+    Small = create_model("Small", nested=(list[dict[str, int]], ...))
+
+    def handle(message: CtMessage, ctx: Context) -> int:
+        Small.model_validate({"nested": [{"a": "x"}]})
+        return 0
+
+    caplog.set_level(logging.INFO, logger="connector")
+    proc = Processor("First", Trigger("customer", messages=frozenset({"CustomerCreated"})), handle)
+    dispatch(cloud_event_data(delivery()), [proc], context)
+    ((_, _, fields),) = lines(caplog)
+    assert fields["invalidFields"] == ["nested.0.a"]
+
+
+def test_redelivery_names_every_processor_that_asked(context: Context) -> None:
+    processors = [processor("First", KlaviyoError("x", status=500)), processor("Second", 1),
+                  processor("Third", KeyError("bug"))]
+    with pytest.raises(RedeliveryRequested) as info:
+        dispatch(cloud_event_data(delivery()), processors, context)
+    assert str(info.value) == "redelivery requested by First, Third"

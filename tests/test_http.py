@@ -12,7 +12,7 @@ import pytest
 
 import requests
 
-from shared.http import HttpFailure, InvalidRequest, encode_json, new_session, send
+from shared.http import HttpFailure, InvalidRequest, new_session, send
 
 Behaviour = Callable[[socket.socket, int], bool]  # (connection, request number) -> keep open?
 
@@ -102,8 +102,7 @@ def test_request_line_headers_params_and_body(serve: Callable[[Behaviour], RawSe
     server = serve(keep_alive)
     session = session_for(server)
     send(session, "POST", server.url + "/api/x", params=[("where", 'id in ("a b")')],
-         data=encode_json({"k": "é"}),
-         headers={"revision": "r1", "Content-Type": "application/json"}, timeout=(2, 2))
+         json={"k": "é"}, headers={"revision": "r1"}, timeout=(2, 2))
     raw = server.requests[0]
     assert raw.startswith(b"POST /api/x?where=id+in+%28%22a+b%22%29 HTTP/1.1\r\n")
     assert b"User-Agent: test/1\r\n" in raw and b"revision: r1\r\n" in raw

@@ -75,7 +75,7 @@ def bulk_events(per_profile: int, profiles: int = 1) -> dict[str, Any]:
                      "attributes": {"events-bulk-create": {"data": entries}}}}
 
 
-# -- the baseline requests are valid (so each refusal below is the edit's doing) --------------------
+# -- the baseline requests are valid (so each refusal below is the edit's doing) ---------------
 
 def test_valid_requests_pass() -> None:
     assert check("POST", "/api/events", EVENT) == "create_event"
@@ -163,7 +163,8 @@ def test_query_parameters_the_spec_allows() -> None:
     ("/api/events", edited(EVENT, "/data/attributes/value_currency", "eur"),
      "/data/attributes/value_currency"),
     ("/api/events", edited(EVENT, "/data/attributes/profile/data/attributes/phone_number",
-                           "0151 1234567"), "/data/attributes/profile/data/attributes/phone_number"),
+                           "0151 1234567"),
+     "/data/attributes/profile/data/attributes/phone_number"),
 ])
 def test_body_schema(path: str, body: dict[str, Any], pointer: str) -> None:
     if pointer == "/data/attributes/url":
@@ -347,3 +348,26 @@ def test_guard_fails_an_unmarked_test_whose_request_is_refused(tmp_path: Path) -
     out = result.stdout
     assert result.returncode != 0 and "2 passed, 1 error" in out, out
     assert "ERROR" in out and "test_unmarked" in out and "/data/attributes/colour" in out, out
+
+
+@pytest.mark.klaviyo_refusals
+def test_refusals_outlive_a_reset_until_the_guard_sees_them(klaviyo: FakeKlaviyo) -> None:
+    auth = {**HEADERS, "Authorization": f"Klaviyo-API-Key {klaviyo.api_key}"}
+    requests.post(f"{klaviyo.url}/api/events", headers=auth, timeout=5,
+                  data=json.dumps(edited(EVENT, "/data/attributes/colour", "red")))
+    klaviyo.reset()  # as a hypothesis test does between examples
+    assert not klaviyo.requests
+    assert [line.split(" → ")[0] for line in refusals(klaviyo)] == ["POST /api/events"]
+
+
+def test_a_marker_with_pointers_allows_only_those_refusals(klaviyo: FakeKlaviyo) -> None:
+    auth = {**HEADERS, "Authorization": f"Klaviyo-API-Key {klaviyo.api_key}"}
+    for pointer, value in (("/data/attributes/time", "1970-01-01T00:00:00+00:00"),
+                           ("/data/attributes/colour", "red")):
+        requests.post(f"{klaviyo.url}/api/events", headers=auth, timeout=5,
+                      data=json.dumps(edited(EVENT, pointer, value)))
+    assert len(refusals(klaviyo)) == 2
+    (left,) = refusals(klaviyo, ("/attributes/time",))
+    assert "/data/attributes/colour" in left
+    klaviyo.reset()
+    klaviyo.refused_earlier.clear()  # this test's refusals are on purpose

@@ -62,7 +62,11 @@ def test_every_call_needs_a_google_id_token(spec) -> None:
     keys = {(d["in"], d["name"]) for d in definitions.values() if d["type"] == "apiKey"}
     assert keys == {("header", "x-api-key")}
     assert [next(iter(r)) for r in spec["security"]] == ["google_id_token", "api_key_header"]
-    assert all("security" not in op for _, _, op in operations(spec))
+    # Only the console page opts out: it holds no data and a browser cannot send a token on
+    # navigation; every API operation inherits the token requirement.
+    assert {op["operationId"] for _, _, op in operations(spec) if "security" in op} == {
+        "getConsole"}
+    assert spec["paths"]["/"]["get"]["security"] == []
     text = SPEC_PATH.read_text()  # deploy.sh drops the API key alternative unless --api-key
     assert len([line for line in text.splitlines() if "API_KEY_OPTION" in line
                 and line.strip().startswith("- api_key_header")]) == 1

@@ -6,8 +6,9 @@
   port of its own (its answers link to where it listens), also shown at `/sandbox/klaviyo/...`:
   it records every request and answers as Klaviyo would, so the connector runs exactly as
   against a real account, and nothing leaves the machine.
-- `GET /_demo/preview`: what the sink holds (profiles, events by metric, catalog items, variants,
-  categories), each with the request fragments that wrote it.
+- `GET /_demo/preview[?since=N]`: what the sink holds (profiles, events by metric, catalog items,
+  variants, categories), each with the request fragments that wrote it (`since`: only
+  `{"unchanged": true}` while the sink still holds N requests).
 - `POST /_demo/change[?kind=customer|order|product]`: change the sandbox shop and deliver the
   subscription message commercetools would send, as a Pub/Sub CloudEvent to `/realtime`.
 """
@@ -119,7 +120,13 @@ class Sandbox:
     def _demo_routes(self, environ: dict[str, Any], start_response: Any) -> Any:
         request = Request(environ)
         if request.path == "/preview" and request.method == "GET":
-            response = _json(200, self.preview())
+            since = request.args.get("since")
+            count = len(self.klaviyo.requests)
+            if since is not None and since == str(count):  # the console polls: answer cheaply
+                response = _json(200, {"mode": self.mode, "requestCount": count,
+                                       "unchanged": True})
+            else:
+                response = _json(200, self.preview())
         elif request.path == "/change" and request.method == "POST":
             if self.ct is None:
                 response = _json(404, {"error": "not_found",

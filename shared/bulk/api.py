@@ -18,9 +18,10 @@ gateway verified, forwarded as X-Apigateway-Api-Userinfo (the token's claims, ba
 `id-token` answers 401 to a request without it; `id-token-or-api-key` takes such a request as the
 anonymous "api-key" caller (the gateway checked the key); `none` (local runs) has no caller check.
 Google signs ID tokens for every Google account, so behind the gateway only principals in
-BULK_CALLERS or BULK_ADMINS are served (else 403), and deleteAll only BULK_ADMINS (else 403). Every start,
-stop and deleteAll, allowed or refused, is one "bulk audit" log line with the caller; the job
-records who started (`startedBy`) and stopped (`stoppedBy`) it.
+BULK_CALLERS or BULK_ADMINS are served (else 403), and deleteAll only BULK_ADMINS (else 403; and
+nobody while an API key is also accepted). Every start, stop and deleteAll, allowed or refused, is
+one "bulk audit" log line with the caller; the job records who started (`startedBy`) and stopped
+(`stoppedBy`) it.
 """
 
 from __future__ import annotations
@@ -319,10 +320,13 @@ class BulkApi:
         return listed(caller.principal, self.callers)
 
     def may_delete_all(self, caller: Caller) -> bool:
-        """Without a gateway (local) the confirmation guards deleteAll; behind it, BULK_ADMINS."""
+        """Without a gateway (local) the confirmation guards deleteAll; behind it, BULK_ADMINS.
+        While the gateway also takes an API key, a key holder could send any user info header
+        along with the key (nothing here can tell), so then nobody may use deleteAll."""
         if self.auth == "none":
             return True
-        return caller.verified and listed(caller.principal, self.admins)
+        return self.auth == "id-token" and caller.verified and listed(caller.principal,
+                                                                      self.admins)
 
     def too_large(self) -> Response:
         return _error(413, "payload_too_large",
@@ -372,7 +376,8 @@ class BulkApi:
                 return self._latest(kind)  # type: ignore[arg-type]
             return self._start(kind, body, caller)  # type: ignore[arg-type]
         if len(parts) == 3 and parts[2] == "stop":
-            return self._allow(method, ("POST",)) or self._stop(kind, caller)  # type: ignore[arg-type]
+            return (self._allow(method, ("POST",))
+                    or self._stop(kind, caller))  # type: ignore[arg-type]
         return _error(404, "not_found", "unknown path")
 
     @staticmethod
@@ -393,9 +398,10 @@ class BulkApi:
                              "idCount": len(options.ids) if options.ids is not None else None}}
         if options.delete_all and not self.may_delete_all(caller):
             log.warning("bulk audit", outcome="forbidden", **audit)
-            return _error(403, "forbidden",
-                          f"deleteAll deletes every Klaviyo {kind} object and needs an admin: "
-                          f"{caller.principal} is not in BULK_ADMINS (API key callers never are)")
+            why = (f"{caller.principal} is not in BULK_ADMINS" if self.auth == "id-token" else
+                   "not while the gateway also accepts an API key (deploy without --api-key)")
+            return _error(403, "forbidden", f"deleteAll deletes every Klaviyo {kind} object "
+                          f"and needs an admin: {why}")
         try:
             job = self.runner.start(kind, ids=options.ids, delete_all=options.delete_all,
                                     started_by=caller.principal)
@@ -418,8 +424,9 @@ class BulkApi:
                  jobId=job.id if job else None, outcome="stopping" if job else "not_running")
         if job is None:
             return _error(404, "not_found", f"no {kind} sync is running")
-        return Response(200, {**status_view(job, self.clock()),
-                              "message": "the job stops after its current batch"})
+        message = ("the job stops after its current batch" if job.live
+                   else f"the job has ended: {job.status.value}")
+        return Response(200, {**status_view(job, self.clock()), "message": message})
 
     def _latest(self, kind: Kind) -> Response:
         job = self.runner.latest(kind)

@@ -2,8 +2,10 @@
 
 Plain HTML with a little JavaScript, no build step. It calls the bulk API itself (`GET
 /sync/<kind>` every second for each kind's latest job; `POST /sync/<kind>`, `/stop`, and a
-partial sync by ids), carrying the page's own `?key=` on to those calls, so behind API Gateway it
-needs exactly the API's authentication. In demo and preview mode (`make run`) the local server
+partial sync by ids). Behind API Gateway the page itself holds no data and needs no credential,
+while every call it makes needs the API's: the operator pastes a Google ID token (`gcloud auth
+print-identity-token …`) into the page, which keeps it in the tab's sessionStorage and sends it as
+`Authorization: Bearer` — never in a URL. In demo and preview mode (`make run`) the local server
 also answers `/_demo/preview` (what the Klaviyo preview sink received) and `/_demo/change` (the
 sandbox's "make a change"); elsewhere those 404 and the page leaves their panels out.
 """
@@ -24,7 +26,8 @@ _PAGE = """<!doctype html>
  .kinds{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:12px}
  .card{background:#fff;border:1px solid #dde1e8;border-radius:8px;padding:12px}
  .card h2{font-size:15px;margin:0 0 6px;text-transform:capitalize;display:flex;
- justify-content:space-between} .status{font-size:12px;font-weight:500;color:#555}
+ justify-content:space-between} .status{font-size:12px;font-weight:500;color:#555;
+ text-transform:none}
  .track{background:#e8ebf0;border-radius:4px;height:14px;overflow:hidden;margin:6px 0}
  .bar{background:#3c7be0;height:100%;width:0;transition:width .3s}
  .bar.done{background:#2e9d5b} .bar.failed{background:#c8423b}
@@ -36,11 +39,15 @@ _PAGE = """<!doctype html>
  table{border-collapse:collapse;width:100%;background:#fff;font-size:13px}
  td,th{border-bottom:1px solid #e3e6eb;padding:4px 8px;text-align:left;vertical-align:top}
  tr.row{cursor:pointer} tr.row:hover{background:#f0f4fa}
- pre{background:#10151f;color:#d6e2ff;padding:8px;border-radius:6px;overflow:auto;
+ #table{max-height:420px;overflow:auto;border:1px solid #dde1e8;margin-top:6px}
+ #detail{margin-top:8px} #detail h3{font-size:14px;margin:4px 0}
+ tr.sel{background:#dfe9fb} pre{background:#10151f;color:#d6e2ff;padding:8px;border-radius:6px;overflow:auto;
  max-height:320px;font-size:12px;margin:4px 0} .muted{color:#777;font-size:12px}
 </style></head><body>
 <header><h1>commercetools → Klaviyo</h1><span id="mode">connector console</span>
-<span id="msg" class="muted" style="color:#cfd6e4"></span></header>
+<span id="msg" class="muted" style="color:#cfd6e4"></span>
+<input id="token" type="password" placeholder="ID token (behind API Gateway)" autocomplete="off"
+ style="margin-left:auto;width:16em"></header>
 <main>
 <div class="kinds">__CARDS__</div>
 <section id="preview" hidden>
@@ -52,19 +59,25 @@ _PAGE = """<!doctype html>
  data-tab="variants">Variants</button><button data-tab="categories">Categories</button>
  <span id="counts" class="muted"></span></div>
  <div id="table"></div>
+ <div id="detail"></div>
 </section>
 </main>
 <script>
 const KINDS = __KINDS__;
-const key = new URLSearchParams(location.search).get("key");
-const q = (p) => key ? p + (p.includes("?") ? "&" : "?") + "key=" + encodeURIComponent(key) : p;
+let token = sessionStorage.getItem("idToken") || "";
+const tokenBox = document.querySelector("#token");
+tokenBox.value = token;
+tokenBox.addEventListener("change", () => {
+  token = tokenBox.value.trim(); sessionStorage.setItem("idToken", token); });
+function authHeaders(h){ if (token) h["Authorization"] = "Bearer " + token; return h; }
 const $ = (s) => document.querySelector(s);
 const fmt = (n) => n == null ? "–" : Number(n).toLocaleString("en");
 function secs(s){ if (s == null) return "–"; s = Math.round(s);
   return s < 90 ? s + " s" : Math.floor(s/60) + " min " + (s%60) + " s"; }
 function say(t){ $("#msg").textContent = t; }
 async function api(method, path, body){
-  const r = await fetch(q(path), {method, headers: body ? {"Content-Type": "application/json"} : {},
+  const r = await fetch(path, {method,
+                               headers: authHeaders(body ? {"Content-Type": "application/json"} : {}),
                                   body: body ? JSON.stringify(body) : undefined});
   let data = {}; try { data = await r.json(); } catch (e) {}
   return {status: r.status, data};
@@ -109,7 +122,7 @@ document.querySelectorAll("[data-partial]").forEach(b => b.onclick = () => {
   start(kind, {ids}); });
 
 // ---- Klaviyo preview (demo and preview mode) ----
-let tab = "profiles", preview = null, open = new Set();
+let tab = "profiles", preview = null, selected = null;
 document.querySelectorAll("[data-tab]").forEach(b => b.onclick = () => {
   document.querySelectorAll("[data-tab]").forEach(x => x.classList.toggle("on", x === b));
   tab = b.dataset.tab; draw(); });
@@ -119,15 +132,19 @@ function bodies(rec){
     " → " + esc(r.status) + '</div><pre class="request-body">' + esc(JSON.stringify(r.body, null, 2)) + "</pre>").join("") ||
     '<div class="muted">no request recorded</div>';
 }
+let shown = {};
 function rows(list, cols){
   return "<table><tr>" + cols.map(c => "<th>" + c[0] + "</th>").join("") + "</tr>" + list.map(rec => {
     const id = tab + ":" + rec.id;
-    return '<tr class="row ' + tab + '-row" data-id="' + esc(id) + '">' + cols.map(c => "<td>" + esc(c[1](rec)) + "</td>").join("") +
-      "</tr>" + (open.has(id) ? '<tr><td colspan="' + cols.length + '">' + bodies(rec) + "</td></tr>" : "");
+    shown[id] = [rec, c0(cols, rec)];
+    return '<tr class="row ' + tab + '-row' + (id === selected ? " sel" : "") + '" data-id="' + esc(id) + '">' +
+      cols.map(c => "<td>" + esc(c[1](rec)) + "</td>").join("") + "</tr>";
   }).join("") + "</table>";
 }
+const c0 = (cols, rec) => cols[0][1](rec);
 function draw(){
   if (!preview) return;
+  shown = {};
   const a = (r) => r.attributes || {};
   let html = "";
   if (tab === "profiles") html = rows(preview.profiles, [["email", r => a(r).email], ["external_id", r => a(r).external_id],
@@ -139,16 +156,22 @@ function draw(){
   if (tab === "items" || tab === "variants" || tab === "categories") html = rows(preview[tab], [["id", r => r.id],
     ["title / name", r => a(r).title || a(r).name], ["price", r => a(r).price == null ? "" : a(r).price],
     ["stock", r => a(r).inventory_quantity == null ? "" : a(r).inventory_quantity]]);
+  const scroll = $("#table").scrollTop;
   $("#table").innerHTML = html;
+  $("#table").scrollTop = scroll;
+  const pick = shown[selected];
+  $("#detail").innerHTML = pick ? "<h3>" + esc(pick[1]) + ' <span class="muted">the request(s) that wrote it</span></h3>' + bodies(pick[0]) : "";
   $("#counts").textContent = " " + preview.profiles.length + " profiles · " + preview.eventCount + " events · " +
     preview.items.length + " items · " + preview.variants.length + " variants · " + preview.requestCount + " requests";
   document.querySelectorAll("tr.row").forEach(tr => tr.onclick = () => {
-    const id = tr.dataset.id; open.has(id) ? open.delete(id) : open.add(id); draw(); });
+    selected = tr.dataset.id === selected ? null : tr.dataset.id; draw(); });
 }
 async function loadPreview(){
-  const r = await fetch("/_demo/preview");
+  const r = await fetch("/_demo/preview" + (preview ? "?since=" + preview.requestCount : ""));
   if (r.status !== 200) return false;
-  preview = await r.json();
+  const data = await r.json();
+  if (data.unchanged) return true;
+  preview = data;
   $("#preview").hidden = false;
   $("#mode").textContent = preview.mode + " mode";
   $("#change").hidden = preview.mode !== "demo";

@@ -33,7 +33,7 @@ from shared.bulk.base import KINDS, BatchResult, Exporter, Kind
 from shared.bulk.tasks import LocalTaskQueue, PageTask, PubsubTaskQueue, TaskQueue, topic_path
 from shared.deadline import Deadline
 from shared.errors import (
-    ApiError, ConfigError, ConnectorError, DeadlineExceeded, auth_failure_of,
+    ApiError, ConfigError, ConnectorError, DeadlineExceeded, RetryableError, auth_failure_of,
 )
 from shared.log import get_logger
 from shared.state import jobs
@@ -107,6 +107,33 @@ def _worker_id() -> str:
     return f"{instance}:{os.getpid()}"
 
 
+class TransientFailure(RetryableError):
+    """A transient infrastructure error (Firestore, Pub/Sub, the network) during a batch."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"transient {type(cause).__name__}")
+        self.__cause__ = cause
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an exception that is not one of ours is an outage of Google's services or the
+    network (retried), rather than a bug (which fails the job)."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    try:  # imported here: local mode (MemoryStore) runs without Google's clients loaded
+        from google.api_core import exceptions as gexc
+
+        from shared.state.firestore_store import ContentionError
+    except ImportError:  # pragma: no cover - google-api-core comes with the Firestore client
+        return False
+    return isinstance(exc, (
+        ContentionError,
+        gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError,
+        gexc.TooManyRequests, gexc.ResourceExhausted, gexc.Aborted, gexc.Unknown,
+        gexc.BadGateway, gexc.GatewayTimeout, gexc.RetryError,
+    ))
+
+
 def error_code(exc: BaseException) -> str:
     """A short, PII-free code for an exception: the API's error code, else its HTTP status, else
     the type. A retry that ran out of time reports the API error that caused it. Refused
@@ -114,6 +141,8 @@ def error_code(exc: BaseException) -> str:
     auth = auth_failure_of(exc)
     if auth is not None:
         return f"{auth.code or f'http_{auth.status}'}: fix {auth.fix_variables}"
+    if isinstance(exc, TransientFailure) and exc.__cause__ is not None:
+        return type(exc.__cause__).__name__
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ApiError):
@@ -223,8 +252,9 @@ class Runner:
         """Ask the kind's live job to stop at its next batch boundary (None: no live job)."""
         job = self.store.request_stop(kind, now=self.clock(), by=by)
         if job is not None:
-            log.info("bulk job stop requested", jobId=job.id, kind=kind, cursor=job.cursor)
-        return job
+            log.info("bulk job stop requested", jobId=job.id, kind=kind, cursor=job.cursor,
+                     status=job.status.value)
+        return self._whole(job)
 
     def latest(self, kind: Kind) -> Job | None:
         return self._whole(self.store.latest_job(kind))
@@ -243,6 +273,8 @@ class Runner:
                       by: str | None = None) -> Job | None:
         job = self.store.force_release(kind, now=self.clock(), reason=reason, by=by)
         log.warning("bulk lock force-released", kind=kind, jobId=job.id if job else None)
+        log.warning("bulk audit", action="release", caller=by or "local", kind=kind,
+                    jobId=job.id if job else None, outcome="released" if job else "not_held")
         return job
 
     def abandon(self, job_id: str, *, reason: str) -> Job | None:
@@ -314,8 +346,10 @@ class Runner:
             if not exc.retryable:
                 return self._fail(job, exc)
             return self._retry_later(job, exc)
-        except Exception as exc:  # a bug or unexpected data: retrying will not help
-            return self._fail(job, exc)
+        except Exception as exc:
+            if is_transient(exc):  # Firestore/Pub/Sub/network had a moment: deliver again
+                return self._retry_later(job, TransientFailure(exc))
+            return self._fail(job, exc)  # a bug: retrying will not help
 
         if jobs.no_progress(job, result, job.cursor):
             ended = self.store.finish(job.id, JobStatus.FAILED, now=self.clock(),

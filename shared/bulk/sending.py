@@ -503,6 +503,7 @@ class Tally:
         self.read = 0
         self.skipped: set[str] = set()
         self.errors: dict[str, RecordError] = {}
+        self.not_found: list[str] = []  # partial sync: asked-for ids commercetools lacks
 
     def skip(self, ct_id: str) -> None:
         self.skipped.add(ct_id)
@@ -529,6 +530,8 @@ class Tally:
         return BatchResult(
             read=self.read, sent=self.read - skipped - failed, skipped=skipped, failed=failed,
             errors=list(self.errors.values()), cursor=cursor, done=done,
+            # ids past the cursor (a batch cut short) are the next batch's to report
+            not_found=[i for i in self.not_found if cursor is None or i <= cursor],
         )
 
 

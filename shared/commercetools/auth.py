@@ -7,8 +7,10 @@ token answer, its expiry) is the commercetools SDK's: `commercetools.base_client
 session the SDK's own client authenticates with. What we decide around it:
 
 - when: the token is fetched on first use, not at start-up (the SDK's `BaseClient` fetches in its
-  constructor, with no timeout, so it is not used), renewed a little before it expires (the
-  session's own auto-refresh waits until after expiry), and once when the API answers 401.
+  constructor, with no timeout, so it is not used; the OAuth session and its modules are built
+  with that first token request, so a function's import does not pay for them), renewed a
+  little before it expires (the session's own auto-refresh waits until after expiry), and once
+  when the API answers 401.
   Fetching is serialised by a lock: a burst of threads at start-up asks for one token, and no
   request leaves while a token is half replaced (requests-oauthlib blanks `token` while it
   fetches, so API calls do not go through the OAuth session itself but carry the token in a
@@ -31,7 +33,6 @@ from typing import Any
 import requests
 
 from shared.errors import CommercetoolsError, ConfigError
-from shared.log import get_logger
 from shared.http import (
     HttpFailure,
     InvalidRequest,
@@ -41,6 +42,7 @@ from shared.http import (
     retry_after_seconds,
     send,
 )
+from shared.log import get_logger
 
 log = get_logger("commercetools")
 
@@ -139,32 +141,14 @@ class CommercetoolsSession:
             # The client secret travels in this request: plain http only to a local fake.
             raise ConfigError("invalid configuration: CTP_AUTH_URL (must be https; plain http "
                               "only for localhost)")
-        # The SDK's session (imported here: the SDK's typed client is not needed, and this stays
-        # off the import path of modules that only name the class).
-        from commercetools.base_client import RefreshingOAuth2Session
-        from oauthlib.oauth2 import BackendApplicationClient
-
         if not secure:
             # oauthlib refuses plain http unless told; only ever for a loopback fake (above).
             os.environ.setdefault("OAUTHLIB_INSECURE_TRANSPORT", "1")
-        scopes = list(scopes)
+        self._client_id, self._client_secret = client_id, client_secret
+        self._scopes = list(scopes)
+        self._user_agent = user_agent
         self.http = new_session(user_agent=user_agent, url=api_url)
-        self._oauth = RefreshingOAuth2Session(
-            client=BackendApplicationClient(client_id=client_id, scope=scopes),
-            scope=scopes,
-            auto_refresh_url=self._token_url,
-            auto_refresh_kwargs={"client_id": client_id, "client_secret": client_secret},
-        )
-        # Same pool, TLS and User-Agent as the API calls; no redirects followed.
-        self._oauth.trust_env = False
-        self._oauth.max_redirects = 0
-        self._oauth.headers["User-Agent"] = user_agent
-        self._oauth.proxies = environment_proxies(self._token_url)
-        self._oauth.verify = self.http.verify
-        adapter = self.http.get_adapter("https://")
-        self._oauth.mount("https://", adapter)
-        self._oauth.mount("http://", adapter)
-        self._oauth.register_compliance_hook("access_token_response", self._check_answer)
+        self._oauth: Any = None  # the SDK's OAuth session, built with the first token request
         self._token: str | None = None
         self._answer_status: int | None = None
         self._renew_at = 0.0
@@ -175,7 +159,35 @@ class CommercetoolsSession:
 
     def close(self) -> None:
         self.http.close()
-        self._oauth.close()
+        if self._oauth is not None:
+            self._oauth.close()
+
+    def _oauth_session(self) -> Any:
+        """The SDK's OAuth session, built (and its modules imported: requests-oauthlib, oauthlib,
+        the SDK's base client) when the first token is needed, not at start-up."""
+        if self._oauth is None:
+            from commercetools.base_client import RefreshingOAuth2Session
+            from oauthlib.oauth2 import BackendApplicationClient
+
+            oauth = RefreshingOAuth2Session(
+                client=BackendApplicationClient(client_id=self._client_id, scope=self._scopes),
+                scope=self._scopes,
+                auto_refresh_url=self._token_url,
+                auto_refresh_kwargs={"client_id": self._client_id,
+                                     "client_secret": self._client_secret},
+            )
+            # Same pool, TLS and User-Agent as the API calls; no redirects followed.
+            oauth.trust_env = False
+            oauth.max_redirects = 0
+            oauth.headers["User-Agent"] = self._user_agent
+            oauth.proxies = environment_proxies(self._token_url)
+            oauth.verify = self.http.verify
+            adapter = self.http.get_adapter("https://")
+            oauth.mount("https://", adapter)
+            oauth.mount("http://", adapter)
+            oauth.register_compliance_hook("access_token_response", self._check_answer)
+            self._oauth = oauth
+        return self._oauth
 
     def request(
         self,
@@ -184,7 +196,7 @@ class CommercetoolsSession:
         *,
         timeout: Timeout | Callable[[], Timeout],
         params: Any = None,
-        data: bytes | None = None,
+        json: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """One authenticated request; a 401 renews the token and sends it once more.
@@ -195,19 +207,19 @@ class CommercetoolsSession:
         failed; CredentialsRefused when it refused the credentials)."""
         timeout_for = timeout if callable(timeout) else (lambda: timeout)
         token = self.token(timeout_for())
-        response = self._send(method, url, token, timeout_for(), params, data, headers)
+        response = self._send(method, url, token, timeout_for(), params, json, headers)
         if response.status_code == 401:
             # Expired or revoked server-side before its expires_in.
             log.info("commercetools token rejected, renewing")
             self.renew(timeout_for(), stale=token)
             response = self._send(method, url, self.token(timeout_for()), timeout_for(), params,
-                                  data, headers)
+                                  json, headers)
         return response
 
     def _send(self, method: str, url: str, token: str, timeout: tuple[float, float],
-              params: Any, data: bytes | None, headers: Mapping[str, str] | None
+              params: Any, json: Any, headers: Mapping[str, str] | None
               ) -> requests.Response:
-        return send(self.http, method, url, params=params, data=data, timeout=timeout,
+        return send(self.http, method, url, params=params, json=json, timeout=timeout,
                     headers={**(headers or {}), "Authorization": f"Bearer {token}"})
 
     def token(self, timeout: tuple[float, float]) -> str:
@@ -235,12 +247,13 @@ class CommercetoolsSession:
         return response
 
     def _fetch(self, timeout: tuple[float, float]) -> None:
+        oauth = self._oauth_session()
         from oauthlib.oauth2 import OAuth2Error
 
         try:
             # The SDK's renewal: the client-credentials grant with the session's id, secret and
             # scopes, HTTP Basic client auth.
-            answer = self._oauth.refresh_token(self._token_url, timeout=timeout)
+            answer = oauth.refresh_token(self._token_url, timeout=timeout)
         except requests.TooManyRedirects as exc:  # a token URL that redirects: misconfigured
             raise error_from(exc.response, "token") from exc
         except requests.Timeout as exc:

@@ -14,7 +14,6 @@ import requests
 from shared.http import (
     HttpFailure,
     InvalidRequest,
-    encode_json,
     new_session,
     parse_json,
     retry_after_seconds,
@@ -168,8 +167,8 @@ class KlaviyoTransport:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         headers = self._headers if json is None else self._json_headers
         try:
-            resp = send(self.session, method, url, params=params, headers=headers,
-                        data=None if json is None else encode_json(json), timeout=timeout)
+            resp = send(self.session, method, url, params=params, headers=headers, json=json,
+                        timeout=timeout)
         except InvalidRequest as exc:
             raise KlaviyoError(
                 f"cannot call Klaviyo at {template}: {exc}",

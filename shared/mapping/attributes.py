@@ -27,8 +27,9 @@ def _money(value: Mapping[str, Any]) -> str | None:
     cents, currency = value.get("centAmount"), value.get("currencyCode")
     if not isinstance(cents, int) or isinstance(cents, bool) or not isinstance(currency, str):
         return None
-    digits = value.get("fractionDigits", 2)
-    digits = digits if isinstance(digits, int) and not isinstance(digits, bool) else 2
+    digits = value.get("fractionDigits")
+    if not isinstance(digits, int) or isinstance(digits, bool):
+        digits = 2  # commercetools' default for centPrecision money
     return f"{Decimal(cents).scaleb(-digits):f} {currency}"
 
 
@@ -41,7 +42,7 @@ def display_value(value: Any, locale: str | None = None) -> Scalar | None:
     if isinstance(value, list):
         parts = [display_value(v, locale) for v in value]
         shown = [str(p).lower() if isinstance(p, bool) else str(p) for p in parts
-                 if p is not None and p != ""]
+                 if p is not None]
         # A nested attribute is a list of {name, value} lists: no flat form.
         if any(isinstance(v, list) for v in value):
             return None
@@ -54,8 +55,8 @@ def display_value(value: Any, locale: str | None = None) -> Scalar | None:
             return label or value.get("key") or None
         if "centAmount" in value:
             return _money(value)
-        if "typeId" in value and "id" in value:  # reference
-            return str(value["id"]) or None
+        if "typeId" in value:  # reference: its id (a name would need another read)
+            return str(value.get("id") or "") or None
         if _is_localized(value):
             return localized(dict(value), locale)
     return None

@@ -298,8 +298,8 @@ def attribute_metadata(
     take the metadata past `budget` bytes of JSON are left out, last named first."""
     if not names:
         return {}
-    values = attribute_values(variant.attributes, locale, include=names)
-    for name, value in attribute_values(data.attributes, locale, include=names).items():
+    values = attribute_values(variant.attributes, locale)
+    for name, value in attribute_values(data.attributes, locale).items():
         values.setdefault(name, value)
     chosen: dict[str, Any] = {}
     for name in names:  # the operator's order: the first named are kept first
@@ -314,15 +314,15 @@ def attribute_metadata(
 
 
 def _custom_metadata(
-    data: ProductData, variant: ProductVariant, now: datetime | None,
-    config: CatalogConfig | None = None, locale: str | None = None,
+    data: ProductData, variant: ProductVariant, now: datetime | None, config: CatalogConfig,
+    locale: str | None,
 ) -> dict[str, Any]:
     metadata: dict[str, Any] = {
         "title_json": localized_json("title", data.name),
         "slug_json": localized_json("slug", data.slug),
         **price_metadata(variant.prices, now=now),
     }
-    if config is not None and config.attributes:
+    if config.attributes:
         budget = MAX_METADATA_BYTES - len(_COMPACT.encode(metadata).encode())
         extra = attribute_metadata(data, variant, config.attributes, locale, budget)
         # The connector's own keys are what templates and the reference plugin rely on.

@@ -68,13 +68,13 @@ def dispatch(event_data: Any, processors: Sequence[Processor], context: Context)
         log.info("no processor for message; acknowledged", **fields)
         return Outcome("ignored")
 
-    writes, failures, redeliver = 0, 0, []
+    writes, acknowledged_failure, redeliver = 0, False, []
     refused: set[str] = set()  # settings already named in an ERROR line for this delivery
     for processor in matched:
         try:
             count = processor.handle(message, context)
         except ValidationError as exc:
-            failures += 1
+            acknowledged_failure = True
             bad = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
             log.error(
                 "resource failed validation; acknowledged",
@@ -100,7 +100,7 @@ def dispatch(event_data: Any, processors: Sequence[Processor], context: Context)
                     processor=processor.name, error=type(exc).__name__, **details, **fields,
                 )
             else:
-                failures += 1
+                acknowledged_failure = True
                 log.error(
                     "terminal failure; acknowledged",
                     processor=processor.name, error=type(exc).__name__, **details, **fields,
@@ -123,4 +123,4 @@ def dispatch(event_data: Any, processors: Sequence[Processor], context: Context)
             f"redelivery requested by {', '.join(redeliver)}",
             outcome=Outcome("redeliver", writes, names, tuple(redeliver)),
         )
-    return Outcome("failed" if failures else "processed", writes, names)
+    return Outcome("failed" if acknowledged_failure else "processed", writes, names)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 
 from shared.bulk.sending import MAX_PAYLOAD_BYTES, chunked
 from shared.commercetools.client import predicate_string
@@ -24,7 +25,7 @@ from shared.commercetools.product_reads import get_products_with_categories
 from shared.commercetools.models.order import Order
 from shared.commercetools.models.payment import Payment
 from shared.config import Settings
-from shared.errors import KlaviyoError
+from shared.errors import KlaviyoError, RetryableError
 from shared.klaviyo import MAX_BULK_EVENTS
 from shared.klaviyo.limiter import SlotUnavailable
 from shared.log import get_logger
@@ -227,6 +228,29 @@ def _transaction_id(message: CtMessage) -> str | None:
     return transaction_id if isinstance(transaction_id, str) else None
 
 
+# How long a refund of a payment that no order references yet is redelivered before it counts as
+# a payment without order (bounded too by the subscription's max delivery attempts; a message
+# dead-lettered meanwhile can be replayed once the payment is linked).
+UNLINKED_PAYMENT_WAIT = timedelta(hours=1)
+
+
+class PaymentNotLinkedYet(RetryableError):
+    """The refunded payment is on no order yet: the delivery is asked for again later."""
+
+
+def _younger_than(message: CtMessage, age: timedelta) -> bool:
+    stamp = message.created_at or message.modified_at
+    if stamp is None:
+        return False
+    try:
+        created = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc) - created < age
+
+
 def order_refunded(message: CtMessage, ctx: Context) -> int:
     """Refunded Order for the message's refund transaction once it is Success *now*.
 
@@ -241,6 +265,11 @@ def order_refunded(message: CtMessage, ctx: Context) -> int:
         where=[f"paymentInfo(payments(id={predicate_string(payment_id)}))"],
         expand=REFUND_ORDER_EXPAND, deadline=ctx.deadline)
     if not found:
+        if _younger_than(message, UNLINKED_PAYMENT_WAIT):
+            # The payment is usually added to its order a moment after the refund is recorded
+            # (a PSP integration creates both): ask again later rather than lose the refund.
+            raise PaymentNotLinkedYet(f"payment not linked to an order yet (waiting up to "
+                                      f"{UNLINKED_PAYMENT_WAIT})")
         log.info("no order for the payment; skipped", ctPaymentId=payment_id)
         return 0
     order = Order.model_validate(found[0])

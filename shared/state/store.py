@@ -233,15 +233,28 @@ class JobStore(ABC):
         return self.run(fn)
 
     def request_stop(self, kind: Kind, *, now: datetime, by: str | None = None) -> Job | None:
-        """The kind's live job → stopping (it stops at its next batch); None if none is live."""
+        """The kind's live job → stopping (it stops at its next batch). A live job whose lease
+        lapsed is stopped at once (its lock released): its tasks may still be running, and
+        each of them then finds an ended job and does nothing more. A job that already ended
+        (the last batch completed it just before) is returned as it is. None if the kind never
+        had a job."""
 
         def fn(txn: Txn) -> Job | None:
             lock = txn.lock(kind)
-            if lock is None or not lock.active(now):
+            if lock is None:
                 return None
             job = txn.job(lock.jobId)
             if job is None or not job.live:
-                return None
+                return job
+            if not lock.active(now):
+                stopped = jobs.finish(job, JobStatus.STOPPED, now=now,
+                                      reason="stopped on request")
+                stopped = stopped.model_copy(update={"stoppedBy": by})
+                txn.put_job(stopped)
+                released = jobs.release(lock, job.id)
+                if released is not None:
+                    txn.put_lock(released)
+                return stopped
             if job.status == JobStatus.STOPPING:
                 return job
             stopping = job.model_copy(update={"status": JobStatus.STOPPING, "updatedAt": now,

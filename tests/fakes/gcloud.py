@@ -113,6 +113,26 @@ class Fake:
                 return self.update(group, name)
             if verb == "describe":
                 return self.describe(group, name)
+            if verb == "delete":
+                if group == "api-gateway api-configs" and any(
+                        v.get("apiConfig") == name for k, v in self.state["resources"].items()
+                        if k.startswith("api-gateway gateways/")):
+                    print(f"ERROR: config {name} is in use by a gateway", file=sys.stderr)
+                    return 1
+                if group == "api-gateway apis" and self.names("api-gateway api-configs"):
+                    print(f"ERROR: api {name} still has configs", file=sys.stderr)
+                    return 1
+                return self.delete(group, name)
+            if verb == "list" and group == "api-gateway api-configs":
+                return self.out("\n".join(self.names(group)))
+        if joined.startswith("secrets delete"):
+            return self.delete("secrets", w[2])
+        if joined.startswith("functions delete"):
+            code = self.delete("functions", w[2])
+            for key in [k for k in self.state["resources"] if k.startswith(
+                    "pubsub subscriptions/") and k.endswith(f"-{w[2]}-t-sub")]:
+                del self.state["resources"][key]  # the trigger and its subscription go with it
+            return code
         if joined.startswith("secrets versions"):
             secret = self.res("secrets", f["secret"] if "secret" in f else w[3])
             if secret is None:
@@ -155,6 +175,8 @@ class Fake:
                 return self.out(f"projects/{f['project']}/locations/{f['region']}/triggers/{w[2]}-t")
             if "serviceConfig.uri" in fmt:
                 return self.out(f"https://{w[2]}-abc123-ew.a.run.app")
+            if not fmt:
+                return 0
         if joined.startswith("eventarc triggers describe"):
             name = w[3].rsplit("/", 1)[-1]
             sub = f"projects/{f['project']}/subscriptions/eventarc-{f['location']}-{name}-sub"
@@ -177,10 +199,15 @@ class Fake:
         self.state["resources"][self.key(group, name)] = fields
         return 0
 
+    def names(self, group: str) -> list[str]:
+        return [k.split("/", 1)[1] for k in self.state["resources"] if k.startswith(f"{group}/")]
+
     def delete(self, group: str, name: str) -> int:
         if self.state["resources"].pop(self.key(group, name), None) is None:
             print(f"ERROR: {group} {name} not found", file=sys.stderr)
             return 1
+        # a deleted resource's own IAM policy goes with it
+        self.state["bindings"] = [b for b in self.state["bindings"] if b[0] != name]
         return 0
 
     def update(self, group: str, name: str) -> int:

@@ -84,6 +84,7 @@ class CategoriesExporter:
             page = next_page(self.ct, "categories", after=cursor, ids=wanted, limit=limit,
                              expand=CATEGORY_EXPAND, deadline=deadline)
             cursor, exhausted = page.cursor, page.exhausted
+            tally.not_found.extend(page.missing)
             tally.read += len(page.docs)
             for doc in page.docs:
                 ct_id = str(doc.get("id"))

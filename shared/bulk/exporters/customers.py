@@ -76,6 +76,7 @@ class CustomersExporter:
             page = next_page(self.ct, "customers", after=cursor, ids=wanted, limit=limit,
                              deadline=deadline, through=through)
             cursor, exhausted = page.cursor, page.exhausted
+            tally.not_found.extend(page.missing)
             tally.read += len(page.docs)
             for doc in page.docs:
                 try:

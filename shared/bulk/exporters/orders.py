@@ -89,12 +89,14 @@ class OrdersExporter:
         budget = ReadBudget(deadline)
         products: dict[str, ProductInfo] = {}
         rows: list[_Row] = []
+        missing: list[str] = []
         total = 0
         cursor, exhausted = after, False
         while True:
             page = next_page(self.ct, "orders", after=cursor, ids=wanted, limit=self.page_size,
                              expand=ORDER_EXPAND, deadline=deadline, through=through)
             cursor, exhausted = page.cursor, page.exhausted
+            missing.extend(page.missing)
             for row in self._map_page(page.docs, products, deadline):
                 rows.append(row)
                 total += len(row.events or ())
@@ -106,6 +108,7 @@ class OrdersExporter:
 
         tally = Tally()
         tally.read = len(rows)
+        tally.not_found = missing
         records: list[EventRecord] = []
         for row in rows:
             if row.error is not None:

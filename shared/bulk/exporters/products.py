@@ -120,6 +120,7 @@ class ProductsExporter:
                              where=(PUBLISHED,), expand=PRODUCT_EXPAND, keep=_published,
                              deadline=deadline)
             cursor, exhausted = page.cursor, page.exhausted
+            tally.not_found.extend(page.missing)
             for position, doc in enumerate(page.docs):
                 try:
                     mapped, error = self._map(doc, now)

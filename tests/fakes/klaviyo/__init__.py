@@ -20,7 +20,8 @@ Load it with `pytest_plugins = ["tests.fakes.klaviyo"]`; fixtures: `klaviyo_serv
 Layout (one module per API family; one request log, one fault injector, one JSON:API error helper):
 `server` (WSGI app, routing, lifecycle), `profiles`, `events`, `catalog`, `jobs` (bulk jobs),
 `privacy` (consent and deletion), `faults`, `log`, `errors`, `filters`, `state` (shared
-constants), `spec` (validation of every request against Klaviyo's OpenAPI document), `fixtures`.
+constants), `spec` (every request checked against Klaviyo's OpenAPI document; `schema`: its
+schemas as strict validators), `fixtures` (incl. the refusal guard).
 """
 
 from tests.fakes.klaviyo.errors import JSONAPI, ApiFailure, error_object

@@ -69,6 +69,11 @@ class FakeKlaviyo(Profiles, Events, Catalog, BulkJobs, Privacy, FaultInjector):
     def reset(self) -> None:
         with self._lock:
             self._generation += 1  # answers still sleeping from an earlier test are dropped
+            # Refused requests outlive reset() (a test may reset between examples) until the
+            # refusal guard of the `klaviyo` fixture has seen them.
+            self.refused_earlier: list[RecordedRequest] = [
+                *getattr(self, "refused_earlier", []),
+                *(r for r in getattr(self, "requests", []) if r.refused)]
             self.requests: list[RecordedRequest] = []
             self.faults: list[Fault] = []
             # Seeded random faults (tests.fakes.chaos.RandomFaults) on top of `faults`; None: off.
