@@ -23,6 +23,7 @@ from bench import report
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("bulk", "realtime", "coldstart")
+EXTRA_SECTIONS = ("scale",)  # only when asked for: `--only scale` (bench/scale.py)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,7 +33,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json",
                         help="where to write the JSON (default bench/results.json)")
     parser.add_argument("--only", default=",".join(SECTIONS),
-                        help="comma-separated sections to run: bulk, realtime, coldstart")
+                        help="comma-separated sections to run: bulk, realtime, coldstart "
+                             "(default), scale")
+    parser.add_argument("--scale-records", type=int, default=50_000,
+                        help="scale: customers and orders per job (default 50,000)")
+    parser.add_argument("--scale-factor", type=float, default=1.0,
+                        help="scale: Klaviyo's limits ×F and API latencies ÷F (default 1)")
+    parser.add_argument("--scale-partitions", type=int, default=None,
+                        help="scale: partitions of the partitioned design (default: the "
+                             "settings' default)")
     parser.add_argument("--kinds", default="customers,orders,products",
                         help="bulk kinds to run (default all three)")
     parser.add_argument("--rt-messages", type=int, default=300,
@@ -80,7 +89,7 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(sections) - set(SECTIONS)
+    unknown = set(sections) - set(SECTIONS) - set(EXTRA_SECTIONS)
     if unknown:
         print(f"unknown section(s): {', '.join(sorted(unknown))}", file=sys.stderr)
         return 2
@@ -118,10 +127,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         from bench import coldstart
 
         results["cold_start"] = coldstart.run(runs=args.cold_runs, progress=progress)
+    if "scale" in sections:
+        from bench import scale
+
+        results["scale"] = scale.run(args.scale_records, args.scale_factor,
+                                     args.scale_partitions, progress=progress)
+        results["scale_targets"] = scale.targets(results["scale"])
     results["meta"]["calibration_cpu_seconds"].append(calibration_seconds())
     results["targets"] = report.targets(results)
 
-    print(report.render(results), end="")
+    if set(sections) - {"scale"}:
+        print(report.render(results), end="")
+    if "scale" in sections:
+        print(scale.render(results["scale"]), end="")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     progress(f"wrote {args.out}")

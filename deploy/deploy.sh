@@ -433,7 +433,7 @@ configure_trigger "$FN_REALTIME" "$TOPIC_CT_DEAD"
 deploy_function "$FN_WORKER" "$STAGE_BULK" run_page_task "$SA_WORKER" "$ENV_FILE" "$SECRETS" \
   --trigger-topic="$TOPIC_TASKS" --retry --trigger-service-account="$SA_TRIGGER" \
   --ingress-settings=internal-only --cpu=1 --memory=1Gi --concurrency=1 --timeout=540s \
-  --max-instances=4
+  --max-instances=16  # 8 partitions of each kind at once (BULK_PARTITIONS_*; README)
 configure_trigger "$FN_WORKER" "$TOPIC_TASKS_DEAD"
 
 # Bulk HTTP API: private; only the API Gateway's service account may invoke it.

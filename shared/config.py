@@ -239,6 +239,14 @@ class Settings(BaseSettings):
     bulk_max_ids: int = Field(10_000, ge=1, le=10_000)  # per partial sync request
     bulk_max_errors: int = Field(100, ge=0, le=1000)  # record errors kept on a job
     bulk_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=32 * 1024 * 1024)
+    # Partitions of a full customers / orders sync: parallel chains of page tasks over id ranges
+    # (shared/bulk/partitions.py); 1 = one chain. And the share of Klaviyo's per-account bulk
+    # limits the bulk workers take together (shared/bulk/budget.py); the rest is the realtime
+    # function's. 8 partitions take the whole event budget (150/min) and read 1M customers in
+    # about 2 minutes; at most 10 keeps every partition's slots at least a second apart.
+    bulk_partitions_customers: int = Field(8, ge=1, le=64)
+    bulk_partitions_orders: int = Field(8, ge=1, le=64)
+    bulk_klaviyo_share: float = Field(0.9, gt=0, le=1)
     bulk_local_state_file: str = ".local/bulk-state.json"  # empty: embedded state in memory only
     # Firestore database of the job state (deploy.sh creates one for the connector alone).
     bulk_firestore_database: str = Field("(default)",

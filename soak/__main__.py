@@ -23,6 +23,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=900.0,
                         help="seconds to wait for the queue to drain / the jobs to end")
     parser.add_argument("--shards", type=int, default=4, help="realtime: push subscriptions")
+    parser.add_argument("--partitions", type=int, default=1,
+                        help="bulk: partitions of each job (default 1: one chain)")
+    parser.add_argument("--no-sigkill", action="store_true",
+                        help="bulk: the worker dies only on its own (before save / before "
+                             "queueing the next task), never SIGKILLed by the driver")
     parser.add_argument("--workdir", default=None,
                         help="keep the functions' logs and delivery records here")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
@@ -44,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         total = args.messages or 1200
         report = run_bulk(BulkConfig(customers=total * 3 // 5, orders=total - total * 3 // 5,
                                      seed=args.seed, timeout=args.timeout,
+                                     partitions=args.partitions,
+                                     max_kills=0 if args.no_sigkill else BulkConfig.max_kills,
                                      workdir=args.workdir))
     print(report.text())
     if args.json:

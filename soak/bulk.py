@@ -67,6 +67,11 @@ class BulkConfig:
     page_size: int = 25
     customers_batch: int = 60
     order_events_batch: int = 150
+    # Partitions of each job (shared/bulk/partitions.py). With several, the driver's SIGKILLs of
+    # the whole worker stall the run in the Pub/Sub emulator (pushes cut by a SIGKILL were not
+    # redelivered within 15 minutes, while new messages were); tests/test_soak.py runs
+    # partitions with the worker's own deaths (before save / before queueing) instead.
+    partitions: int = 1
     timeout: float = 600.0
     workdir: str | None = None
 
@@ -130,6 +135,8 @@ def _run(config: BulkConfig, world: World, klaviyo: Any, ct: Any, pubsub: str, f
         BULK_COLLECTION_PREFIX=f"soak{uuid.uuid4().hex[:6]}_",
         BULK_PAGE_SIZE=str(config.page_size), BULK_JOB_POLL_SECONDS="0.05",
         BULK_BATCH_DEADLINE_SECONDS="20", BULK_LEASE_SECONDS="120", LOG_LEVEL="INFO",
+        BULK_PARTITIONS_CUSTOMERS=str(config.partitions),
+        BULK_PARTITIONS_ORDERS=str(config.partitions),
     )
     deaths_log = workdir / "bulk-worker-deaths.jsonl"
     api = Served("sync_api", BULK_SOURCE, env, workdir, "bulk-api")
@@ -213,6 +220,9 @@ def _run(config: BulkConfig, world: World, klaviyo: Any, ct: Any, pubsub: str, f
         if job.get("status") != "completed":
             problems.append(f"{kind} job ended {job.get('status')}: {job.get('reason')} "
                             f"({job.get('errorCode')})")
+        if job.get("partitions") != (config.partitions if config.partitions > 1 else None):
+            problems.append(f"{kind} job has partitions {job.get('partitions')}, expected "
+                            f"{config.partitions}")
         if job.get("counts") != want[kind]:
             problems.append(f"{kind} counts {job.get('counts')} != expected {want[kind]}")
     if dead:
@@ -251,7 +261,8 @@ def _run(config: BulkConfig, world: World, klaviyo: Any, ct: Any, pubsub: str, f
     }
     lines = [
         f"bulk soak  seed {config.seed}  page size {config.page_size}  batches of "
-        f"{config.customers_batch} customers / ~{config.order_events_batch} order events",
+        f"{config.customers_batch} customers / ~{config.order_events_batch} order events, "
+        f"{config.partitions} partitions a job",
         f"  commercetools   customers {figures['customers']}, orders {figures['orders']}",
         f"  worker          died before save {death_points.get('before-save', 0)}, before "
         f"queueing the next task {death_points.get('before-publish', 0)}; SIGKILLed {kills} "

@@ -48,7 +48,8 @@ class ListExporter:
         self.records = sorted(self.records)
 
     def run_batch(
-        self, *, after: str | None, ids: Sequence[str] | None, deadline: Deadline
+        self, *, after: str | None, ids: Sequence[str] | None, deadline: Deadline,
+        through: str | None = None,
     ) -> BatchResult:
         self.calls.append((after, tuple(ids) if ids is not None else None))
         faults = self.fail.get(after)
@@ -56,7 +57,8 @@ class ListExporter:
             raise faults.pop(0)
         wanted = set(ids) if ids is not None else None
         pool = [r for r in self.records
-                if (after is None or r > after) and (wanted is None or r in wanted)]
+                if (after is None or r > after) and (wanted is None or r in wanted)
+                and (through is None or r <= through)]
         batch = pool[: self.page]
         good = [r for r in batch if r not in self.bad]
         self.sent += good

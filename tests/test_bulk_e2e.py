@@ -166,6 +166,9 @@ def make_bulk(
             "BULK_JOB_POLL_SECONDS": "0.01",
             "BULK_BATCH_DEADLINE_SECONDS": "20",
             "BULK_LEASE_SECONDS": "60",
+            # One chain per job, as these tests' cursors and deliveries expect (partitions:
+            # tests/test_bulk_partitions.py).
+            "BULK_PARTITIONS_CUSTOMERS": "1", "BULK_PARTITIONS_ORDERS": "1",
             **env,
         }
         for name, value in variables.items():

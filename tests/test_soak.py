@@ -63,3 +63,25 @@ def test_bulk_soak(own_pubsub_emulator: str) -> None:
         assert figures["jobs"][kind]["status"] == "completed"
         assert figures["jobs"][kind]["counts"] == figures["expected_counts"][kind]
     assert figures["mismatches"] == {"missing": 0, "duplicate": 0, "stale": 0, "unexpected": 0}
+
+
+@pytest.mark.emulator
+@pytest.mark.timeout(900)
+def test_bulk_soak_with_partitions(own_pubsub_emulator: str) -> None:
+    """Both jobs in 4 partitions each while the worker dies between send and save and between
+    save and queueing the next task: counts and Klaviyo exact (no SIGKILLs: see BulkConfig)."""
+    customers = BULK_RECORDS * 3 // 10
+    report = run_bulk(BulkConfig(customers=customers, orders=BULK_RECORDS // 2 - customers,
+                                 seed=3, partitions=4, max_kills=0),
+                      pubsub_host=own_pubsub_emulator, firestore_host=None,
+                      progress=lambda _: None)
+    print(report.text())
+    assert report.ok, report.text()
+    figures = report.figures
+    assert sum(figures["worker_deaths"].values()) > 0
+    for kind in ("customers", "orders"):
+        job = figures["jobs"][kind]
+        assert job["status"] == "completed" and job["partitions"] == 4
+        assert [p["status"] for p in job["parts"]] == ["completed"] * 4
+        assert job["counts"] == figures["expected_counts"][kind]
+    assert figures["mismatches"] == {"missing": 0, "duplicate": 0, "stale": 0, "unexpected": 0}

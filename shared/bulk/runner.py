@@ -17,16 +17,18 @@ place, `build_runner`.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import socket
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
+from shared.bulk import budget, partitions
 from shared.bulk.base import KINDS, BatchResult, Exporter, Kind
 from shared.bulk.tasks import LocalTaskQueue, PageTask, PubsubTaskQueue, TaskQueue, topic_path
 from shared.deadline import Deadline
@@ -72,6 +74,9 @@ class RunnerConfig:
     lease_seconds: float = 900.0
     max_batch_attempts: int = 10
     max_errors: int = 100
+    # Partitions of a full sync per kind (absent: 1, one chain); shared/bulk/partitions.py.
+    partitions: Mapping[str, int] = field(default_factory=dict)
+    klaviyo_share: float = 0.9  # of Klaviyo's bulk limits, for all partitions (budget.py)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunnerConfig:
@@ -80,7 +85,17 @@ class RunnerConfig:
             lease_seconds=settings.bulk_lease_seconds,
             max_batch_attempts=settings.bulk_max_batch_attempts,
             max_errors=settings.bulk_max_errors,
+            partitions={"customers": settings.bulk_partitions_customers,
+                        "orders": settings.bulk_partitions_orders},
+            klaviyo_share=settings.bulk_klaviyo_share,
         )
+
+    def partitions_for(self, kind: Kind, *, ids: Sequence[str] | None,
+                       delete_all: bool) -> int:
+        """Full syncs of partitionable kinds are split; a partial sync by ids is one chain."""
+        if kind not in partitions.PARTITIONABLE or ids is not None or delete_all:
+            return 1
+        return max(1, int(self.partitions.get(kind, 1)))
 
     @property
     def lease(self) -> timedelta:
@@ -193,6 +208,7 @@ class Runner:
         self.config = config or RunnerConfig()
         self.clock = clock
         self.worker_id = worker_id or _worker_id()
+        self._slots: dict[tuple[str, int], int] = {}  # (partition, seq) -> last budget slot
 
     def __repr__(self) -> str:
         return f"Runner(store={self.store!r}, queue={self.queue!r})"
@@ -207,16 +223,22 @@ class Runner:
         lock) or EnqueueError (the first task could not be queued; the job is failed)."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}")
+        k = self.config.partitions_for(kind, ids=ids, delete_all=delete_all)
         created = self.store.create(kind, ids=ids, delete_all=delete_all, now=self.clock(),
-                                    lease=self.config.lease, started_by=started_by)
+                                    lease=self.config.lease, started_by=started_by,
+                                    partitions=k)
         job = created.job
         if created.took_over:
             log.warning("bulk job lease expired; lock taken over", kind=kind,
                         jobId=job.id, deadJobId=created.took_over)
         log.info("bulk job created", jobId=job.id, kind=kind, idCount=job.idCount,
-                 deleteAll=delete_all)
+                 deleteAll=delete_all, partitions=k)
         try:
-            self._publish_next(job)
+            if job.partitions:  # one chain of tasks per partition
+                for part in partitions.plan(job, job.partitions):
+                    self._publish_next(part)
+            else:
+                self._publish_next(job)
         except Exception as exc:
             failed = self.store.finish(job.id, JobStatus.FAILED, now=self.clock(),
                                        reason="could not queue the first task",
@@ -232,13 +254,20 @@ class Runner:
         if job is not None:
             log.info("bulk job stop requested", jobId=job.id, kind=kind, cursor=job.cursor,
                      status=job.status.value)
-        return job
+        return self._whole(job)
 
     def latest(self, kind: Kind) -> Job | None:
-        return self.store.latest_job(kind)
+        return self._whole(self.store.latest_job(kind))
 
     def job(self, job_id: str) -> Job | None:
-        return self.store.get_job(job_id)
+        return self._whole(self.store.get_job(job_id))
+
+    def _whole(self, job: Job | None) -> Job | None:
+        """A partitioned job as a whole: its partitions' counts added up, one line each."""
+        if job is None or not job.partitions:
+            return job
+        return partitions.aggregate(job, self.store.get_parts(job),
+                                    max_errors=self.config.max_errors)
 
     def force_release(self, kind: Kind, *, reason: str = "lock released by an operator",
                       by: str | None = None) -> Job | None:
@@ -257,11 +286,32 @@ class Runner:
     def run_task(self, task: PageTask) -> str:
         """Run one page task. Returns what happened (for logs and tests); raises only when the
         task should be delivered again (a retryable failure, or the store/queue is down)."""
+        try:
+            return self._run_task(task)
+        finally:
+            if partitions.is_partition_id(task.jobId):
+                self._settle_partition(task.jobId)
+
+    def _run_task(self, task: PageTask) -> str:
         fields = task.log_fields()
         job = self.store.get_job(task.jobId)
         if job is None or job.kind != task.kind:
             log.warning("bulk task for an unknown job ignored", **fields)
             return "unknown-job"
+        parent = self.store.get_job(job.parentId) if job.parentId else None
+        if job.parentId is not None and job.live:
+            if parent is None or not parent.live:  # failed elsewhere, taken over, released
+                self.store.finish(job.id, JobStatus.STOPPED, now=self.clock(),
+                                  reason="the job ended")
+                log.info("bulk partition ended with its job", **fields)
+                return "ended"
+            if parent.status == JobStatus.STOPPING:  # stop reaches every partition
+                self.store.finish(job.id, JobStatus.STOPPED, now=self.clock(),
+                                  reason="stopped on request")
+                return "stopped"
+            if parent.status == JobStatus.QUEUED:
+                self.store.mark_running(parent.id, now=self.clock(), lease=self.config.lease,
+                                        worker=self.worker_id)
         if not job.live:
             log.info("bulk task for an ended job ignored", status=job.status.value, **fields)
             return "ended"
@@ -284,7 +334,10 @@ class Runner:
             job = self.store.mark_running(job.id, now=self.clock(), lease=self.config.lease,
                                           worker=self.worker_id) or job
             log.info("bulk job running", jobId=job.id, kind=job.kind)
-        if job.total is None and job.seq == 0:
+        if parent is not None:
+            if job.partition == 0 and job.seq == 0 and parent.total is None:
+                self._count(parent)  # the job's total, counted once by its first partition
+        elif job.total is None and job.seq == 0:
             job = self._count(job)
 
         try:
@@ -326,17 +379,52 @@ class Runner:
     def _run_batch(self, job: Job) -> BatchResult:
         exporter = self.exporters(job.kind)
         deadline = Deadline.after(self.config.batch_deadline_seconds)
+        if job.parentId is not None:  # a partition: its id range, its Klaviyo budget slots
+            pacer = self._pacer(job)
+            with _gc_paused(), budget.pacing(pacer):
+                result = exporter.run_batch(after=job.cursor, ids=None, deadline=deadline,
+                                            through=job.through)  # type: ignore[call-arg]
+            if pacer is not None and pacer.last_slot is not None:
+                self._slots[(job.id, job.seq)] = pacer.last_slot
+            return result
         with _gc_paused():
             if job.phase == "deleting":
                 return exporter.delete_batch(deadline=deadline)
             ids = self.store.get_ids(job.id) if job.idCount is not None else None
             return exporter.run_batch(after=job.cursor, ids=ids, deadline=deadline)
 
+    def _pacer(self, job: Job) -> budget.SlotPacer | None:
+        parent = self.store.get_job(job.parentId) if job.parentId else None
+        count = parent.partitions if parent is not None and parent.partitions else 1
+        share = budget.share_for(job.kind, index=job.partition or 0, count=count,
+                                 share=self.config.klaviyo_share)
+        return budget.SlotPacer(share, last_slot=job.lastSlot) if share is not None else None
+
+    def _settle_partition(self, partition_id: str) -> None:
+        """After a partition's task: end the job if that was its last live partition; else keep
+        the job's lease (and the kind's lock) alive, renewing it once half of it is spent."""
+        part = self.store.get_job(partition_id)
+        if part is None or part.parentId is None:
+            return
+        if not part.live:
+            ended = self.store.end_partitioned(part.parentId, now=self.clock(),
+                                               max_errors=self.config.max_errors)
+            if ended is not None:
+                self._log_end(ended)
+            return
+        parent = self.store.get_job(part.parentId)
+        now = self.clock()
+        if (parent is not None and parent.live and parent.leaseExpiresAt is not None
+                and parent.leaseExpiresAt - now < self.config.lease / 2):
+            self.store.renew_lease(parent.id, now=now, lease=self.config.lease,
+                                   worker=self.worker_id)
+
     def _save(self, job: Job, result: BatchResult) -> str:
         saved = self.store.save_batch(
             job.id, seq=job.seq, phase=job.phase, cursor=job.cursor, result=result,
             now=self.clock(), lease=self.config.lease, worker=self.worker_id,
             max_errors=self.config.max_errors,
+            last_slot=self._slots.pop((job.id, job.seq), None),
         )
         if saved is None:
             log.info("bulk batch result discarded: the job moved on", jobId=job.id,
@@ -438,7 +526,9 @@ def default_exporters(settings: Settings) -> ExporterFactory:
     from shared.klaviyo.limiter import shared_limiter
 
     ct = CommercetoolsClient.from_settings(settings)
-    klaviyo = KlaviyoClient.from_settings(settings, limiter=shared_limiter())
+    # Partitions draw on their fixed slots of the account's budget (budget.py) on top of it.
+    limiter = budget.PacedLimiter(shared_limiter())
+    klaviyo = KlaviyoClient.from_settings(settings, limiter=limiter)  # type: ignore[arg-type]
     built: dict[str, Exporter] = {}
 
     def factory(kind: Kind) -> Exporter:
@@ -476,6 +566,9 @@ def build_runner(
                                            settings.bulk_tasks_topic))
         return Runner(store, queue, factory, config=config, counter=counter)
     store = MemoryStore(settings.bulk_local_state_file or None)
+    # One in-process worker thread runs every task: partitions would only take turns on it
+    # (each waiting for its share of the Klaviyo budget), so a local job is one chain.
+    config = dataclasses.replace(config, partitions={})
     local_queue = LocalTaskQueue()
     runner = Runner(store, local_queue, factory, config=config, counter=counter)
     local_queue.set_handler(runner.run_task)

@@ -103,6 +103,16 @@ class Job(_Model):
     startedBy: str | None = None
     stoppedBy: str | None = None  # who asked it to stop, or released its lock
     leaseExpiresAt: datetime | None = None
+    # Partitions (shared/bulk/partitions.py). On a partitioned job: how many; its partitions are
+    # documents of their own (`<jobId>-p<i>`), each a chain of page tasks over one id range.
+    partitions: int | None = None
+    # On a partition: its job, its number, and the last id of its range (inclusive; None: no
+    # end). Its range starts after the `cursor` it was created with.
+    parentId: str | None = None
+    partition: int | None = None
+    through: str | None = None
+    lastSlot: int | None = None  # the last Klaviyo budget slot its requests used (budget.py)
+    parts: list[dict] | None = None  # in a partitioned job's status view: one line per partition
     createdAt: datetime
     startedAt: datetime | None = None
     updatedAt: datetime

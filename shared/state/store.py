@@ -59,7 +59,7 @@ class JobStore(ABC):
 
     def create(
         self, kind: Kind, *, ids: Sequence[str] | None, delete_all: bool, now: datetime,
-        lease: timedelta, started_by: str | None = None,
+        lease: timedelta, started_by: str | None = None, partitions: int = 1,
     ) -> Created:
         """A new queued job holding the kind's lock; Conflict if a live job holds it.
 
@@ -68,6 +68,12 @@ class JobStore(ABC):
         """
         job = jobs.new_job(kind, ids=ids, delete_all=delete_all, now=now, lease=lease,
                            started_by=started_by)
+        parts: list[Job] = []
+        if partitions > 1:  # the job and its partitions are created together
+            from shared.bulk.partitions import plan
+
+            job = job.model_copy(update={"partitions": partitions})
+            parts = plan(job, partitions)
 
         def fn(txn: Txn) -> Created:
             lock = txn.lock(kind)
@@ -75,6 +81,8 @@ class JobStore(ABC):
             new_lock = jobs.acquire(lock, job, now=now, lease=lease)  # raises Conflict
             dead = jobs.expire(old, now=now) if old is not None and old.live else None
             txn.put_job(job)
+            for part in parts:
+                txn.put_job(part)
             if ids is not None:
                 txn.put_ids(job.id, list(ids))
             txn.put_lock(new_lock)
@@ -133,6 +141,7 @@ class JobStore(ABC):
     def save_batch(
         self, job_id: str, *, seq: int, phase: Phase, cursor: str | None, result: BatchResult,
         now: datetime, lease: timedelta, worker: str, max_errors: int,
+        last_slot: int | None = None,
     ) -> Job | None:
         """Add one batch's result if the job is still at (seq, phase, cursor); else None.
 
@@ -149,6 +158,8 @@ class JobStore(ABC):
                 return None
             saved = jobs.apply_batch(job, result, now=now, lease=lease, worker=worker,
                                      max_errors=max_errors)
+            if last_slot is not None:  # a partition's Klaviyo budget slot (shared/bulk/budget.py)
+                saved = saved.model_copy(update={"lastSlot": last_slot})
             txn.put_job(saved)
             if not saved.live:
                 released = jobs.release(lock, job_id)
@@ -269,6 +280,61 @@ class JobStore(ABC):
                     job = job.model_copy(update={"stoppedBy": by})
                 txn.put_job(job)
             return job
+
+        return self.run(fn)
+
+
+    # ---- partitioned jobs (shared/bulk/partitions.py) ------------------------------------------
+
+    def get_parts(self, job: Job) -> list[Job | None]:
+        """A partitioned job's partition documents, in order."""
+        from shared.bulk.partitions import partition_id
+
+        return [self.get_job(partition_id(job.id, i)) for i in range(job.partitions or 0)]
+
+    def end_partitioned(self, job_id: str, *, now: datetime, max_errors: int) -> Job | None:
+        """End a partitioned job once its partitions say so (shared.bulk.partitions.verdict): its
+        counts become their sum and the kind's lock is released. None while it goes on (or when
+        it had ended already). Called after a partition ends: the one that ends last always sees
+        every other one ended (each partition's end is committed before it calls this)."""
+        from shared.bulk import partitions
+
+        def fn(txn: Txn) -> Job | None:
+            job = txn.job(job_id)
+            if job is None or not job.live or not job.partitions:
+                return None
+            lock = txn.lock(job.kind)
+            parts = [txn.job(partitions.partition_id(job_id, i)) for i in range(job.partitions)]
+            outcome = partitions.verdict(parts)
+            if outcome is None:
+                return None
+            status, reason, code = outcome
+            whole = partitions.aggregate(job, parts, max_errors=max_errors)
+            ended = jobs.finish(whole.model_copy(update={"parts": None}), status, now=now,
+                                reason=reason if reason is not None else job.reason,
+                                error_code=code)
+            txn.put_job(ended)
+            released = jobs.release(lock, job_id)
+            if released is not None:
+                txn.put_lock(released)
+            return ended
+
+        return self.run(fn)
+
+    def renew_lease(self, job_id: str, *, now: datetime, lease: timedelta,
+                    worker: str) -> Job | None:
+        """A live job's lease (and its lock's) renewed from now; None if it is not live."""
+
+        def fn(txn: Txn) -> Job | None:
+            job = txn.job(job_id)
+            if job is None or not job.live:
+                return None
+            lock = txn.lock(job.kind)
+            renewed = job.model_copy(update={"leaseExpiresAt": now + lease})
+            txn.put_job(renewed)
+            if lock is not None and lock.jobId == job_id and lock.held:
+                txn.put_lock(jobs.renew(lock, now=now, lease=lease, holder=worker))
+            return renewed
 
         return self.run(fn)
 

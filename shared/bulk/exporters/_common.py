@@ -16,7 +16,7 @@ from shared.bulk.sending import (
     Rejected,
     run_catalog_jobs,
 )
-from shared.commercetools.client import CommercetoolsClient
+from shared.commercetools.client import CommercetoolsClient, predicate_string
 from shared.deadline import Deadline
 from shared.klaviyo import MAX_CATALOG_BULK, KlaviyoClient, catalog_id, catalog_resource
 from shared.klaviyo.bulk import CatalogOp
@@ -59,11 +59,14 @@ class Page:
 def next_page(
     ct: CommercetoolsClient, resource: str, *, after: str | None, ids: list[str] | None,
     limit: int, where: Sequence[str] = (), expand: Sequence[str] = (),
-    keep: Callable[[Doc], bool] | None = None, deadline: Deadline,
+    keep: Callable[[Doc], bool] | None = None, deadline: Deadline, through: str | None = None,
 ) -> Page:
-    """One keyset page after `after`: all records (`sort=id asc`, `id > after`, `where`), or the
-    next `limit` of the sorted `ids` (ids that do not exist, or fail `keep`, are passed over)."""
+    """One keyset page after `after`: all records (`sort=id asc`, `id > after`, `where`; with
+    `through`, a partition's range: `id <= through`), or the next `limit` of the sorted `ids`
+    (ids that do not exist, or fail `keep`, are passed over)."""
     if ids is None:
+        if through is not None:
+            where = (*where, f"id <= {predicate_string(through)}")
         docs = ct.query_page(resource, after=after, limit=limit, where=where, expand=expand,
                              deadline=deadline)
         return Page(docs, docs[-1]["id"] if docs else after, len(docs) < limit)

@@ -62,7 +62,8 @@ class CustomersExporter:
         self.list_id = list_id
 
     def run_batch(
-        self, *, after: str | None, ids: Sequence[str] | None, deadline: Deadline
+        self, *, after: str | None, ids: Sequence[str] | None, deadline: Deadline,
+        through: str | None = None,
     ) -> BatchResult:
         wanted = sorted_ids(ids)
         budget = ReadBudget(deadline)
@@ -73,7 +74,7 @@ class CustomersExporter:
             # Never read more than fits: the batch ends exactly at a full request.
             limit = min(self.page_size, self.batch_size - len(profiles))
             page = next_page(self.ct, "customers", after=cursor, ids=wanted, limit=limit,
-                             deadline=deadline)
+                             deadline=deadline, through=through)
             cursor, exhausted = page.cursor, page.exhausted
             tally.not_found.extend(page.missing)
             tally.read += len(page.docs)

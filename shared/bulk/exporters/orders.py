@@ -82,7 +82,8 @@ class OrdersExporter:
         self.backfill = backfill
 
     def run_batch(
-        self, *, after: str | None, ids: Sequence[str] | None, deadline: Deadline
+        self, *, after: str | None, ids: Sequence[str] | None, deadline: Deadline,
+        through: str | None = None,
     ) -> BatchResult:
         wanted = sorted_ids(ids)
         budget = ReadBudget(deadline)
@@ -93,7 +94,7 @@ class OrdersExporter:
         cursor, exhausted = after, False
         while True:
             page = next_page(self.ct, "orders", after=cursor, ids=wanted, limit=self.page_size,
-                             expand=ORDER_EXPAND, deadline=deadline)
+                             expand=ORDER_EXPAND, deadline=deadline, through=through)
             cursor, exhausted = page.cursor, page.exhausted
             missing.extend(page.missing)
             for row in self._map_page(page.docs, products, deadline):
