@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.fakes import FakeServers, endpoint
+from bench.httpclock import HttpClock, per_call_ms
 from bench.floor import BULK_BATCH, is_bulk_write
 
 KINDS = ("customers", "orders", "products")
@@ -168,20 +169,23 @@ def run_kind(kind: str, n: int, fakes: FakeServers, *,
     runner = _runner(settings, synchronous=synchronous)
     gc.collect()
     fake_cpu0 = fakes.call("cpu")
+    http_clock = HttpClock()
     cpu0, wall0 = time.process_time(), time.perf_counter()
     profiler = cProfile.Profile() if synchronous else None
     if profiler is not None:
         profiler.enable()
-    job = runner.start(kind)  # type: ignore[arg-type]
-    if synchronous:
-        while runner.queue.tasks:
-            runner.run_task(runner.queue.tasks.pop(0))
-    else:
-        if not runner.queue.wait_idle(timeout=3600):
-            raise RuntimeError(f"{kind} sync did not finish within an hour")
+    with http_clock.installed():
+        job = runner.start(kind)  # type: ignore[arg-type]
+        if synchronous:
+            while runner.queue.tasks:
+                runner.run_task(runner.queue.tasks.pop(0))
+        else:
+            if not runner.queue.wait_idle(timeout=3600):
+                raise RuntimeError(f"{kind} sync did not finish within an hour")
     if profiler is not None:
         profiler.disable()
     wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
+    http_seconds, http_calls = http_clock.reading()
     fake_cpu = fakes.call("cpu") - fake_cpu0
     if not synchronous:
         runner.queue.close()
@@ -210,6 +214,9 @@ def run_kind(kind: str, n: int, fakes: FakeServers, *,
         "cpu_seconds_per_1000": round(cpu * per_1000, 4),
         "items_per_cpu_second": round(n / cpu, 1) if cpu else None,
         "fake_cpu_seconds": round(fake_cpu, 3),
+        "http_calls": http_calls,
+        "http_cpu_seconds": round(http_seconds, 3),
+        "cpu_per_http_call_ms": per_call_ms(http_seconds, http_calls),
         "klaviyo_requests": dict(sorted(by_endpoint.items())),
         "klaviyo_requests_per_1000": {e: round(c * per_1000, 3)
                                       for e, c in sorted(by_endpoint.items())},

@@ -4,7 +4,11 @@ size.
 Each run is a new `python` process that loads the entry point the way functions-framework does
 (`importlib` from the source file, as module `main`) with settings pointing nowhere reachable
 (no network is touched at import), and reports the seconds spent and which heavy packages ended
-up in `sys.modules`. Three figures per entry point, median of the runs:
+up in `sys.modules`. The same is measured, in the same run and interleaved with them, for a
+hello-world functions-framework function (one `@functions_framework.cloud_event` that does
+nothing): `import_ratio` is an entry point's import time over the hello-world's, a figure that
+carries from this machine to another (deployed, each millisecond is about three at 0.333 vCPU).
+Three figures per entry point, median of the runs:
 
 - `import_ms`: fresh interpreter, the whole import (functions-framework, Flask, our code, its
   dependencies), bytecode caches warm (the target row; after the first start of an instance
@@ -34,6 +38,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = {"realtime": ROOT / "realtime" / "main.py", "bulk": ROOT / "bulk" / "main.py"}
+HELLO = "hello"  # the baseline: a functions-framework function that does nothing
+HELLO_SOURCE = """import functions_framework
+
+
+@functions_framework.cloud_event
+def hello(cloud_event):
+    return None
+"""
 
 HEAVY = (
     "google.cloud.firestore", "google.cloud.pubsub", "google.cloud.pubsub_v1", "grpc",
@@ -78,24 +90,42 @@ print(json.dumps({"seconds": seconds, "modules": len(sys.modules),
 """
 
 
-def _env(entry: str, cache_dir: str) -> dict[str, str]:
+def _env(entry: str, cache_dir: str, root: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in _CLEARED}
     env.update(_BASE_ENV)
     if entry == "bulk":
         env.update(_GCP_ENV)
     env["PYTHONPYCACHEPREFIX"] = cache_dir
-    env["PYTHONPATH"] = str(ROOT)
+    env["PYTHONPATH"] = str(root)
     return env
 
 
-def _probe(entry: str, cache_dir: str, *, preload: bool = False,
+class Target:
+    """An entry point to import: its name, source file and the tree it imports from."""
+
+    def __init__(self, name: str, source: Path, root: Path = ROOT) -> None:
+        self.name, self.source, self.root = name, source, root
+        self.warm = tempfile.mkdtemp(prefix="bench-pycache-")
+
+    def relative(self) -> str:
+        try:
+            return str(self.source.relative_to(self.root))
+        except ValueError:
+            return self.source.name
+
+    def close(self) -> None:
+        shutil.rmtree(self.warm, ignore_errors=True)
+
+
+def _probe(target: Target, cache_dir: str | None = None, *, preload: bool = False,
            importtime: bool = False) -> tuple[dict[str, Any], str]:
     args = [sys.executable] + (["-X", "importtime"] if importtime else []) + [
-        "-c", _PROBE, str(ENTRY_POINTS[entry]), "preload" if preload else "-", json.dumps(HEAVY)]
-    done = subprocess.run(args, env=_env(entry, cache_dir), cwd=ROOT, capture_output=True,
+        "-c", _PROBE, str(target.source), "preload" if preload else "-", json.dumps(HEAVY)]
+    env = _env(target.name, cache_dir or target.warm, target.root)
+    done = subprocess.run(args, env=env, cwd=target.root, capture_output=True,
                           text=True, timeout=120, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"importing {entry} failed:\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"importing {target.name} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1]), done.stderr
 
 
@@ -110,35 +140,61 @@ def _top_imports(stderr: str, count: int = 8) -> list[dict[str, Any]]:
     return rows[:count]
 
 
-def measure_entry(entry: str, runs: int = 5) -> dict[str, Any]:
-    warm = tempfile.mkdtemp(prefix="bench-pycache-")
-    try:
-        _probe(entry, warm)  # fills the bytecode cache (not counted)
-        full = [_probe(entry, warm)[0] for _ in range(runs)]
-        own = [_probe(entry, warm, preload=True)[0] for _ in range(runs)]
-        _, importtime = _probe(entry, warm, importtime=True)
-        cold = []
-        for _ in range(max(1, runs // 2)):
+def measure(targets: list[Target], runs: int = 5) -> dict[str, dict[str, Any]]:
+    """Each figure's runs interleaved across the targets, so a busy moment of the machine
+    weighs on all of them alike."""
+    full: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+    own: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+    cold: dict[str, list[dict[str, Any]]] = {t.name: [] for t in targets}
+    importtime: dict[str, str] = {}
+    for target in targets:
+        _probe(target)  # fills the bytecode cache (not counted)
+    for _ in range(runs):
+        for target in targets:
+            full[target.name].append(_probe(target)[0])
+    for _ in range(runs):
+        for target in targets:
+            own[target.name].append(_probe(target, preload=True)[0])
+    for target in targets:
+        importtime[target.name] = _probe(target, importtime=True)[1]
+    for _ in range(max(1, runs // 2)):
+        for target in targets:
             empty = tempfile.mkdtemp(prefix="bench-pycache-cold-")
             try:
-                cold.append(_probe(entry, empty)[0])
+                cold[target.name].append(_probe(target, empty)[0])
             finally:
                 shutil.rmtree(empty, ignore_errors=True)
-    finally:
-        shutil.rmtree(warm, ignore_errors=True)
-    loaded = full[-1]["loaded"]
-    return {
-        "entry_point": str(ENTRY_POINTS[entry].relative_to(ROOT)),
-        "runs": runs,
-        "import_ms": round(statistics.median(r["seconds"] for r in full) * 1000, 1),
-        "import_ms_runs": [round(r["seconds"] * 1000, 1) for r in full],
-        "own_import_ms": round(statistics.median(r["seconds"] for r in own) * 1000, 1),
-        "no_bytecode_cache_ms": round(statistics.median(r["seconds"] for r in cold) * 1000, 1),
-        "modules": full[-1]["modules"],
-        "heavy_modules": loaded,
-        "firestore_or_pubsub": [m for m in FORBIDDEN_IN_REALTIME if m in loaded],
-        "slowest_imports": _top_imports(importtime),
-    }
+    results = {}
+    for target in targets:
+        name = target.name
+        loaded = full[name][-1]["loaded"]
+        results[name] = {
+            "entry_point": target.relative(),
+            "runs": runs,
+            "import_ms": round(statistics.median(r["seconds"] for r in full[name]) * 1000, 1),
+            "import_ms_runs": [round(r["seconds"] * 1000, 1) for r in full[name]],
+            "own_import_ms": round(statistics.median(r["seconds"] for r in own[name]) * 1000, 1),
+            "no_bytecode_cache_ms": round(
+                statistics.median(r["seconds"] for r in cold[name]) * 1000, 1),
+            "modules": full[name][-1]["modules"],
+            "heavy_modules": loaded,
+            "firestore_or_pubsub": [m for m in FORBIDDEN_IN_REALTIME if m in loaded],
+            "slowest_imports": _top_imports(importtime[name]),
+        }
+    hello = results.get(HELLO)
+    if hello:
+        for name, figures in results.items():
+            if name != HELLO:
+                figures["import_ratio"] = round(figures["import_ms"] / hello["import_ms"], 2)
+                figures["no_bytecode_cache_ratio"] = round(
+                    figures["no_bytecode_cache_ms"] / hello["no_bytecode_cache_ms"], 2)
+    return results
+
+
+def hello_target(directory: Path) -> Target:
+    source = directory / "main.py"
+    source.write_text(HELLO_SOURCE)
+    return Target(HELLO, source, ROOT)
 
 
 # ---- installed size of the runtime dependencies -----------------------------------------------
@@ -212,10 +268,17 @@ def dependency_sizes(requirements: Path = ROOT / "requirements.txt") -> dict[str
 
 def run(*, runs: int = 5, entries: Iterable[str] = ("realtime", "bulk"),
         progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    for entry in entries:
-        progress(f"cold start {entry}: {runs} runs")
-        results[entry] = measure_entry(entry, runs)
+    entries = list(entries)
+    progress(f"cold start {', '.join(entries)} and a hello-world function: {runs} runs each, "
+             "interleaved")
+    with tempfile.TemporaryDirectory(prefix="bench-hello-") as directory:
+        targets = [Target(entry, ENTRY_POINTS[entry]) for entry in entries]
+        targets.append(hello_target(Path(directory)))
+        try:
+            results: dict[str, Any] = measure(targets, runs)
+        finally:
+            for target in targets:
+                target.close()
     progress("installed size of the runtime dependencies")
     results["dependencies"] = dependency_sizes()
     return results

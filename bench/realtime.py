@@ -15,9 +15,10 @@ Per message three figures:
   routing, commercetools reads, mapping, Klaviyo writes) — the connector's own cost, the target
   row's figure. The waits are the fakes' and the loopback's, which in production are Klaviyo's
   and commercetools' latency, not the connector's overhead.
-The CPU is split further into the HTTP client's share (`shared.http.HttpClient.request` on this
-thread: preparing, sending and reading each call) and the rest, so a miss can be traced to the
-number of calls or to the work per message.
+The CPU is split further into the HTTP client's share (`bench.httpclock`: `shared.http.send`
+encoding, sending and reading each call on this thread) and the rest, so a miss can be traced to the
+number of calls or to the work per message; the HTTP calls per message and the CPU per call are
+counted by the same clock.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import Any
 from bench import data
 from bench.bulk import connector_env, environment, quiet_logs, unlimited_limiter
 from bench.fakes import FakeServers
+from bench.httpclock import HttpClock, per_call_ms
 
 ROOT = Path(__file__).resolve().parents[1]
 REALTIME_SOURCE = ROOT / "realtime" / "main.py"
@@ -47,38 +49,6 @@ def percentile(values: list[float], q: float) -> float:
         return float("nan")
     rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]
-
-
-class HttpClientClock:
-    """CPU seconds the current thread spends inside `shared.http.HttpClient.request`."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-        self.seconds = 0.0
-
-    @contextmanager
-    def installed(self) -> Iterator[None]:
-        from shared.http import HttpClient
-
-        original = HttpClient.request
-        clock = self
-
-        def timed(session: Any, *args: Any, **kwargs: Any) -> Any:
-            if getattr(clock._local, "inside", False):
-                return original(session, *args, **kwargs)
-            clock._local.inside = True
-            start = time.thread_time()
-            try:
-                return original(session, *args, **kwargs)
-            finally:
-                clock.seconds += time.thread_time() - start
-                clock._local.inside = False
-
-        HttpClient.request = timed  # type: ignore[method-assign]
-        try:
-            yield
-        finally:
-            HttpClient.request = original  # type: ignore[method-assign]
 
 
 def _cloud_event(delivery: dict[str, Any], seq: int) -> tuple[dict[str, str], bytes]:
@@ -126,7 +96,7 @@ class HandlerClock:
             module.dispatch = original
 
 
-def _measure(client: Any, fakes: FakeServers, clock: HttpClientClock, name: str,
+def _measure(client: Any, fakes: FakeServers, clock: HttpClock, name: str,
              deliveries: list[dict[str, Any]], skip: int,
              profile_to: Path | None = None,
              handler_clock: HandlerClock | None = None) -> dict[str, Any]:
@@ -135,6 +105,7 @@ def _measure(client: Any, fakes: FakeServers, clock: HttpClientClock, name: str,
     wall: list[float] = []
     cpu: list[float] = []
     http: list[float] = []
+    calls: list[int] = []
     handler: list[float] = []
     handler_clock = handler_clock or HandlerClock()
     profiler = None
@@ -144,7 +115,7 @@ def _measure(client: Any, fakes: FakeServers, clock: HttpClientClock, name: str,
         profiler = cProfile.Profile(time.thread_time)  # CPU, not waits for the fakes
         profiler.enable()
     for i, (headers, body) in enumerate(prepared):
-        h0, d0 = clock.seconds, handler_clock.seconds
+        (h0, n0), d0 = clock.reading(), handler_clock.seconds
         w0, c0 = time.perf_counter(), time.thread_time()
         response = client.post("/", headers=headers, data=body)
         c1, w1 = time.thread_time(), time.perf_counter()
@@ -152,10 +123,12 @@ def _measure(client: Any, fakes: FakeServers, clock: HttpClientClock, name: str,
             raise RuntimeError(f"{name} delivery {i} answered {response.status_code}")
         if i == 0:
             first_cpu = c1 - c0
+        h1, n1 = clock.reading()
         if i >= skip:
             wall.append(w1 - w0)
             cpu.append(c1 - c0)
-            http.append(clock.seconds - h0)
+            http.append(h1 - h0)
+            calls.append(n1 - n0)
             handler.append(handler_clock.seconds - d0)
     if profiler is not None and profile_to is not None:
         profiler.disable()
@@ -175,7 +148,10 @@ def _measure(client: Any, fakes: FakeServers, clock: HttpClientClock, name: str,
         "handler_cpu_ms_p99": round(percentile(handler, 99) * ms, 3),
         "cpu_ms_p50": round(percentile(cpu, 50) * ms, 3),
         "cpu_ms_p99": round(percentile(cpu, 99) * ms, 3),
+        "cpu_ms_mean": round(sum(cpu) / len(cpu) * ms, 3),
         "http_client_cpu_ms_p50": round(percentile(http, 50) * ms, 3),
+        "http_calls_per_message": round(sum(calls) / len(calls), 2),
+        "cpu_per_http_call_ms": per_call_ms(sum(http), sum(calls)),
         "cpu_without_http_client_ms_p50": round(percentile(own, 50) * ms, 3),
         "cpu_without_http_client_ms_p99": round(percentile(own, 99) * ms, 3),
         "klaviyo_requests_per_message": round(klaviyo_requests / len(prepared), 2),
@@ -192,7 +168,7 @@ def run(fakes: FakeServers, *, messages: int = 300, warmup: int = 30,
     fakes.call("reset_klaviyo")
     quiet_logs()
     env = {**connector_env(fakes), "REALTIME_DEADLINE_SECONDS": "30"}
-    clock = HttpClientClock()
+    clock = HttpClock()
     with environment(env), unlimited_limiter(), clock.installed(), ExitStack() as stack:
         from functions_framework import create_app
 
@@ -202,6 +178,11 @@ def run(fakes: FakeServers, *, messages: int = 300, warmup: int = 30,
         cases: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
             ("CustomerCreated", data.rt_customer_created),
             ("OrderCreated (5 lines)", lambda i: data.rt_order_created(i, count)),
+            ("OrderStateChanged (Complete, 5 lines)",
+             lambda i: data.rt_order_state_changed(i, count)),
+            ("PaymentTransactionStateChanged (refund, 5 lines)",
+             lambda i: data.rt_refund_succeeded(i, count)),
+            ("Category ResourceUpdated (root, 5 descendants)", data.rt_category_updated),
             # First publish: the item is new (update answers 404, then create + 10 variants).
             ("ProductPublished (10 variants, new item)", data.rt_product_published),
             # Republish after an edit: update the item, list its variants, update all 10.

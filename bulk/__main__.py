@@ -250,8 +250,9 @@ def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None,
         return EXIT_OK
     if args.command == "stop":
         job = runner.stop(args.kind)
-        if job is None:
-            err.write(f"no {args.kind} sync is running\n")
+        if job is None or not job.live:
+            ended = f" (job {job.id} has ended: {job.status.value})" if job else ""
+            err.write(f"no {args.kind} sync is running{ended}\n")
             return EXIT_FAILED
         out.write(f"job {job.id} stops after its current batch\n")
         return EXIT_OK

@@ -45,7 +45,7 @@ def sync_api(request: flask.Request) -> flask.Response:
                               headers={"Cache-Control": "no-store"})
     body = _read_body(request)
     response: Response = api.too_large() if body is None else api.handle(
-        request.method, request.path, body
+        request.method, request.path, body, request.headers
     )
     return flask.Response(response.json(), status=response.status, headers=response.headers,
                           mimetype="application/json")

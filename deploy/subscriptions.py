@@ -31,12 +31,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from shared.commercetools.auth import ClientCredentials
+import requests
+
+from shared.commercetools.auth import CommercetoolsSession
 from shared.commercetools.client import USER_AGENT
 from shared.config import Settings, load_settings
 from shared.deadline import Deadline
 from shared.errors import CommercetoolsError, ConfigError, ConnectorError
-from shared.http import HttpClient, HttpFailure, InvalidRequest, Response, retry_after_seconds
+from shared.http import HttpFailure, InvalidRequest, parse_json, retry_after_seconds
 from shared.processors import Processor, enabled_processors
 from shared.retry import call_with_retry
 
@@ -230,11 +232,10 @@ class SubscriptionApi:
     layer (no hidden retries) and the shared retry policy.
     """
 
-    def __init__(self, auth: ClientCredentials, http: HttpClient, api_url: str, project_key: str,
+    def __init__(self, session: CommercetoolsSession, api_url: str, project_key: str,
                  *, timeout: tuple[float, float] = (5.0, 30.0),
                  deadline_seconds: float = 60.0) -> None:
-        self._auth = auth
-        self._http = http
+        self._session = session
         self._base_url = api_url.rstrip("/")
         self.project_key = project_key
         self._timeout = timeout
@@ -242,15 +243,15 @@ class SubscriptionApi:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, scopes: Sequence[str] | None = None) -> SubscriptionApi:
-        http = HttpClient(user_agent=USER_AGENT)
-        auth = ClientCredentials(
-            http,
+        session = CommercetoolsSession(
+            api_url=settings.ctp_api_url,
             auth_url=settings.ctp_auth_url,
             client_id=settings.ctp_client_id,
             client_secret=settings.ctp_client_secret.get_secret_value(),
             scopes=list(scopes or settings.ct_scopes),
+            user_agent=USER_AGENT,
         )
-        return cls(auth, http, settings.ctp_api_url, settings.ctp_project_key)
+        return cls(session, settings.ctp_api_url, settings.ctp_project_key)
 
     def _path(self, key: str | None = None) -> str:
         base = f"/{self.project_key}/subscriptions"
@@ -281,32 +282,23 @@ class SubscriptionApi:
               none_on_404: bool) -> Any:
         url = self._base_url + path
         try:
-            token = self._auth.token(self._timeout)
-            response = self._send(method, url, token, body, params)
-            if response.status == 401:
-                self._auth.refresh(self._timeout, stale=token)
-                response = self._send(method, url, self._auth.token(self._timeout), body, params)
+            response = self._session.request(method, url, params=params, json=body,
+                                             headers={"Accept": "application/json"},
+                                             timeout=self._timeout)
         except (HttpFailure, InvalidRequest) as exc:
             raise CommercetoolsError(f"commercetools subscriptions: {exc}", status=None,
                                      retryable=isinstance(exc, HttpFailure)) from exc
-        if response.status == 404 and none_on_404:
+        if response.status_code == 404 and none_on_404:
             return None
-        if response.status >= 400:
+        if response.status_code >= 400:
             raise _error(response)
-        return response.json()
-
-    def _send(self, method: str, url: str, token: str, body: Json | None,
-              params: dict[str, str] | None) -> Response:
-        return self._http.request(
-            method, url, json=body, params=params, timeout=self._timeout,
-            headers={"Accept": "application/json", "Authorization": f"Bearer {token}"},
-        )
+        return parse_json(response.content)
 
 
-def _error(response: Response) -> CommercetoolsError:
+def _error(response: requests.Response) -> CommercetoolsError:
     errors: list[Json] = []
     try:
-        body = response.json()
+        body = parse_json(response.content)
     except ValueError:
         body = None
     if isinstance(body, dict):
@@ -315,9 +307,9 @@ def _error(response: Response) -> CommercetoolsError:
     # CT's messages here name fields and types (no customer data): worth showing the operator.
     detail = "; ".join(str(e.get("message")) for e in errors if e.get("message"))
     return CommercetoolsError(
-        f"commercetools subscriptions: HTTP {response.status}"
+        f"commercetools subscriptions: HTTP {response.status_code}"
         + (f" {code}" if code else "") + (f": {detail}" if detail else ""),
-        status=response.status, code=code, errors=errors,
+        status=response.status_code, code=code, errors=errors,
         retry_after=retry_after_seconds(response.headers.get("Retry-After")),
     )
 

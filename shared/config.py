@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     preferred_locale: str | None = None
     customer_properties_include: CommaList = ()
     customer_properties_exclude: CommaList = ()
+    # JSON object renaming customer custom fields as profile properties, like
+    # ORDER_PROPERTIES_RENAME (keeps the names a merchant's reference-plugin segments use).
+    customer_properties_rename: Annotated[dict[str, str], NoDecode] = {}
 
     # Orders, payments and refunds (realtime + bulk)
     # Messages that send Placed Order + Ordered Product, whatever the order's state (the reference
@@ -154,6 +157,29 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
         return value
+
+    # Order mapping additions (issue 15): variant attributes on Ordered Product and Items[]
+    # (`Attributes`; include empty = all), the attribute naming an item's Brand, and the order
+    # states that send Placed Order (empty: any state).
+    order_item_attributes_include: CommaList = ()
+    order_item_attributes_exclude: CommaList = ()
+    order_brand_attribute: str | None = None
+    placed_order_states: CommaList = ()
+
+    _split_order_mapping = field_validator(
+        "order_item_attributes_include", "order_item_attributes_exclude", "placed_order_states",
+        mode="before",
+    )(_split_commas)
+
+    @field_validator("customer_properties_rename", mode="before")
+    @classmethod
+    def _customer_rename_map(cls, value: object) -> object:
+        return cls._json_object(value, empty={})
+
+    @field_validator("order_brand_attribute", mode="before")
+    @classmethod
+    def _brand_blank_is_unset(cls, value: object) -> object:
+        return (value.strip() or None) if isinstance(value, str) else value
     # (end of orders settings)
 
     # Catalog: categories, products, variants, inventory (realtime + bulk)
@@ -164,6 +190,11 @@ class Settings(BaseSettings):
     product_url_template: str | None = None
     # Supply channel whose stock becomes `inventory_quantity`; unset: channel-less stock only.
     inventory_channel_id: str | None = None
+    # Product/variant attributes copied into catalog `custom_metadata` (opt-in by name; flat
+    # display values, within Klaviyo's 100 KB).
+    catalog_attributes: CommaList = ()
+
+    _split_catalog = field_validator("catalog_attributes", mode="before")(_split_commas)
 
     @field_validator("product_url_template", "inventory_channel_id", mode="before")
     @classmethod
@@ -206,6 +237,20 @@ class Settings(BaseSettings):
     bulk_max_errors: int = Field(100, ge=0, le=1000)  # record errors kept on a job
     bulk_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=32 * 1024 * 1024)
     bulk_local_state_file: str = ".local/bulk-state.json"  # empty: embedded state in memory only
+    # Firestore database of the job state (deploy.sh creates one for the connector alone).
+    bulk_firestore_database: str = Field("(default)",
+                                         pattern=r"^(\(default\)|[a-z][a-z0-9-]{2,62})$")
+    # Callers of the /sync API. none: no caller check (local runs: the CLI's prompt guards
+    # deleteAll). id-token: API Gateway's verified Google ID token (X-Apigateway-Api-Userinfo) is
+    # required. id-token-or-api-key: also callers with the gateway's API key, who are anonymous.
+    bulk_auth: Literal["none", "id-token", "id-token-or-api-key"] = "none"
+    # Behind the gateway: principals (service account or user emails from the ID token, or
+    # *@domain) allowed to call the API, and those also allowed deleteAll. Google signs ID tokens
+    # for any account, so the gateway's check alone lets any Google account in.
+    bulk_callers: CommaList = ()
+    bulk_admins: CommaList = ()
+    _split_principals = field_validator("bulk_callers", "bulk_admins",
+                                        mode="before")(_split_commas)
 
     @field_validator("bulk_lease_seconds")
     @classmethod

@@ -1,34 +1,32 @@
-"""The one HTTP layer both API clients use: keep-alive connections from the standard library.
+"""What is ours to decide about HTTP; the sending itself is `requests`.
 
-Why not `requests`, or urllib3 under it: per call, requests merges session settings, re-reads
-proxy variables from the environment and builds a PreparedRequest and a cookie jar; urllib3
-re-parses and re-percent-encodes the URL byte by byte (twice: pool manager, then pool). On the
-benchmark machine that was 1.5 ms (requests) and 0.65 ms (urllib3) of CPU per call against
-0.4 ms for `http.client` itself, and a realtime delivery makes several calls (`python -m bench`).
-What they add that we need is small and is here: a thread-safe pool of kept-alive connections
-per host, separate connect and read timeouts, TLS verified against certifi's bundle, and one
-silent retry when a kept-alive connection turns out to have been closed by the server while
-idle. Nothing else retries, and redirects are not followed: retries belong to `shared.retry`
-(deadline-aware), and an API that redirects is a misconfigured base URL, better reported.
-Proxies from the environment are not used (Cloud Functions egress needs none).
+- `new_session`: one `requests.Session` per API client, its connection pool sized for the
+  threads the function serves with, no retries in the adapter (ours are in `shared.retry`,
+  deadline-aware), TLS verified, and proxies read from the environment once, here, not on every
+  request (see `new_session`).
+- `send`: one request with (connect, read) timeouts and no redirects followed (an API that
+  redirects is a misconfigured base URL, better reported), a `json` body encoded compactly
+  (`encode_json`); every `requests` failure becomes `HttpFailure` (no answer: retryable) or
+  `InvalidRequest` (cannot be sent at all).
+- `parse_json`, `retry_after_seconds`.
 """
 
 from __future__ import annotations
 
-import http.client
-import json as jsonlib
-import socket
-import ssl
-import threading
+import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlencode, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from shared import jsontext
 
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
-# Idle connections kept per host; more may be open at once, the surplus is closed when returned.
-MAX_IDLE_PER_HOST = 32
+# requests' own default pool size; an instance serving more threads gets one connection each.
+_MIN_POOL = 10
 
 
 class HttpFailure(Exception):
@@ -40,20 +38,85 @@ class HttpFailure(Exception):
 
 
 class InvalidRequest(ValueError):
-    """The URL cannot be sent at all (no scheme, no host, unsupported scheme)."""
+    """The request cannot be sent at all (bad URL, a header value with a line break)."""
 
 
-class Response:
-    __slots__ = ("status", "headers", "content")
+def pool_size() -> int:
+    """Connections kept per host: one per thread that may call at once. functions-framework
+    serves with THREADS threads (default 4 per CPU) and each may be in a call to the same API."""
+    try:
+        threads = int(os.environ.get("THREADS", "0"))
+    except ValueError:
+        threads = 0
+    return max(_MIN_POOL, threads or 4 * (os.cpu_count() or 1))
 
-    def __init__(self, status: int, headers: Any, content: bytes) -> None:
-        self.status = status
-        self.headers = headers  # http.client's message: `.get(name)` ignores case
-        self.content = content
 
-    def json(self) -> Any:
-        """The body parsed as JSON; ValueError when it is not JSON."""
-        return jsonlib.loads(self.content)
+def environment_proxies(url: str) -> dict[str, str]:
+    """The proxies HTTPS_PROXY / HTTP_PROXY / ALL_PROXY give for `url`, none if NO_PROXY names
+    its host."""
+    return {scheme: proxy for scheme, proxy in requests.utils.get_environ_proxies(url).items()
+            if scheme != "no"}
+
+
+def new_session(*, user_agent: str, url: str) -> requests.Session:
+    """A pooled session for the API at `url` (its base URL; one host per session).
+
+    Proxies: HTTPS_PROXY / HTTP_PROXY / NO_PROXY (and REQUESTS_CA_BUNDLE for a proxy's own CA)
+    are honoured, so the bulk CLI works from a laptop behind a corporate proxy; Cloud Functions
+    sets none, and egress goes direct. They are resolved here, once per session, for the hosts
+    this session talks to, and `trust_env` is off: with it on, requests re-reads the whole
+    environment (and looks for ~/.netrc) on every request.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.headers["User-Agent"] = user_agent
+    size = pool_size()
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.proxies.update(environment_proxies(url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    session.verify = bundle or True
+    return session
+
+
+def send(
+    session: requests.Session,
+    method: str,
+    url: str,
+    *,
+    timeout: tuple[float, float],
+    params: Params | None = None,
+    headers: Mapping[str, str] | None = None,
+    data: bytes | None = None,
+    json: Any = None,
+) -> requests.Response:
+    """One request, its whole answer read. Raises HttpFailure or InvalidRequest.
+
+    `json` is sent as the body (`encode_json`; `Content-Type: application/json` unless the
+    headers name another)."""
+    if json is not None:
+        data = encode_json(json)
+        if not headers or not any(k.lower() == "content-type" for k in headers):
+            headers = {**(headers or {}), "Content-Type": "application/json"}
+    try:
+        return session.request(method, url, params=params, headers=headers, data=data,
+                               timeout=timeout, allow_redirects=False)
+    except requests.Timeout as exc:  # ConnectTimeout and ReadTimeout
+        raise HttpFailure(f"timed out: {type(exc).__name__}", timed_out=True) from exc
+    except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema, requests.exceptions.InvalidHeader,
+            requests.exceptions.URLRequired, requests.exceptions.InvalidJSONError) as exc:
+        raise InvalidRequest(f"cannot send this request: {type(exc).__name__}") from exc
+    except ValueError as exc:  # what http.client itself refuses (e.g. a control character)
+        raise InvalidRequest(f"cannot send this request: {type(exc).__name__}") from exc
+    except requests.RequestException as exc:  # refused, reset, DNS, TLS verification
+        raise HttpFailure(f"transport error: {type(exc).__name__}") from exc
+
+
+def parse_json(content: bytes) -> Any:
+    """A body parsed as JSON (UTF-8/16/32 detected); ValueError when it is not JSON."""
+    return jsontext.loads(content)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -74,161 +137,5 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def encode_json(value: Any) -> bytes:
     # Compact separators: Klaviyo bodies are up to 5 MB and every byte is sent and parsed.
-    return jsonlib.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def with_params(url: str, params: Params | None) -> str:
-    if not params:
-        return url
-    return url + ("&" if "?" in url else "?") + urlencode(params)
-
-
-_tls_context: ssl.SSLContext | None = None
-_tls_lock = threading.Lock()
-
-
-def _tls() -> ssl.SSLContext:
-    # Built on first use: loading the CA bundle costs milliseconds nobody should pay at import.
-    global _tls_context
-    if _tls_context is None:
-        with _tls_lock:
-            if _tls_context is None:
-                import certifi  # the bundle requests used: the same trust as before
-
-                _tls_context = ssl.create_default_context(cafile=certifi.where())
-    return _tls_context
-
-
-_Origin = tuple[str, str, int]
-
-
-class HttpClient:
-    """Pooled and thread-safe; one per API client, built once per function instance."""
-
-    def __init__(self, *, user_agent: str) -> None:
-        self._user_agent = user_agent
-        self._idle: dict[_Origin, list[http.client.HTTPConnection]] = {}
-        self._lock = threading.Lock()
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        params: Params | None = None,
-        headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
-        json: Any = None,
-        timeout: tuple[float, float],
-    ) -> Response:
-        """Send one request and read the whole answer. Raises HttpFailure or InvalidRequest."""
-        origin, target = _split(with_params(url, params))
-        all_headers = {"User-Agent": self._user_agent}
-        if headers:
-            all_headers.update(headers)
-        if json is not None:
-            body = encode_json(json)
-            if not any(k.lower() == "content-type" for k in all_headers):
-                all_headers["Content-Type"] = "application/json"
-        connection, reused = self._checkout(origin, timeout[0])
-        try:
-            try:
-                answer = _exchange(connection, method, target, body, all_headers, timeout)
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
-                if not reused:
-                    raise
-                # The server closed this idle kept-alive connection before our request reached
-                # it (the request was not processed): the same request on a new connection.
-                connection.close()
-                connection, reused = self._connect(origin, timeout[0]), False
-                answer = _exchange(connection, method, target, body, all_headers, timeout)
-        except http.client.InvalidURL as exc:
-            connection.close()
-            raise InvalidRequest(f"cannot send to this URL: {type(exc).__name__}") from exc
-        except ValueError as exc:  # a header value http.client refuses (e.g. a line break)
-            connection.close()
-            raise InvalidRequest(f"cannot send this request: {type(exc).__name__}") from exc
-        except TimeoutError as exc:  # socket.timeout
-            connection.close()
-            raise HttpFailure(f"timed out: {type(exc).__name__}", timed_out=True) from exc
-        except (OSError, http.client.HTTPException) as exc:
-            connection.close()
-            raise HttpFailure(f"transport error: {type(exc).__name__}") from exc
-        status, answer_headers, content, keep = answer
-        if keep:
-            self._checkin(origin, connection)
-        else:
-            connection.close()
-        return Response(status, answer_headers, content)
-
-    def _checkout(self, origin: _Origin, connect_timeout: float
-                  ) -> tuple[http.client.HTTPConnection, bool]:
-        with self._lock:
-            idle = self._idle.get(origin)
-            if idle:
-                return idle.pop(), True
-        return self._connect(origin, connect_timeout), False
-
-    def _connect(self, origin: _Origin, connect_timeout: float) -> http.client.HTTPConnection:
-        scheme, host, port = origin
-        connection: http.client.HTTPConnection
-        if scheme == "https":
-            connection = http.client.HTTPSConnection(host, port, timeout=connect_timeout,
-                                                     context=_tls())
-        else:
-            connection = http.client.HTTPConnection(host, port, timeout=connect_timeout)
-        try:
-            connection.connect()
-            # Small requests answered at once: no Nagle delay between headers and body.
-            connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except TimeoutError as exc:
-            connection.close()
-            raise HttpFailure(f"connect timed out: {type(exc).__name__}",
-                              timed_out=True) from exc
-        except OSError as exc:  # refused, unreachable, DNS, TLS verification
-            connection.close()
-            raise HttpFailure(f"transport error: {type(exc).__name__}") from exc
-        return connection
-
-    def _checkin(self, origin: _Origin, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            idle = self._idle.setdefault(origin, [])
-            if len(idle) < MAX_IDLE_PER_HOST:
-                idle.append(connection)
-                return
-        connection.close()
-
-    def close(self) -> None:
-        with self._lock:
-            pools, self._idle = self._idle, {}
-        for idle in pools.values():
-            for connection in idle:
-                connection.close()
-
-
-def _split(url: str) -> tuple[_Origin, str]:
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidRequest(f"cannot send to this URL: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise InvalidRequest("cannot send to this URL: needs http(s)://host")
-    if any(c in url for c in "\r\n "):
-        raise InvalidRequest("cannot send to this URL: whitespace in it")
-    origin = (parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80))
-    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return origin, target
-
-
-def _exchange(
-    connection: http.client.HTTPConnection, method: str, target: str, body: bytes | None,
-    headers: dict[str, str], timeout: tuple[float, float],
-) -> tuple[int, Any, bytes, bool]:
-    connection.timeout = timeout[1]
-    if connection.sock is not None:
-        connection.sock.settimeout(timeout[1])
-    connection.request(method, target, body=body, headers=headers)
-    answer = connection.getresponse()
-    content = answer.read()
-    return answer.status, answer.headers, content, not answer.will_close
+    # A lone surrogate cannot be UTF-8: jsontext replaces it rather than fail the request.
+    return jsontext.dumps(value)

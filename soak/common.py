@@ -20,8 +20,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "demo-connector"  # the emulators' project (tests/emulators.py)
 # The retry and dead-letter policy deploy/deploy.sh puts on both trigger subscriptions
-# (tests/snapshots/deploy_dryrun.txt): 10 deliveries, backoff 10 s .. 600 s, ack deadline 600 s.
-MAX_DELIVERY_ATTEMPTS = 10
+# (tests/snapshots/deploy_dryrun.txt): 100 deliveries, backoff 10 s .. 600 s, ack deadline 600 s.
+MAX_DELIVERY_ATTEMPTS = 100
 MIN_BACKOFF_SECONDS = 10
 MAX_BACKOFF_SECONDS = 600
 ACK_DEADLINE_SECONDS = 600

@@ -34,9 +34,18 @@ def test_bench_runs_and_writes_every_row(tmp_path: Path) -> None:
     assert stored["products"]["items"] == 50 and stored["products"]["variants"] == 250
     assert results["floor"]["ours_seconds"] > 0 and results["floor"]["reference_seconds"] > 0
     assert [r["message"].split(" ")[0] for r in results["realtime"]] == [
-        "CustomerCreated", "OrderCreated", "ProductPublished", "ProductPublished",
-        "ProductPublished"]
+        "CustomerCreated", "OrderCreated", "OrderStateChanged", "PaymentTransactionStateChanged",
+        "Category", "ProductPublished", "ProductPublished", "ProductPublished"]
+    for run in results["realtime"]:
+        # The HTTP clock sees every call the fakes see (the clock counts measured messages only).
+        assert run["cpu_per_http_call_ms"] > 0
+        assert abs(run["http_calls_per_message"] - run["klaviyo_requests_per_message"]
+                   - run["ct_requests_per_message"]) <= 0.5
+    for run in results["bulk"]:
+        assert run["http_calls"] >= len(run["klaviyo_requests"]) and run["cpu_per_http_call_ms"] > 0
     assert results["cold_start"]["realtime"]["import_ms"] > 0
+    assert results["cold_start"]["hello"]["import_ms"] > 0
+    assert results["cold_start"]["realtime"]["import_ratio"] > 1
     assert results["cold_start"]["dependencies"]["packages"] > 0
 
     rows = {r["id"]: r for r in results["targets"]}

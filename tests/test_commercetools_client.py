@@ -13,6 +13,7 @@ from shared.commercetools import CommercetoolsClient, predicate_string
 from shared.config import load_settings
 from shared.deadline import Deadline
 from shared.errors import CommercetoolsError, ConfigError, DeadlineExceeded
+from shared.retry import MAX_AUTH_ATTEMPTS
 from tests.fakes.commercetools import FakeCommercetools, parse_predicate
 
 Fake, Client = FakeCommercetools, CommercetoolsClient
@@ -310,15 +311,25 @@ def test_503_stops_after_max_attempts(ct: Fake, ct_client: Client) -> None:
     ct.inject(503, times=None)
     with pytest.raises(CommercetoolsError):
         ct_client.get_order("o1", deadline=Deadline.after(30))
-    assert len(ct.api_requests("orders")) == 8  # the SDK's own urllib3 retries are off: no 8 x 3
+    assert len(ct.api_requests("orders")) == 8  # no retries in the HTTP adapter: not 8 x 3
 
 
 def test_definite_4xx_is_not_retried(ct: Fake, ct_client: Client) -> None:
-    ct.inject(403, times=None)
+    ct.inject(400, times=None)
     with pytest.raises(CommercetoolsError) as info:
         ct_client.get_payment("p1")
-    assert info.value.status == 403 and not info.value.retryable
+    assert info.value.status == 400 and not info.value.retryable
     assert len(ct.api_requests("payments")) == 1
+
+
+def test_403_is_a_short_bounded_retry_then_retryable(ct: Fake, ct_client: Client) -> None:
+    # A lost scope is an outage to redeliver, not a bad record; it is certain to repeat, so a
+    # few quick tries, not the whole deadline.
+    ct.inject(403, times=None)
+    with pytest.raises(CommercetoolsError) as info:
+        ct_client.get_payment("p1", deadline=Deadline.after(30))
+    assert info.value.status == 403 and info.value.retryable and info.value.auth_failure
+    assert len(ct.api_requests("payments")) == MAX_AUTH_ATTEMPTS
 
 
 def test_token_fetched_once_and_reused(ct: Fake, ct_client: Client) -> None:
@@ -362,15 +373,58 @@ def test_token_endpoint_503_is_retried(ct: Fake, ct_client: Client) -> None:
     assert len(ct.token_requests()) == 2
 
 
-def test_bad_credentials_fail_without_retries(ct: FakeCommercetools) -> None:
+def test_bad_credentials_are_a_bounded_retryable_outage(ct: FakeCommercetools) -> None:
     client = CommercetoolsClient(project_key=ct.project_key, client_id=ct.client_id,
                                  client_secret="wrong", api_url=ct.url, auth_url=ct.auth_url)
     with pytest.raises(CommercetoolsError) as info:
         client.get_customer("c1")
     error = info.value
-    assert (error.status, error.code, error.retryable) == (401, "invalid_client", False)
-    assert len(ct.token_requests()) == 1
+    assert (error.status, error.code, error.retryable) == (401, "invalid_client", True)
+    assert error.auth_failure and error.fix_variables.startswith("CTP_CLIENT_ID")
+    assert len(ct.token_requests()) == MAX_AUTH_ATTEMPTS
     assert "wrong" not in str(info.value)
+    # Also a ConfigError: one line that says which settings to fix.
+    assert isinstance(error, ConfigError)
+    assert "\n" not in str(error)
+    assert all(name in str(error) for name in ("CTP_CLIENT_ID", "CTP_CLIENT_SECRET", "CTP_SCOPES"))
+
+
+def test_scopes_of_another_project_are_refused_naming_the_settings(ct: FakeCommercetools) -> None:
+    client = CommercetoolsClient(project_key=ct.project_key, client_id=ct.client_id,
+                                 client_secret=ct.client_secret, api_url=ct.url,
+                                 auth_url=ct.auth_url, scopes=["view_orders:other-project"])
+    with pytest.raises(ConfigError, match="CTP_SCOPES") as info:
+        client.get_order("o1")
+    assert isinstance(info.value, CommercetoolsError)
+    assert (info.value.status, info.value.code) == (400, "invalid_scope")
+    assert info.value.retryable and info.value.auth_failure  # an outage: bounded retry
+    assert len(ct.token_requests()) == MAX_AUTH_ATTEMPTS and ct.api_requests() == []
+
+
+def test_a_burst_of_threads_at_start_up_asks_for_one_token(ct: Fake, ct_client: Client) -> None:
+    import threading
+
+    customer = ct.add("customers", {})
+    barrier = threading.Barrier(8)
+    results: list[object] = []
+
+    def worker() -> None:
+        barrier.wait()
+        results.append(ct_client.get_customer(customer["id"]))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [customer] * 8
+    assert len(ct.token_requests()) == 1 and len(ct.api_requests("customers")) == 8
+
+
+def test_building_a_client_does_no_io(ct: FakeCommercetools) -> None:
+    CommercetoolsClient(project_key=ct.project_key, client_id=ct.client_id,
+                        client_secret=ct.client_secret, api_url=ct.url, auth_url=ct.auth_url)
+    assert ct.requests == []
 
 
 def test_unreachable_api_is_retried_until_the_deadline() -> None:
@@ -429,9 +483,145 @@ def test_token_request_is_basic_auth_client_credentials(ct: Fake, ct_client: Cli
     assert len(ct.api_requests("carts")) == 1
 
 
-def test_token_answer_without_access_token_is_a_clear_error(ct: Fake, ct_client: Client) -> None:
+def test_token_answer_without_access_token_is_retried(ct: Fake, ct_client: Client) -> None:
+    # A 2xx that is not what commercetools documents is an outage: retried, not terminal.
     ct.inject(200, times=1, path="/oauth/token")
+    assert ct_client.get_cart("c1") is None
+    assert len(ct.token_requests()) == 2 and len(ct.api_requests("carts")) == 1
+    ct_client.session._token = None  # type: ignore[attr-defined]
+    ct.inject(200, times=None, path="/oauth/token")
+    with pytest.raises(DeadlineExceeded) as info:
+        ct_client.get_cart("c1", deadline=Deadline.after(0.3))
+    cause = info.value.__cause__
+    assert isinstance(cause, CommercetoolsError) and cause.code == "invalid_token_response"
+
+
+def test_query_answer_without_results_is_retryable(ct: Fake, ct_client: Client) -> None:
+    ct.inject(200, times=None, path=f"/{ct.project_key}/customers")
     with pytest.raises(CommercetoolsError) as info:
-        ct_client.get_cart("c1")
-    assert info.value.code == "invalid_token_response" and not info.value.retryable
-    assert ct.api_requests("carts") == []
+        list(ct_client.iter_pages("customers"))
+    assert info.value.status == 200 and info.value.retryable
+
+
+# ---- the token endpoint misbehaving (a raw socket server answers /oauth/token) ---------------
+
+
+def _token_server(answer: bytes, delay: float = 0.0):  # noqa: ANN202 - a tests.test_http.RawServer
+    from tests.test_http import RawServer
+
+    def behaviour(conn: socket.socket, n: int) -> bool:
+        time.sleep(delay)
+        conn.sendall(answer)
+        return True
+
+    return RawServer(behaviour)
+
+
+def _answer(status: str, body: bytes, extra: str = "") -> bytes:
+    return (f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: "
+            f"{len(body)}\r\n{extra}\r\n").encode() + body
+
+
+def _session_client(auth_url: str, api_url: str = "http://127.0.0.1:9") -> CommercetoolsClient:
+    return CommercetoolsClient(project_key="shop", client_id="cid", client_secret="sec",
+                               api_url=api_url, auth_url=auth_url, max_attempts=1)
+
+
+def test_a_redirecting_token_url_is_reported_not_followed() -> None:
+    server = _token_server(_answer("301 Moved Permanently", b"",
+                                   "Location: https://auth.example.com/oauth/token\r\n"))
+    try:
+        with pytest.raises(CommercetoolsError) as info:
+            _session_client(server.url).get_customer("c1")
+    finally:
+        server.close()
+    assert info.value.status == 301 and not info.value.retryable
+    assert len(server.requests) == 1
+
+
+def test_a_slow_token_endpoint_is_a_retryable_timeout() -> None:
+    server = _token_server(_answer("200 OK", b"{}"), delay=2.0)
+    client = CommercetoolsClient(project_key="shop", client_id="cid", client_secret="sec",
+                                 api_url="http://127.0.0.1:9", auth_url=server.url,
+                                 read_timeout=0.3, max_attempts=1)
+    started = time.monotonic()
+    try:
+        with pytest.raises(CommercetoolsError) as info:
+            client.get_customer("c1")
+    finally:
+        server.close()
+    assert time.monotonic() - started < 1.5
+    assert (info.value.status, info.value.code, info.value.retryable) == (None, "timeout", True)
+
+
+def test_a_token_granted_with_other_scopes_is_used() -> None:
+    # oauthlib raises when the granted scopes differ from those asked; commercetools may grant a
+    # subset, and the API's own 403s then say what is missing.
+    token = _answer("200 OK", b'{"access_token":"tok-1","token_type":"Bearer","expires_in":3600,'
+                              b'"scope":"view_customers:shop"}')
+    api = _token_server(_answer("404 Not Found", b'{"statusCode":404,"errors":[]}'))
+    auth = _token_server(token)
+    client = CommercetoolsClient(project_key="shop", client_id="cid", client_secret="sec",
+                                 api_url=api.url, auth_url=auth.url,
+                                 scopes=["view_customers:shop", "view_orders:shop"])
+    try:
+        assert client.get_customer("c1") is None
+    finally:
+        api.close()
+        auth.close()
+    assert b"Authorization: Bearer tok-1\r\n" in api.requests[0]
+
+
+# ---- against the SDK's own backend (commercetools.testing) ----------------------------------------
+# The SDK's in-process backend (requests_mock under our requests session) serves resources
+# serialised by the SDK's own schemas and answers the token request its OAuth session expects;
+# it ignores sort and offset, so paging stays with tests/fakes/commercetools.py.
+
+SDK_API_URL = "https://api.europe-west1.gcp.commercetools.com"
+SDK_AUTH_URL = "https://auth.europe-west1.gcp.commercetools.com"  # the only one it answers
+
+
+def _sdk_customer(email: str) -> object:
+    import datetime
+
+    from commercetools.platform import models
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    return models.Customer(id=str(uuid.uuid4()), version=3, created_at=now, last_modified_at=now,
+                           email=email, first_name="Ada", addresses=[], stores=[],
+                           is_email_verified=True,
+                           authentication_mode=models.AuthenticationMode.PASSWORD)
+
+
+@pytest.mark.filterwarnings("ignore")  # marshmallow 4 deprecations inside the SDK's schemas
+def test_reads_through_the_sdks_testing_backend() -> None:
+    import base64
+    from urllib.parse import parse_qs
+
+    from commercetools.testing import backend_mocker
+
+    with backend_mocker() as repo:
+        stored = _sdk_customer("ada@example.com")
+        repo.customers.add_existing(stored)
+        client = CommercetoolsClient(project_key="shop", client_id="cid", client_secret="sec",
+                                     api_url=SDK_API_URL, auth_url=SDK_AUTH_URL,
+                                     scopes=["view_customers:shop"])
+
+        customer = client.get_customer(stored.id)
+        found = client.get_by_ids("customers", ["missing", stored.id])
+        missing = client.get_customer(str(uuid.uuid4()))
+        history = repo.requests_mock.request_history
+
+    assert customer is not None and type(customer) is dict
+    assert (customer["id"], customer["version"], customer["email"], customer["firstName"]) == (
+        stored.id, 3, "ada@example.com", "Ada")
+    assert customer["isEmailVerified"] is True and "createdAt" in customer  # camelCase, raw
+    assert found == [customer] and missing is None
+    token, *api = history
+    assert token.url == SDK_AUTH_URL + "/oauth/token" and token.method == "POST"
+    assert token.headers["Authorization"] == "Basic " + base64.b64encode(b"cid:sec").decode()
+    assert parse_qs(token.text) == {"grant_type": ["client_credentials"],
+                                    "scope": ["view_customers:shop"]}
+    token_value = repo.auth.model.tokens[0]["access_token"]
+    assert [r.headers["Authorization"] for r in api] == [f"Bearer {token_value}"] * 3
+    assert len(repo.auth.model.tokens) == 1

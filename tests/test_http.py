@@ -1,4 +1,5 @@
-"""shared.http against real sockets: keep-alive reuse, stale connections, timeouts, bad URLs."""
+"""shared.http (sessions on `requests`) against real sockets: keep-alive reuse, stale connections,
+timeouts, bad URLs, header injection, proxies from the environment."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from shared.http import HttpClient, HttpFailure, InvalidRequest
+import requests
+
+from shared.http import HttpFailure, InvalidRequest, new_session, send
 
 Behaviour = Callable[[socket.socket, int], bool]  # (connection, request number) -> keep open?
 
@@ -83,19 +86,23 @@ def keep_alive(conn: socket.socket, n: int) -> bool:
     return True
 
 
+def session_for(server: RawServer, user_agent: str = "test/1") -> requests.Session:
+    return new_session(user_agent=user_agent, url=server.url)
+
+
 def test_connections_are_kept_alive_and_reused(serve: Callable[[Behaviour], RawServer]) -> None:
     server = serve(keep_alive)
-    client = HttpClient(user_agent="test/1")
+    session = session_for(server)
     for _ in range(5):
-        assert client.request("GET", server.url + "/a", timeout=(2, 2)).json() == {"ok": True}
+        assert send(session, "GET", server.url + "/a", timeout=(2, 2)).json() == {"ok": True}
     assert server.connections == 1 and len(server.requests) == 5
 
 
-def test_request_line_headers_params_and_json_body(serve: Callable[[Behaviour], RawServer]) -> None:
+def test_request_line_headers_params_and_body(serve: Callable[[Behaviour], RawServer]) -> None:
     server = serve(keep_alive)
-    client = HttpClient(user_agent="test/1")
-    client.request("POST", server.url + "/api/x", params=[("where", 'id in ("a b")')],
-                   json={"k": "é"}, headers={"revision": "r1"}, timeout=(2, 2))
+    session = session_for(server)
+    send(session, "POST", server.url + "/api/x", params=[("where", 'id in ("a b")')],
+         json={"k": "é"}, headers={"revision": "r1"}, timeout=(2, 2))
     raw = server.requests[0]
     assert raw.startswith(b"POST /api/x?where=id+in+%28%22a+b%22%29 HTTP/1.1\r\n")
     assert b"User-Agent: test/1\r\n" in raw and b"revision: r1\r\n" in raw
@@ -105,15 +112,16 @@ def test_request_line_headers_params_and_json_body(serve: Callable[[Behaviour], 
 
 def test_idle_connection_closed_by_the_server_is_replaced_silently(
         serve: Callable[[Behaviour], RawServer]) -> None:
-    # Servers close idle keep-alive connections without notice; the next request must not fail.
+    # Servers close idle keep-alive connections without notice; the next request must not fail
+    # (urllib3 checks a pooled connection before reusing it, with no retry of a sent request).
     def one_per_connection(conn: socket.socket, n: int) -> bool:
         answer(conn)  # no "Connection: close": the client believes it may reuse it
         return False
 
     server = serve(one_per_connection)
-    client = HttpClient(user_agent="test/1")
+    session = session_for(server)
     for _ in range(3):
-        assert client.request("GET", server.url + "/a", timeout=(2, 2)).status == 200
+        assert send(session, "GET", server.url + "/a", timeout=(2, 2)).status_code == 200
         time.sleep(0.05)  # let the close arrive
     assert server.connections == 3 and len(server.requests) == 3
 
@@ -124,20 +132,42 @@ def test_connection_close_answer_is_not_reused(serve: Callable[[Behaviour], RawS
         return False
 
     server = serve(close_after)
-    client = HttpClient(user_agent="test/1")
+    session = session_for(server)
     for _ in range(2):
-        client.request("GET", server.url + "/a", timeout=(2, 2))
+        send(session, "GET", server.url + "/a", timeout=(2, 2))
     assert server.connections == 2
 
 
 def test_fresh_connection_dropped_is_a_transport_failure(
         serve: Callable[[Behaviour], RawServer]) -> None:
     server = serve(lambda conn, n: False)  # reads the request, closes without answering
-    client = HttpClient(user_agent="test/1")
     with pytest.raises(HttpFailure) as info:
-        client.request("POST", server.url + "/a", json={}, timeout=(2, 2))
+        send(session_for(server), "POST", server.url + "/a", data=b"{}", timeout=(2, 2))
     assert not info.value.timed_out
-    assert len(server.requests) == 1  # a request that may have been processed is not re-sent
+    # No retry inside the adapter: a request that may have been processed is not re-sent.
+    assert len(server.requests) == 1
+
+
+def test_server_errors_are_answers_not_retried(serve: Callable[[Behaviour], RawServer]) -> None:
+    def unavailable(conn: socket.socket, n: int) -> bool:
+        conn.sendall(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
+                     b"Content-Length: 0\r\n\r\n")
+        return True
+
+    server = serve(unavailable)
+    response = send(session_for(server), "GET", server.url + "/a", timeout=(2, 2))
+    assert response.status_code == 503 and len(server.requests) == 1  # shared.retry decides
+
+
+def test_redirects_are_not_followed(serve: Callable[[Behaviour], RawServer]) -> None:
+    def redirect(conn: socket.socket, n: int) -> bool:
+        conn.sendall(b"HTTP/1.1 301 Moved\r\nLocation: http://127.0.0.1:9/elsewhere\r\n"
+                     b"Content-Length: 0\r\n\r\n")
+        return True
+
+    server = serve(redirect)
+    response = send(session_for(server), "GET", server.url + "/a", timeout=(2, 2))
+    assert response.status_code == 301 and len(server.requests) == 1
 
 
 def test_slow_answer_is_a_read_timeout(serve: Callable[[Behaviour], RawServer]) -> None:
@@ -146,46 +176,82 @@ def test_slow_answer_is_a_read_timeout(serve: Callable[[Behaviour], RawServer]) 
         return False
 
     server = serve(slow)
-    client = HttpClient(user_agent="test/1")
     started = time.monotonic()
     with pytest.raises(HttpFailure) as info:
-        client.request("GET", server.url + "/a", timeout=(2, 0.2))
+        send(session_for(server), "GET", server.url + "/a", timeout=(2, 0.2))
     assert info.value.timed_out and time.monotonic() - started < 0.9
+
+
+def test_connect_timeout_is_a_timeout() -> None:
+    # A listener whose backlog is full never completes the handshake of the next connection.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", port))
+            fillers.append(s)
+        time.sleep(0.05)
+        try:
+            url = f"http://127.0.0.1:{port}/"
+            started = time.monotonic()
+            with pytest.raises(HttpFailure) as info:
+                send(new_session(user_agent="t", url=url), "GET", url, timeout=(0.3, 5))
+            elapsed = time.monotonic() - started
+        finally:
+            for s in fillers:
+                s.close()
+    if not info.value.timed_out:
+        pytest.skip("this kernel refuses rather than drops connections beyond the backlog")
+    assert elapsed < 2
 
 
 def test_refused_connection_is_a_transport_failure() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/"
     with pytest.raises(HttpFailure) as info:
-        HttpClient(user_agent="t").request("GET", f"http://127.0.0.1:{port}/", timeout=(1, 1))
+        send(new_session(user_agent="t", url=url), "GET", url, timeout=(1, 1))
     assert not info.value.timed_out
 
 
 @pytest.mark.parametrize("url", ["localhost:80/x", "ftp://host/x", "http:///x",
-                                 "http://host:notaport/x", "http://host/a b",
-                                 "http://host/a\r\nX-Injected: 1"])
+                                 "http://host:notaport/x", "/relative"])
 def test_unsendable_urls_are_invalid_requests(url: str) -> None:
     with pytest.raises(InvalidRequest):
-        HttpClient(user_agent="t").request("GET", url, timeout=(1, 1))
+        send(new_session(user_agent="t", url="http://host"), "GET", url, timeout=(1, 1))
 
 
-def test_header_injection_is_refused(serve: Callable[[Behaviour], RawServer]) -> None:
+def test_line_breaks_in_a_url_cannot_inject_headers(
+        serve: Callable[[Behaviour], RawServer]) -> None:
+    server = serve(keep_alive)
+    send(session_for(server), "GET", server.url + "/a\r\nX-Injected: 1", timeout=(2, 2))
+    (raw,) = server.requests
+    assert b"X-Injected" not in raw.split(b"\r\n\r\n")[0].split(b"\r\n", 1)[1]
+    assert raw.startswith(b"GET /a%0D%0AX-Injected:%201 HTTP/1.1\r\n")
+
+
+@pytest.mark.parametrize("value", ["a\r\nY: b", "a\nY: b", "a\rY: b"])
+def test_header_injection_is_refused(serve: Callable[[Behaviour], RawServer], value: str) -> None:
     server = serve(keep_alive)
     with pytest.raises(InvalidRequest):
-        HttpClient(user_agent="t").request("GET", server.url, headers={"X": "a\r\nY: b"},
-                                           timeout=(1, 1))
+        send(session_for(server), "GET", server.url, headers={"X": value}, timeout=(1, 1))
+    assert server.requests == []
 
 
 def test_concurrent_requests_share_the_pool(serve: Callable[[Behaviour], RawServer]) -> None:
     server = serve(keep_alive)
-    client = HttpClient(user_agent="t")
+    session = session_for(server)
     errors: list[BaseException] = []
 
     def worker() -> None:
         try:
             for _ in range(20):
-                assert client.request("GET", server.url + "/a", timeout=(2, 2)).status == 200
+                assert send(session, "GET", server.url + "/a", timeout=(2, 2)).status_code == 200
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -196,6 +262,59 @@ def test_concurrent_requests_share_the_pool(serve: Callable[[Behaviour], RawServ
         t.join()
     assert not errors
     assert len(server.requests) == 160 and server.connections <= 8
+
+
+def test_pool_holds_a_connection_per_serving_thread(serve: Callable[[Behaviour], RawServer],
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # functions-framework serves THREADS threads; each keeps its connection between deliveries.
+    monkeypatch.setenv("THREADS", "16")
+    server = serve(keep_alive)
+    session = session_for(server)
+    barrier = threading.Barrier(16)
+
+    def worker() -> None:
+        for _ in range(3):
+            barrier.wait()
+            send(session, "GET", server.url + "/a", timeout=(2, 2))
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Not more than 16 ever opened: none was discarded for want of room in the pool.
+    assert len(server.requests) == 48 and server.connections <= 16
+
+
+def test_proxies_come_from_the_environment_once(serve: Callable[[Behaviour], RawServer],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The proxy is a plain HTTP server here: a proxied plain-http request is sent to it with the
+    # absolute URL in the request line.
+    proxy = serve(keep_alive)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url)
+    monkeypatch.setenv("NO_PROXY", "bypassed.example")
+    proxied = new_session(user_agent="t", url="http://api.example/")
+    bypassed = new_session(user_agent="t", url="http://bypassed.example/")
+    monkeypatch.delenv("HTTP_PROXY")  # resolved at construction, not per request
+
+    assert send(proxied, "GET", "http://api.example/x", timeout=(2, 2)).status_code == 200
+    assert proxy.requests[0].startswith(b"GET http://api.example/x HTTP/1.1\r\n")
+    assert bypassed.proxies == {}
+
+
+def test_no_proxy_variables_no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy",
+                 "all_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    session = new_session(user_agent="t", url="https://a.klaviyo.com")
+    assert session.proxies == {} and session.trust_env is False and session.verify is True
+
+
+def test_a_proxy_ca_bundle_from_the_environment_is_trusted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/corporate-proxy-ca.pem")
+    assert new_session(user_agent="t", url="https://a.klaviyo.com").verify == (
+        "/etc/corporate-proxy-ca.pem")
 
 
 def test_retry_after_seconds_and_http_date() -> None:

@@ -2,8 +2,10 @@
 
 Plain HTML with a little JavaScript, no build step. It calls the bulk API itself (`GET
 /sync/<kind>` every second for each kind's latest job; `POST /sync/<kind>`, `/stop`, and a
-partial sync by ids), carrying the page's own `?key=` on to those calls, so behind API Gateway it
-needs exactly the API's authentication. In demo and preview mode (`make run`) the local server
+partial sync by ids). Behind API Gateway the page itself holds no data and needs no credential,
+while every call it makes needs the API's: the operator pastes a Google ID token (`gcloud auth
+print-identity-token …`) into the page, which keeps it in the tab's sessionStorage and sends it as
+`Authorization: Bearer` — never in a URL. In demo and preview mode (`make run`) the local server
 also answers `/_demo/preview` (what the Klaviyo preview sink received) and `/_demo/change` (the
 sandbox's "make a change"); elsewhere those 404 and the page leaves their panels out.
 """
@@ -43,7 +45,9 @@ _PAGE = """<!doctype html>
  max-height:320px;font-size:12px;margin:4px 0} .muted{color:#777;font-size:12px}
 </style></head><body>
 <header><h1>commercetools → Klaviyo</h1><span id="mode">connector console</span>
-<span id="msg" class="muted" style="color:#cfd6e4"></span></header>
+<span id="msg" class="muted" style="color:#cfd6e4"></span>
+<input id="token" type="password" placeholder="ID token (behind API Gateway)" autocomplete="off"
+ style="margin-left:auto;width:16em"></header>
 <main>
 <div class="kinds">__CARDS__</div>
 <section id="preview" hidden>
@@ -60,15 +64,20 @@ _PAGE = """<!doctype html>
 </main>
 <script>
 const KINDS = __KINDS__;
-const key = new URLSearchParams(location.search).get("key");
-const q = (p) => key ? p + (p.includes("?") ? "&" : "?") + "key=" + encodeURIComponent(key) : p;
+let token = sessionStorage.getItem("idToken") || "";
+const tokenBox = document.querySelector("#token");
+tokenBox.value = token;
+tokenBox.addEventListener("change", () => {
+  token = tokenBox.value.trim(); sessionStorage.setItem("idToken", token); });
+function authHeaders(h){ if (token) h["Authorization"] = "Bearer " + token; return h; }
 const $ = (s) => document.querySelector(s);
 const fmt = (n) => n == null ? "–" : Number(n).toLocaleString("en");
 function secs(s){ if (s == null) return "–"; s = Math.round(s);
   return s < 90 ? s + " s" : Math.floor(s/60) + " min " + (s%60) + " s"; }
 function say(t){ $("#msg").textContent = t; }
 async function api(method, path, body){
-  const r = await fetch(q(path), {method, headers: body ? {"Content-Type": "application/json"} : {},
+  const r = await fetch(path, {method,
+                               headers: authHeaders(body ? {"Content-Type": "application/json"} : {}),
                                   body: body ? JSON.stringify(body) : undefined});
   let data = {}; try { data = await r.json(); } catch (e) {}
   return {status: r.status, data};

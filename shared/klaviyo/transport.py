@@ -1,4 +1,5 @@
-"""HTTP core of the Klaviyo client: pooled session, JSON:API errors, deadline-bounded retries."""
+"""HTTP core of the Klaviyo client: a pooled `requests` session, JSON:API errors, deadline-bounded
+retries."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ from urllib.parse import urlsplit
 
 from shared.deadline import Deadline
 from shared.errors import DeadlineExceeded, KlaviyoError
-from shared.http import HttpClient, HttpFailure, InvalidRequest, Response, retry_after_seconds
+import requests
+
+from shared.http import (
+    HttpFailure,
+    InvalidRequest,
+    new_session,
+    parse_json,
+    retry_after_seconds,
+    send,
+)
 from shared.klaviyo.limiter import RateLimiter
 from shared.log import get_logger
 from shared.retry import call_with_retry
@@ -58,7 +68,7 @@ class KlaviyoTransport:
         revision: str,
         *,
         timeout: tuple[float, float] = DEFAULT_TIMEOUT,
-        http: HttpClient | None = None,
+        session: requests.Session | None = None,
         max_attempts: int = 8,
         retry_base: float = 0.25,
         retry_cap: float = 8.0,
@@ -79,13 +89,14 @@ class KlaviyoTransport:
             "accept": JSONAPI,
         }
         self._json_headers = {**self._headers, "content-type": JSONAPI}
-        self.http = http or HttpClient(user_agent=USER_AGENT)
+        # One session (one connection pool) per client, shared by the instance's threads.
+        self.session = session or new_session(user_agent=USER_AGENT, url=self.base_url)
 
     def __repr__(self) -> str:  # never show the key
         return f"{type(self).__name__}(base_url={self.base_url!r}, revision={self.revision!r})"
 
     def close(self) -> None:
-        self.http.close()
+        self.session.close()
 
     def __enter__(self) -> KlaviyoTransport:
         return self
@@ -156,8 +167,8 @@ class KlaviyoTransport:
         url = path if path.startswith(("http://", "https://")) else self.base_url + path
         headers = self._headers if json is None else self._json_headers
         try:
-            resp = self.http.request(method, url, json=json, params=params, headers=headers,
-                                     timeout=timeout)
+            resp = send(self.session, method, url, params=params, headers=headers, json=json,
+                        timeout=timeout)
         except InvalidRequest as exc:
             raise KlaviyoError(
                 f"cannot call Klaviyo at {template}: {exc}",
@@ -172,35 +183,35 @@ class KlaviyoTransport:
                 f"Klaviyo unreachable on {method} {template}: {exc}",
                 status=None, code="transport_error",
             ) from exc
-        if resp.status in ok:
+        if resp.status_code in ok:
             return self._parse_success(resp, method, template)
         error = self._error_from(resp, method, template)
-        if resp.status == 429 and self.limiter is not None:
+        if resp.status_code == 429 and self.limiter is not None:
             self.limiter.throttled(method, template, error.retry_after)
         raise error
 
     @staticmethod
     def _parse_success(
-        resp: Response, method: str, template: str
+        resp: requests.Response, method: str, template: str
     ) -> dict[str, Any] | None:
         if not resp.content:
             return None
         try:
-            body = resp.json()
+            body = parse_json(resp.content)
         except ValueError as exc:
             # A garbled answer tells us nothing about whether the write happened; writes are
             # idempotent, so asking again is the safe reading.
             raise KlaviyoError(
-                f"Klaviyo sent a non-JSON {resp.status} on {method} {template}",
-                status=resp.status, code="invalid_response", retryable=True,
+                f"Klaviyo sent a non-JSON {resp.status_code} on {method} {template}",
+                status=resp.status_code, code="invalid_response", retryable=True,
             ) from exc
         return body if isinstance(body, dict) else {"data": body}
 
     @staticmethod
-    def _error_from(resp: Response, method: str, template: str) -> KlaviyoError:
+    def _error_from(resp: requests.Response, method: str, template: str) -> KlaviyoError:
         errors: list[dict[str, Any]] = []
         try:
-            body = resp.json()
+            body = parse_json(resp.content)
             if isinstance(body, dict) and isinstance(body.get("errors"), list):
                 errors = [e for e in body["errors"] if isinstance(e, dict)]
         except ValueError:
@@ -208,9 +219,9 @@ class KlaviyoTransport:
         code = errors[0].get("code") if errors else None
         # Message carries status and code only: `detail` can echo an email or a phone number.
         return KlaviyoError(
-            f"Klaviyo answered {resp.status}{f' {code}' if code else ''} "
+            f"Klaviyo answered {resp.status_code}{f' {code}' if code else ''} "
             f"on {method} {template}",
-            status=resp.status,
+            status=resp.status_code,
             code=code,
             errors=errors,
             retry_after=retry_after_seconds(resp.headers.get("Retry-After")),

@@ -97,6 +97,10 @@ class CheckoutMappingConfig:
     checkout_url_template: str | None = None
     locale: str | None = None
     product_url_template: str | None = None
+    # The order items' attribute and brand settings: a checkout item looks like an order item.
+    item_attributes_include: tuple[str, ...] = ()
+    item_attributes_exclude: tuple[str, ...] = ()
+    brand_attribute: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> CheckoutMappingConfig:
@@ -106,12 +110,18 @@ class CheckoutMappingConfig:
             checkout_url_template=settings.checkout_url_template,
             locale=settings.preferred_locale,
             product_url_template=getattr(settings, "product_url_template", None),
+            item_attributes_include=tuple(getattr(settings, "order_item_attributes_include", ())),
+            item_attributes_exclude=tuple(getattr(settings, "order_item_attributes_exclude", ())),
+            brand_attribute=getattr(settings, "order_brand_attribute", None),
         )
 
     def item_config(self) -> OrderMappingConfig:
-        """What the order mapping's item builder reads (locale and product URLs)."""
+        """What the order mapping's item builder reads (locale, product URLs, attributes)."""
         return OrderMappingConfig(locale=self.locale,
-                                  product_url_template=self.product_url_template)
+                                  product_url_template=self.product_url_template,
+                                  item_attributes_include=self.item_attributes_include,
+                                  item_attributes_exclude=self.item_attributes_exclude,
+                                  brand_attribute=self.brand_attribute)
 
 
 def skip_reason(cart: Cart, config: CheckoutMappingConfig) -> str | None:

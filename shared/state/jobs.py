@@ -93,10 +93,15 @@ class Job(_Model):
     counts: Counts = Field(default_factory=Counts)
     errors: list[JobError] = Field(default_factory=list)  # the first N record errors
     errorCount: int = 0  # all record errors, including those beyond the first N
+    notFound: int = 0  # partial sync: ids commercetools did not have
+    notFoundIds: list[str] = Field(default_factory=list)  # the first N of them
     attempts: int = 0  # failed attempts at the current batch
     reason: str | None = None  # why the job failed or stopped
     errorCode: str | None = None  # Klaviyo/CT error code (or exception type) that failed it
     worker: str | None = None  # instance that last ran a batch
+    # Who asked (the API's authenticated caller, "cli" or "local"): an operator's identity.
+    startedBy: str | None = None
+    stoppedBy: str | None = None  # who asked it to stop, or released its lock
     leaseExpiresAt: datetime | None = None
     createdAt: datetime
     startedAt: datetime | None = None
@@ -171,9 +176,11 @@ class Created(BaseModel):
 
 
 def new_job(
-    kind: Kind, *, ids: Sequence[str] | None, delete_all: bool, now: datetime, lease: timedelta
+    kind: Kind, *, ids: Sequence[str] | None, delete_all: bool, now: datetime, lease: timedelta,
+    started_by: str | None = None,
 ) -> Job:
     return Job(
+        startedBy=started_by,
         id=new_job_id(),
         kind=kind,
         phase="deleting" if delete_all else "syncing",
@@ -239,9 +246,12 @@ def apply_batch(
         counts.skipped += result.skipped
     room = max(0, max_errors - len(job.errors))
     errors = job.errors + [JobError.of(e) for e in result.errors[:room]]
+    not_found_room = max(0, max_errors - len(job.notFoundIds))
     update: dict = {
         "counts": counts,
         "errors": errors,
+        "notFound": job.notFound + len(result.not_found),
+        "notFoundIds": job.notFoundIds + result.not_found[:not_found_room],
         "errorCount": job.errorCount + max(len(result.errors), result.failed),
         "seq": job.seq + 1,
         "attempts": 0,
