@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -158,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
               "port with `make run PORT=8090` (or --port)", file=sys.stderr)
         return 2
     print(_banner(mode, base, sandbox), file=sys.stderr, flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # `kill`: close the port, stop fakes
     try:
         server.serve_forever()
     except KeyboardInterrupt:
