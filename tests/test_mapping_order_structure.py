@@ -313,7 +313,10 @@ def test_no_address_no_key() -> None:
 
 def test_us_state_on_the_placed_order_profile_and_addresses() -> None:
     us = {"country": "US", "state": "CA", "city": "LA"}
-    placed = placed_order_events(order(billingAddress=us, shippingAddress={**us, "state": "NV"}),
+    # A guest order: only then does Placed Order carry a location (a registered customer's
+    # profile keeps the location the customer processor sends, issue 14 §2).
+    placed = placed_order_events(order(customerId=None, customerEmail="guest@example.com",
+                                       billingAddress=us, shippingAddress={**us, "state": "NV"}),
                                  {}, OrderMappingConfig())[0]
     assert placed.profile["location"] == {"country": "US", "region": "CA", "city": "LA"}
     assert placed.properties["BillingAddress"]["Region"] == "CA"
