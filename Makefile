@@ -1,19 +1,23 @@
-# Quick start: `make run` serves both functions on localhost; `make test` runs the whole suite.
+# Quick start: `make run` serves both functions on localhost (a demo when nothing is configured;
+# `make run PORT=8090` for another port); `make test` runs the whole suite.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+PORT ?= 8080
 
 .PHONY: install run test clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@echo "make: creating $(VENV) and installing requirements-dev.txt into it (first run only; about a minute or two)..."
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@echo "make: dependencies installed"
 	touch $@
 
 install: $(VENV)/.installed
 
 run: install
-	$(PY) -m deploy.local
+	$(PY) -m deploy.local --port $(PORT)
 
 test: install
 	$(PY) -m pytest

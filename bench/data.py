@@ -278,3 +278,26 @@ def rt_product_published(i: int) -> Doc:
     projection.update(published=True, hasStagedChanges=False)
     return message("product", doc["id"], "ProductPublished", 20_000_000 + i,
                    productProjection=projection, removedImageUrls=[], scope="All")
+
+
+def rt_order_state_changed(i: int, customers: int) -> Doc:
+    """The order reached Complete (the message's state: a Fulfilled Order)."""
+    doc, _ = order(i, customers, prefix=RT_PREFIX, lines=RT_ORDER_LINES, product_pool=100)
+    return message("order", doc["id"], "OrderStateChanged", 30_000_000 + i,
+                   orderState="Complete", oldOrderState="Open")
+
+
+def rt_refund_succeeded(i: int, customers: int) -> Doc:
+    """A Refund transaction reached Success (orders with index 4 mod 10 carry one)."""
+    k = (i * 10 + 4) % max(10, customers - customers % 10)
+    doc, pay = order(k, customers, prefix=RT_PREFIX, lines=RT_ORDER_LINES, product_pool=100)
+    refund = next(t for t in pay["transactions"] if t["type"] == "Refund")
+    return message("payment", pay["id"], "PaymentTransactionStateChanged", 40_000_000 + i,
+                   transactionId=refund["id"], state="Success")
+
+
+def rt_category_updated(i: int) -> Doc:
+    """A change notification for a root category (it has CATEGORY_CHILDREN descendants)."""
+    return {"notificationType": "ResourceUpdated", "projectKey": PROJECT_KEY,
+            "resource": {"typeId": "category", "id": doc_id("category", i % CATEGORY_ROOTS)},
+            "version": 2, "oldVersion": 1, "modifiedAt": "2026-01-02T00:00:00.000Z"}

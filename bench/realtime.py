@@ -178,6 +178,11 @@ def run(fakes: FakeServers, *, messages: int = 300, warmup: int = 30,
         cases: list[tuple[str, Callable[[int], dict[str, Any]]]] = [
             ("CustomerCreated", data.rt_customer_created),
             ("OrderCreated (5 lines)", lambda i: data.rt_order_created(i, count)),
+            ("OrderStateChanged (Complete, 5 lines)",
+             lambda i: data.rt_order_state_changed(i, count)),
+            ("PaymentTransactionStateChanged (refund, 5 lines)",
+             lambda i: data.rt_refund_succeeded(i, count)),
+            ("Category ResourceUpdated (root, 5 descendants)", data.rt_category_updated),
             # First publish: the item is new (update answers 404, then create + 10 variants).
             ("ProductPublished (10 variants, new item)", data.rt_product_published),
             # Republish after an edit: update the item, list its variants, update all 10.

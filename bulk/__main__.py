@@ -8,8 +8,9 @@
   python -m bulk release KIND     force-release the kind's lock (its job is marked failed)
 
 Always the embedded runner (state in BULK_LOCAL_STATE_FILE, tasks on a worker thread), with the
-same job runner and exporters as the Cloud Functions. Progress goes to stderr, the summary to
-stdout. Exit status: 0 completed, 1 failed or stopped, 2 bad usage/configuration, 3 a sync of
+same job runner and exporters as the Cloud Functions. Progress (a tqdm bar of records read
+against the job's total, with rate and ETA) and log lines go to stderr, the summary to stdout
+(with --json, only the JSON). Exit status: 0 completed, 1 failed or stopped, 2 bad usage/configuration, 3 a sync of
 that kind is already running, 130 interrupted.
 """
 
@@ -27,10 +28,9 @@ from shared.bulk.base import KINDS, Kind
 from shared.bulk.runner import Conflict, EnqueueError, Runner, build_runner
 from shared.bulk.tasks import LocalTaskQueue
 from shared.errors import ConfigError
-from shared.state.jobs import Job, JobStatus, utcnow
+from shared.state.jobs import Job, JobStatus, progress, utcnow
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONFLICT, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-SPINNER = "|/-\\"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -67,49 +67,51 @@ def _counts(job: Job) -> str:
     return (f"deleted {c.deleted:,}  " if job.deleteAll else "") + text
 
 
-def _bar(done: int, total: int, width: int = 24) -> str:
-    fraction = min(1.0, done / total) if total else 1.0
-    filled = int(fraction * width)
-    return f"[{'#' * filled}{'.' * (width - filled)}] {fraction:4.0%}"
-
-
 class Progress:
-    """One updating line on a terminal; a line per saved batch otherwise."""
+    """A tqdm bar of records read against the job's total (counted at its start with
+    commercetools' withTotal): percentage, rate and ETA, redrawn on each saved batch."""
 
     def __init__(self, stream: IO[str], enabled: bool) -> None:
         self.stream = stream
         self.enabled = enabled
         self.tty = enabled and stream.isatty()
-        self.started = time.monotonic()
-        self._last: tuple[int, JobStatus] | None = None
-        self._tick = 0
+        self._bar: Any = None
+        self._last: tuple[int, JobStatus, int | None] | None = None
+
+    def _open(self, job: Job) -> Any:
+        from tqdm import tqdm
+
+        return tqdm(total=job.total, desc=job.kind, unit=" records",
+                    file=self.stream, dynamic_ncols=self.tty, ascii=not self.tty,
+                    mininterval=0.2 if self.tty else 0, leave=True,
+                    bar_format=None if job.total is not None else
+                    "{desc}: {n_fmt} records [{elapsed}, {rate_fmt}]{postfix}")
 
     def update(self, job: Job) -> None:
         if not self.enabled:
             return
-        if not self.tty and (job.seq, job.status) == self._last:
+        state = (job.seq, job.status, job.total)
+        if state == self._last:
             return
-        self._last = (job.seq, job.status)
-        self._tick += 1
-        elapsed = time.monotonic() - self.started
-        phase = "deleting" if job.phase == "deleting" else job.status.value
-        if job.idCount and job.phase == "syncing":
-            gauge = _bar(job.counts.read, job.idCount)
-        else:
-            gauge = SPINNER[self._tick % len(SPINNER)] if self.tty else ""
-        rate = f"{job.counts.read / elapsed:,.0f}/s" if elapsed > 0 and job.counts.read else ""
-        line = (f"{job.kind} {phase}  batch {job.seq}  {_counts(job)}  {gauge} {rate} "
-                f"{elapsed:6.1f}s").rstrip()
-        if self.tty:
-            self.stream.write("\r\033[K" + line)
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+        self._last = state
+        if self._bar is None or (self._bar.total is None and job.total is not None):
+            if self._bar is not None:
+                self._bar.close()
+            self._bar = self._open(job)
+        c = job.counts
+        postfix = {"status": job.status.value, "sent": c.sent, "skipped": c.skipped,
+                   "failed": c.failed}
+        if job.deleteAll:
+            postfix = {"deleted": c.deleted, **postfix}
+        self._bar.set_postfix(postfix, refresh=False)
+        self._bar.update(max(0, c.read - self._bar.n))
+        if not self.tty:
+            self._bar.refresh()
 
     def close(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _summary(job: Job, out: IO[str], *, as_json: bool, elapsed: float | None = None) -> None:
@@ -118,6 +120,12 @@ def _summary(job: Job, out: IO[str], *, as_json: bool, elapsed: float | None = N
         return
     took = f" in {elapsed:.1f}s" if elapsed is not None else ""
     out.write(f"{job.kind} sync {job.status.value}{took} (job {job.id})\n")
+    p = progress(job, utcnow())
+    total = f" of {p['total']:,}" if p["total"] is not None else ""
+    percent = f" ({p['percent']:g} %)" if p["percent"] is not None else ""
+    rate = f", {p['ratePerSecond']:,.0f}/s" if p["ratePerSecond"] else ""
+    eta = f", ETA {p['etaSeconds']:,.0f} s" if p["etaSeconds"] is not None else ""
+    out.write(f"  read {p['read']:,}{total}{percent}{rate}{eta}\n")
     out.write(f"  {_counts(job)}  batches {job.seq}  cursor {job.cursor or '-'}\n")
     if job.reason or job.errorCode:
         out.write(f"  reason: {job.reason or '-'}  error code: {job.errorCode or '-'}\n")
@@ -223,7 +231,9 @@ def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None,
 
     try:
         settings = load_settings()
-        log.configure("WARNING" if settings.log_level == "INFO" else settings.log_level)
+        # Logs go to stderr: stdout carries only the command's output (--json: only JSON).
+        log.configure("WARNING" if settings.log_level == "INFO" else settings.log_level,
+                      stream=err)
         runner = build_runner(settings, local=True)
     except ConfigError as exc:
         err.write(f"{exc}\n")
@@ -240,8 +250,9 @@ def main(argv: Sequence[str] | None = None, *, out: IO[str] | None = None,
         return EXIT_OK
     if args.command == "stop":
         job = runner.stop(args.kind)
-        if job is None:
-            err.write(f"no {args.kind} sync is running\n")
+        if job is None or not job.live:
+            ended = f" (job {job.id} has ended: {job.status.value})" if job else ""
+            err.write(f"no {args.kind} sync is running{ended}\n")
             return EXIT_FAILED
         out.write(f"job {job.id} stops after its current batch\n")
         return EXIT_OK

@@ -38,9 +38,14 @@ def _read_body(request: flask.Request) -> bytes | None:
 
 @functions_framework.http
 def sync_api(request: flask.Request) -> flask.Response:
+    if request.path == "/" and request.method in ("GET", "HEAD"):
+        from shared.bulk.console import render  # the operator console (no API call of its own)
+
+        return flask.Response(render(), status=200, mimetype="text/html",
+                              headers={"Cache-Control": "no-store"})
     body = _read_body(request)
     response: Response = api.too_large() if body is None else api.handle(
-        request.method, request.path, body
+        request.method, request.path, body, request.headers
     )
     return flask.Response(response.json(), status=response.status, headers=response.headers,
                           mimetype="application/json")

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
+from deploy.operator import one_line_errors
+
 DEFAULT_SUBSCRIPTION = "ct-klaviyo-ct-messages-dead-letter"
 LEASE_SECONDS = 600  # Pub/Sub's maximum ack deadline
 RELEASE_AFTER_SECONDS = 240  # renew held leases when the last renewal is older than this
@@ -269,6 +271,7 @@ def _project(arg: str | None) -> str:
     return project
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None,
          runner: Callable[[], Callable[[dict[str, Any]], Any]] = realtime_runner) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.deadletters",

@@ -1,6 +1,7 @@
 """The functions' environment variables, for `gcloud functions deploy --env-vars-file` (deploy.sh).
 
-    python -m deploy.envvars [--set NAME=VALUE ...] > env.yaml
+    python -m deploy.envvars [--set NAME=VALUE ...] [--allow-test-urls] > env.yaml
+    python -m deploy.envvars --secret NAME      # a secret's value from the environment or .env
 
 Reads the connector's settings the way the functions do (environment first, then `.env` or
 CONNECTOR_ENV_FILE), keeps the ones that are explicitly set, leaves out what must not be deployed
@@ -9,6 +10,10 @@ and applies the `--set` overrides (what deploy.sh decides itself: GOOGLE_CLOUD_P
 backend and topic). The result is validated like the functions validate it at start-up, so a bad
 setting fails the deployment here, with one line naming the variable, instead of every cold start.
 
+Settings that point the deployment at a test double are refused unless --allow-test-urls: a
+commercetools URL on a loopback, private or link-local address or `localhost`, or over plain
+http; any KLAVIYO_BASE_URL other than Klaviyo's own.
+
 The list of settings is `shared.config.Settings` itself: a setting added there is deployed as soon as
 it is set, with no list to update here.
 """
@@ -16,11 +21,13 @@ it is set, with no list to update here.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
 import typing
 from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
@@ -87,6 +94,48 @@ def validate(values: Mapping[str, str]) -> None:
         os.environ.update(saved)
 
 
+def _test_host(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost") or not host:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private or address.is_link_local \
+        or address.is_unspecified
+
+
+def test_urls(values: Mapping[str, str]) -> list[str]:
+    """The settings that point at a test double rather than the real services (one line each)."""
+    problems = []
+    for name in ("CTP_API_URL", "CTP_AUTH_URL"):
+        url = values.get(name)
+        if url is None:
+            continue
+        parts = urlsplit(url)
+        if _test_host(parts.hostname or ""):
+            problems.append(f"{name}={url} is a local address")
+        elif parts.scheme != "https":
+            problems.append(f"{name}={url} is not https")
+    default = str(Settings.model_fields["klaviyo_base_url"].default)
+    klaviyo = values.get("KLAVIYO_BASE_URL")
+    if klaviyo is not None and klaviyo.rstrip("/") != default:
+        problems.append(f"KLAVIYO_BASE_URL={klaviyo} is not Klaviyo's API ({default})")
+    return problems
+
+
+def secret_value(name: str, environ: Mapping[str, str]) -> str:
+    """A secret setting's value: the environment first, then the settings file (may be "")."""
+    if name.lower() not in secret_fields():
+        raise ConfigError(f"--secret {name}: not a secret setting of the connector")
+    for source in (environ, _env_file_values()):
+        for key, value in source.items():
+            if key.lower() == name.lower() and value:
+                return value
+    return ""
+
+
 def to_yaml(values: Mapping[str, str]) -> str:
     # JSON strings are YAML strings: every value stays a string, whatever it looks like.
     return "".join(f"{name}: {json.dumps(value)}\n" for name, value in values.items())
@@ -97,7 +146,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                         help="set (or override) one variable")
+    parser.add_argument("--allow-test-urls", action="store_true",
+                        help="deploy local or test-double service URLs anyway")
+    parser.add_argument("--secret", metavar="NAME",
+                        help="print this secret's value (environment, then .env) and stop")
     args = parser.parse_args(argv)
+    if args.secret:
+        try:
+            sys.stdout.write(secret_value(args.secret, os.environ))
+        except ConfigError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        return 0
     overrides = {}
     for item in args.set:
         name, sep, value = item.partition("=")
@@ -109,6 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         validate(values)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problems = [] if args.allow_test_urls else test_urls(values)
+    if problems:
+        print(f"error: {'; '.join(problems)}: this would deploy a test setup (pass "
+              "--allow-test-urls to deploy it anyway)", file=sys.stderr)
         return 2
     sys.stdout.write(to_yaml(values))
     return 0

@@ -143,27 +143,51 @@ list_names() {
 # grant MEMBER ROLE GCLOUD-GROUP... -- RESOURCE [FLAGS...]
 #   e.g. grant serviceAccount:x@p.iam.gserviceaccount.com roles/pubsub.publisher \
 #          gcloud pubsub topics -- my-topic --project=p
-# Adds the IAM binding on the resource unless it is already there.
+# Adds the IAM binding on the resource unless it is already there. With CONDITION_TITLE and
+# CONDITION_EXPRESSION set (project policies only), the binding carries that IAM condition.
 grant() {
-  local member=$1 role=$2 group=()
-  shift 2
+  _iam add "$@"
+}
+
+# revoke MEMBER ROLE GCLOUD-GROUP... -- RESOURCE [FLAGS...]: removes the (unconditional) binding
+# if it is there.
+revoke() {
+  _iam remove "$@"
+}
+
+_iam() {
+  local verb=$1 member=$2 role=$3 group=()
+  shift 3
   while [[ $1 != -- ]]; do
     group+=("$1")
     shift
   done
   shift
-  local check=("${group[@]}" get-iam-policy "$@" --flatten=bindings[].members
-    "--filter=bindings.role=\"$role\" AND bindings.members=\"$member\""
-    --format=value\(bindings.role\))
+  local title=${CONDITION_TITLE:-} filter="bindings.role=\"$role\" AND bindings.members=\"$member\""
   local extra=()
-  # A project policy with conditional bindings needs an explicit choice; ours are unconditional.
-  if [[ ${group[*]} == "gcloud projects" ]]; then extra=(--condition=None); fi
-  if ((DRY_RUN)); then
-    printf '# unless bound: %s\n' "$(show "${check[@]}")"
-  elif [[ -n "$("${check[@]}" 2>/dev/null || true)" ]]; then
-    return 0
+  if [[ -n $title ]]; then
+    filter+=" AND bindings.condition.title=\"$title\""
+    extra=("--condition=expression=$CONDITION_EXPRESSION,title=$title")
+  elif [[ ${group[*]} == "gcloud projects" ]]; then
+    # A project policy with conditional bindings needs an explicit choice.
+    extra=(--condition=None)
   fi
-  run_quiet "${group[@]}" add-iam-policy-binding "$@" --member="$member" --role="$role" \
+  local check=("${group[@]}" get-iam-policy "$@" --flatten=bindings[].members
+    "--filter=$filter" --format=value\(bindings.role\))
+  if ((DRY_RUN)); then
+    if [[ $verb == add ]]; then
+      printf '# unless bound: %s\n' "$(show "${check[@]}")"
+    else
+      printf '# if bound: %s\n' "$(show "${check[@]}")"
+    fi
+  else
+    local bound
+    bound=$("${check[@]}" 2>/dev/null || true)
+    if [[ $verb == add && -n $bound ]] || [[ $verb == remove && -z $bound ]]; then
+      return 0
+    fi
+  fi
+  run_quiet "${group[@]}" "$verb-iam-policy-binding" "$@" --member="$member" --role="$role" \
     ${extra[@]+"${extra[@]}"}
 }
 

@@ -26,19 +26,23 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
+from deploy.operator import one_line_errors, operator_identity
 from shared.bulk.base import KINDS
 from shared.config import Settings
+from shared.log import get_logger
 from shared.state import JobStore
 from shared.state.jobs import Job, Lock, utcnow
 
 RELEASE_REASON = "released by operator"
+log = get_logger("deploy.locks")
 
 
 def _default(name: str) -> str:
     return str(Settings.model_fields[name].default)
 
 
-def open_store(*, project: str | None, prefix: str, local_state: str | None) -> JobStore:
+def open_store(*, project: str | None, prefix: str, local_state: str | None,
+               database: str = "(default)") -> JobStore:
     if local_state:
         from shared.state import MemoryStore
 
@@ -48,7 +52,7 @@ def open_store(*, project: str | None, prefix: str, local_state: str | None) -> 
                          "(or --local-state FILE for a local run)")
     from shared.state import FirestoreStore
 
-    return FirestoreStore.connect(project, prefix=prefix)
+    return FirestoreStore.connect(project, prefix=prefix, database=database)
 
 
 def _when(value: datetime | None, now: datetime) -> str:
@@ -90,6 +94,7 @@ def show(store: JobStore, kinds: Sequence[str], now: datetime) -> list[str]:
     return lines
 
 
+@one_line_errors
 def main(argv: Sequence[str] | None = None, *, store: JobStore | None = None,
          ask: Callable[[str], str] = input, clock: Callable[[], datetime] = utcnow) -> int:
     parser = argparse.ArgumentParser(prog="python -m deploy.locks",
@@ -102,6 +107,10 @@ def main(argv: Sequence[str] | None = None, *, store: JobStore | None = None,
                                                _default("bulk_collection_prefix")),
                         help="Firestore collection prefix (default BULK_COLLECTION_PREFIX or "
                              f"{_default('bulk_collection_prefix')!r})")
+    common.add_argument("--database",
+                        default=os.environ.get("BULK_FIRESTORE_DATABASE", "(default)"),
+                        help="Firestore database (deploy.sh: the --prefix, e.g. ct-klaviyo; "
+                             "default BULK_FIRESTORE_DATABASE or (default))")
     common.add_argument("--local-state", metavar="FILE",
                         help="the embedded store of a local run instead of Firestore")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,7 +123,7 @@ def main(argv: Sequence[str] | None = None, *, store: JobStore | None = None,
     args = parser.parse_args(argv)
 
     store = store or open_store(project=args.project, prefix=args.prefix,
-                                local_state=args.local_state)
+                                local_state=args.local_state, database=args.database)
     now = clock()
     if args.command == "show":
         print("\n".join(show(store, [args.kind] if args.kind else KINDS, now)))
@@ -132,7 +141,12 @@ def main(argv: Sequence[str] | None = None, *, store: JobStore | None = None,
         if answer.strip() != kind:
             print("not confirmed; nothing changed")
             return 1
-    job = store.force_release(kind, now=clock(), reason=RELEASE_REASON)  # type: ignore[arg-type]
+    client = getattr(store, "client", None)
+    by = operator_identity(getattr(client, "_credentials", None))
+    job = store.force_release(kind, now=clock(), reason=RELEASE_REASON,  # type: ignore[arg-type]
+                              by=by)
+    log.warning("bulk audit", action="release", caller=by, kind=kind,
+                jobId=job.id if job else lock.jobId, outcome="released" if job else "not_held")
     if job is None:
         print(f"{kind}: the lock was released meanwhile; nothing to do")
         return 1

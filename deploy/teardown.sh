@@ -8,16 +8,21 @@
 #   --gateway-region REGION    API Gateway location (default: --region)
 #   --ct-subscription-key KEY  commercetools subscription to delete (default klaviyo-connector)
 #   --skip-ct-subscription     leave the commercetools subscription alone
-#   --delete-firestore         also delete the project's (default) Firestore database, with
-#                              everything in it (by default it is kept: it may serve other apps)
+#   --keep-firestore           keep the connector's Firestore database (<prefix>-bulk: bulk job
+#                              history and locks); by default it is deleted with the rest
+#   --build-dir DIR            the staging folder deploy.sh used (default deploy/build)
 #   --yes                      do not ask for confirmation
 #   --dry-run                  print every command instead of running it (needs no gcloud)
+#   -h, --help                 print this help
 #
-# Removed: the commercetools subscription, the API Gateway (gateway, configs, API) and its API
+# Removed: the commercetools subscription, the API Gateway (gateway, configs, API) and any API
 # key, the three functions (and with them their Eventarc triggers and trigger subscriptions), the
 # Pub/Sub topics and dead-letter subscriptions (with any dead letters still in them), the two
-# secrets, the IAM bindings and the three service accounts, and the local deploy/build folder.
-# Kept: the enabled APIs and, unless --delete-firestore, the Firestore database.
+# secrets, the IAM bindings and the service accounts (the three runtime accounts, the trigger and
+# gateway accounts, and the shared runtime account of earlier versions), the connector's Firestore
+# database, and the local deploy/build folder.
+# Kept: the enabled APIs and the project's (default) Firestore database, which earlier versions
+# used (its bulk_* collections are the connector's; other apps may use the rest).
 # Resources that are already gone are skipped, so a re-run finishes an interrupted teardown.
 set -euo pipefail
 
@@ -27,16 +32,17 @@ cd "$ROOT"
 source deploy/lib.sh
 
 PROJECT="" REGION="" PREFIX="ct-klaviyo" GATEWAY_REGION="" CT_SUBSCRIPTION_KEY="klaviyo-connector"
-SKIP_CT_SUBSCRIPTION=0 DELETE_FIRESTORE=0 YES=0 DRY_RUN=0
+SKIP_CT_SUBSCRIPTION=0 KEEP_FIRESTORE=0 YES=0 DRY_RUN=0 BUILD_DIR="deploy/build"
 
 usage() {
-  sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0" >&2
-  exit 2
+  sed -n '2,/^set -euo/{/^#/s/^# \{0,1\}//p}' "$0"
+  exit 0
 }
 
 while (($#)); do
   case $1 in
-    --project=* | --region=* | --prefix=* | --gateway-region=* | --ct-subscription-key=*)
+    --project=* | --region=* | --prefix=* | --gateway-region=* | --ct-subscription-key=* | \
+      --build-dir=*)
       set -- "${1%%=*}" "${1#*=}" "${@:2}"
       continue
       ;;
@@ -45,8 +51,10 @@ while (($#)); do
     --prefix) PREFIX=${2:?--prefix needs a value}; shift ;;
     --gateway-region) GATEWAY_REGION=${2:?--gateway-region needs a value}; shift ;;
     --ct-subscription-key) CT_SUBSCRIPTION_KEY=${2:?--ct-subscription-key needs a value}; shift ;;
+    --build-dir) BUILD_DIR=${2:?--build-dir needs a value}; shift ;;
     --skip-ct-subscription) SKIP_CT_SUBSCRIPTION=1 ;;
-    --delete-firestore) DELETE_FIRESTORE=1 ;;
+    --keep-firestore) KEEP_FIRESTORE=1 ;;
+    --delete-firestore) ;;  # earlier versions' flag: deleting is now the default
     --yes) YES=1 ;;
     --dry-run) DRY_RUN=1 ;;
     -h | --help) usage ;;
@@ -67,9 +75,14 @@ TOPICS=("$PREFIX-ct-messages" "$PREFIX-bulk-tasks" "$PREFIX-ct-messages-dead-let
 DEAD_SUBSCRIPTIONS=("$PREFIX-ct-messages-dead-letter" "$PREFIX-bulk-tasks-dead-letter")
 FUNCTIONS=("$PREFIX-realtime" "$PREFIX-bulk-worker" "$PREFIX-bulk-api")
 SECRETS=("$PREFIX-klaviyo-api-key" "$PREFIX-ctp-client-secret")
-ACCOUNTS=("$PREFIX-runtime@$PROJECT.iam.gserviceaccount.com"
+RUNTIME_ACCOUNTS=("$PREFIX-realtime@$PROJECT.iam.gserviceaccount.com"
+  "$PREFIX-bulk-api@$PROJECT.iam.gserviceaccount.com"
+  "$PREFIX-worker@$PROJECT.iam.gserviceaccount.com")
+LEGACY_ACCOUNT="$PREFIX-runtime@$PROJECT.iam.gserviceaccount.com"
+ACCOUNTS=("${RUNTIME_ACCOUNTS[@]}" "$LEGACY_ACCOUNT"
   "$PREFIX-trigger@$PROJECT.iam.gserviceaccount.com"
   "$PREFIX-gateway@$PROJECT.iam.gserviceaccount.com")
+FIRESTORE_DB="$PREFIX-bulk"
 API_ID="$PREFIX-bulk" GATEWAY_ID="$PREFIX-bulk" API_KEY_NAME="$PREFIX bulk API"
 P=(--project="$PROJECT")
 if [[ -x $ROOT/.venv/bin/python ]]; then PYTHON=${PYTHON:-$ROOT/.venv/bin/python}; else PYTHON=${PYTHON:-python3}; fi
@@ -80,7 +93,7 @@ if ! ((YES || DRY_RUN)); then
 This deletes the connector "$PREFIX" from project $PROJECT ($REGION): the commercetools
 subscription "$CT_SUBSCRIPTION_KEY", the functions, the bulk API gateway and its API key, the
 Pub/Sub topics and dead-letter subscriptions (dead letters still in them are lost), the secrets and
-the service accounts.$( ((DELETE_FIRESTORE)) && printf ' AND THE (default) FIRESTORE DATABASE.')
+the service accounts$( ((KEEP_FIRESTORE)) || printf ', and the Firestore database %s (bulk job history)' "$FIRESTORE_DB").
 EOF
   answer=""
   ask answer "Type the project id to confirm: " || die "no terminal to confirm on; pass --yes"
@@ -159,13 +172,14 @@ for secret in "${SECRETS[@]}"; do
 done
 
 heading "Service accounts"
-runtime_member="serviceAccount:${ACCOUNTS[0]}"
-if nonempty gcloud projects get-iam-policy "$PROJECT" --flatten=bindings[].members \
-  "--filter=bindings.role=\"roles/datastore.user\" AND bindings.members=\"$runtime_member\"" \
-  --format='value(bindings.role)'; then
-  run_quiet gcloud projects remove-iam-policy-binding "$PROJECT" --member="$runtime_member" \
-    --role=roles/datastore.user --condition=None
-fi
+# Project-level bindings outlive their account (as "deleted:..." members): remove them first.
+CONDITION_TITLE="$FIRESTORE_DB-only"
+CONDITION_EXPRESSION="resource.name==\"projects/$PROJECT/databases/$FIRESTORE_DB\""
+for account in "${RUNTIME_ACCOUNTS[@]:1}"; do  # the bulk API and worker accounts
+  _iam remove "serviceAccount:$account" roles/datastore.user gcloud projects -- "$PROJECT"
+done
+CONDITION_TITLE="" CONDITION_EXPRESSION=""
+revoke "serviceAccount:$LEGACY_ACCOUNT" roles/datastore.user gcloud projects -- "$PROJECT"
 for account in "${ACCOUNTS[@]}"; do
   if present gcloud iam service-accounts describe "$account" "${P[@]}"; then
     run gcloud iam service-accounts delete "$account" --quiet "${P[@]}"
@@ -173,16 +187,15 @@ for account in "${ACCOUNTS[@]}"; do
 done
 
 heading "Firestore"
-if ((DELETE_FIRESTORE)); then
-  if present gcloud firestore databases describe --database='(default)' "${P[@]}"; then
-    run gcloud firestore databases delete --database='(default)' --quiet "${P[@]}"
-  fi
-else
-  echo "kept: the (default) database and its bulk job collections (--delete-firestore removes it)"
+if ((KEEP_FIRESTORE)); then
+  echo "kept: the $FIRESTORE_DB database (bulk job history and locks)"
+elif present gcloud firestore databases describe --database="$FIRESTORE_DB" "${P[@]}"; then
+  run gcloud firestore databases delete --database="$FIRESTORE_DB" --quiet "${P[@]}"
 fi
+echo "kept: the (default) database (earlier versions kept bulk_* collections there)"
 
 heading "Local build folder"
-run rm -rf deploy/build
+run rm -rf "$BUILD_DIR"
 
 if ((failed)); then
   echo "Done, except the commercetools subscription (see above)." >&2

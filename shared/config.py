@@ -15,6 +15,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from shared.errors import ConfigError
+from shared.setting_syntax import (
+    check_checkout_url_template,
+    check_url_template,
+    checkout_signal_parts,
+)
 
 # Klaviyo revisions are dated; 2026-04-15 or later is needed for `backfill` on bulk events.
 DEFAULT_KLAVIYO_REVISION = "2026-07-15"
@@ -51,6 +56,24 @@ class Settings(BaseSettings):
     klaviyo_api_revision: str = Field(
         DEFAULT_KLAVIYO_REVISION, pattern=r"^\d{4}-\d{2}-\d{2}(\.[a-z]+)?$"
     )
+    # Local preview (`make run`): Klaviyo requests go to the local preview sink. Never on Cloud
+    # Functions, where nothing would show what was "sent" and the merchant would think it synced.
+    klaviyo_preview: bool = False
+
+    @field_validator("ctp_client_secret", "klaviyo_api_key")
+    @classmethod
+    def _secret_not_blank(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("empty")
+        return value
+
+    @field_validator("klaviyo_preview")
+    @classmethod
+    def _preview_only_locally(cls, value: bool) -> bool:
+        # K_SERVICE: set by Cloud Run (functions-framework sets FUNCTION_TARGET locally too)
+        if value and os.environ.get("K_SERVICE"):
+            raise ValueError("only for local runs (make run), not on Cloud Functions")
+        return value
 
     # Google Cloud (absent locally: the bulk function then uses its embedded state and queue)
     google_cloud_project: str | None = None
@@ -64,6 +87,9 @@ class Settings(BaseSettings):
     preferred_locale: str | None = None
     customer_properties_include: CommaList = ()
     customer_properties_exclude: CommaList = ()
+    # JSON object renaming customer custom fields as profile properties, like
+    # ORDER_PROPERTIES_RENAME (keeps the names a merchant's reference-plugin segments use).
+    customer_properties_rename: Annotated[dict[str, str], NoDecode] = {}
 
     # Orders, payments and refunds (realtime + bulk)
     # Messages that send Placed Order + Ordered Product, whatever the order's state (the reference
@@ -136,6 +162,29 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(f"unknown {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
         return value
+
+    # Order mapping additions (issue 15): variant attributes on Ordered Product and Items[]
+    # (`Attributes`; include empty = all), the attribute naming an item's Brand, and the order
+    # states that send Placed Order (empty: any state).
+    order_item_attributes_include: CommaList = ()
+    order_item_attributes_exclude: CommaList = ()
+    order_brand_attribute: str | None = None
+    placed_order_states: CommaList = ()
+
+    _split_order_mapping = field_validator(
+        "order_item_attributes_include", "order_item_attributes_exclude", "placed_order_states",
+        mode="before",
+    )(_split_commas)
+
+    @field_validator("customer_properties_rename", mode="before")
+    @classmethod
+    def _customer_rename_map(cls, value: object) -> object:
+        return cls._json_object(value, empty={})
+
+    @field_validator("order_brand_attribute", mode="before")
+    @classmethod
+    def _brand_blank_is_unset(cls, value: object) -> object:
+        return (value.strip() or None) if isinstance(value, str) else value
     # (end of orders settings)
 
     # Catalog: categories, products, variants, inventory (realtime + bulk)
@@ -146,6 +195,11 @@ class Settings(BaseSettings):
     product_url_template: str | None = None
     # Supply channel whose stock becomes `inventory_quantity`; unset: channel-less stock only.
     inventory_channel_id: str | None = None
+    # Product/variant attributes copied into catalog `custom_metadata` (opt-in by name; flat
+    # display values, within Klaviyo's 100 KB).
+    catalog_attributes: CommaList = ()
+
+    _split_catalog = field_validator("catalog_attributes", mode="before")(_split_commas)
 
     @field_validator("product_url_template", "inventory_channel_id", mode="before")
     @classmethod
@@ -161,8 +215,6 @@ class Settings(BaseSettings):
     @classmethod
     def _catalog_url_placeholders(cls, value: str | None) -> str | None:
         if value is not None:
-            from shared.mapping.catalog import check_url_template  # the mapper owns the syntax
-
             check_url_template(value)
         return value
     # (end of catalog settings)
@@ -188,6 +240,20 @@ class Settings(BaseSettings):
     bulk_max_errors: int = Field(100, ge=0, le=1000)  # record errors kept on a job
     bulk_max_body_bytes: int = Field(2 * 1024 * 1024, ge=1024, le=32 * 1024 * 1024)
     bulk_local_state_file: str = ".local/bulk-state.json"  # empty: embedded state in memory only
+    # Firestore database of the job state (deploy.sh creates one for the connector alone).
+    bulk_firestore_database: str = Field("(default)",
+                                         pattern=r"^(\(default\)|[a-z][a-z0-9-]{2,62})$")
+    # Callers of the /sync API. none: no caller check (local runs: the CLI's prompt guards
+    # deleteAll). id-token: API Gateway's verified Google ID token (X-Apigateway-Api-Userinfo) is
+    # required. id-token-or-api-key: also callers with the gateway's API key, who are anonymous.
+    bulk_auth: Literal["none", "id-token", "id-token-or-api-key"] = "none"
+    # Behind the gateway: principals (service account or user emails from the ID token, or
+    # *@domain) allowed to call the API, and those also allowed deleteAll. Google signs ID tokens
+    # for any account, so the gateway's check alone lets any Google account in.
+    bulk_callers: CommaList = ()
+    bulk_admins: CommaList = ()
+    _split_principals = field_validator("bulk_callers", "bulk_admins",
+                                        mode="before")(_split_commas)
 
     @field_validator("bulk_lease_seconds")
     @classmethod
@@ -235,17 +301,13 @@ class Settings(BaseSettings):
     @field_validator("checkout_signal")
     @classmethod
     def _ccd_signal(cls, value: str) -> str:
-        from shared.mapping.checkout import parse_checkout_signal  # the mapper owns the syntax
-
-        parse_checkout_signal(value)
+        checkout_signal_parts(value)
         return value.strip()
 
     @field_validator("checkout_url_template")
     @classmethod
     def _ccd_checkout_url(cls, value: str | None) -> str | None:
         if value is not None:
-            from shared.mapping.checkout import check_checkout_url_template
-
             check_checkout_url_template(value)
         return value
 
@@ -292,7 +354,8 @@ def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         name = str(item["loc"][0]).upper() if item["loc"] else "?"
-        problems.append(f"{name} ({'missing' if item['type'] == 'missing' else item['msg']})")
+        message = str(item["msg"]).removeprefix("Value error, ")
+        problems.append(f"{name} ({'missing' if item['type'] == 'missing' else message})")
     return "invalid configuration: " + ", ".join(problems)
 
 

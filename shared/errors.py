@@ -1,12 +1,34 @@
-"""Error types shared by both functions.
+"""Error types shared by both functions, and the classification of API failures.
 
 Every error that crosses a client boundary says whether retrying can help, because that decides
 whether a Pub/Sub message is redelivered (retryable) or logged and acknowledged (terminal).
+
+Terminal is a whitelist: only an answer that is a definite statement about the record sent
+(`TERMINAL_STATUSES`) may be acknowledged. Everything else is an outage and is retried, then
+redelivered, then dead-lettered: no answer, a timeout, 408/425/429, 5xx, a 2xx whose body is not
+what the API documents, and 401/403 — a rotated key or a lost scope says nothing about the record
+and is certain to repeat until someone fixes a setting (`auth_failure`, `fix_variables`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+
+# Definite statements about the record: malformed (400), not there (404), conflicting (409),
+# too large (413), wrong media type (415), refused by validation (422).
+TERMINAL_STATUSES = frozenset({400, 404, 409, 413, 415, 422})
+# The credentials or their scopes are refused: a configuration outage, never a bad record.
+AUTH_STATUSES = frozenset({401, 403})
+# OAuth error codes of commercetools' token endpoint that mean the same, whatever the status
+# (it answers `400 invalid_scope` for a scope the API client lacks).
+AUTH_ERROR_CODES = frozenset({"invalid_client", "invalid_scope", "unauthorized_client"})
+
+
+def is_terminal(status: int | None, code: str | None = None) -> bool:
+    """Whether an API answer with this status (and error code) is final for the record."""
+    if status in AUTH_STATUSES or code in AUTH_ERROR_CODES:
+        return False
+    return status in TERMINAL_STATUSES
 
 
 class ConnectorError(Exception):
@@ -60,9 +82,15 @@ class ApiError(ConnectorError):
         self.code = code
         self.errors = errors or []
         self.retry_after = retry_after
-        self.retryable = (
-            retryable if retryable is not None else status is None or status == 429 or status >= 500
-        )
+        self.retryable = retryable if retryable is not None else not is_terminal(status, code)
+
+    # The settings an operator fixes when this API refuses the credentials (set per API).
+    fix_variables: ClassVar[str] = ""
+
+    @property
+    def auth_failure(self) -> bool:
+        """The API refused the credentials or their scope (retrying soon will not help)."""
+        return self.status in AUTH_STATUSES or self.code in AUTH_ERROR_CODES
 
     def log_fields(self) -> dict[str, Any]:
         """Fields safe to put in a log line (no PII): status, code and error pointers."""
@@ -80,6 +108,21 @@ class ApiError(ConnectorError):
 class KlaviyoError(ApiError):
     """Klaviyo answered with an error (or could not be reached)."""
 
+    fix_variables = "KLAVIYO_API_KEY"
+
 
 class CommercetoolsError(ApiError):
     """commercetools answered with an error (or could not be reached)."""
+
+    fix_variables = "CTP_CLIENT_ID/CTP_CLIENT_SECRET/CTP_SCOPES"
+
+
+def auth_failure_of(exc: BaseException | None) -> ApiError | None:
+    """The credential refusal behind `exc` (itself, or a cause: a retry that ran out of time on
+    a 401 is still a 401), or None."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, ApiError) and exc.auth_failure:
+            return exc
+        exc, seen = exc.__cause__, seen + 1
+    return None

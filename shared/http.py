@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import json as jsonlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,8 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+
+from shared import jsontext
 
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
@@ -115,7 +116,7 @@ def send(
 
 def parse_json(content: bytes) -> Any:
     """A body parsed as JSON (UTF-8/16/32 detected); ValueError when it is not JSON."""
-    return jsonlib.loads(content)
+    return jsontext.loads(content)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -136,4 +137,5 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 def encode_json(value: Any) -> bytes:
     # Compact separators: Klaviyo bodies are up to 5 MB and every byte is sent and parsed.
-    return jsonlib.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+    # A lone surrogate cannot be UTF-8: jsontext replaces it rather than fail the request.
+    return jsontext.dumps(value)

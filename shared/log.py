@@ -59,19 +59,23 @@ class Logger:
 
 
 _configured = False
+_handler: logging.StreamHandler | None = None  # type: ignore[type-arg]
 
 
-def configure(level: str = "INFO") -> None:
-    """Send the connector's logs to stdout as JSON lines (idempotent)."""
-    global _configured
+def configure(level: str = "INFO", *, stream: Any = None) -> None:
+    """Send the connector's logs to stdout (or `stream`: the CLI keeps stdout for its output)
+    as JSON lines (idempotent)."""
+    global _configured, _handler
     root = logging.getLogger("connector")
     root.setLevel(level.upper())
     if not _configured:
-        handler = logging.StreamHandler(sys.stdout)
-        handler.setFormatter(JsonFormatter())
-        root.addHandler(handler)
+        _handler = logging.StreamHandler(stream or sys.stdout)
+        _handler.setFormatter(JsonFormatter())
+        root.addHandler(_handler)
         root.propagate = True  # lets pytest's caplog see records too
         _configured = True
+    elif stream is not None and _handler is not None:
+        _handler.setStream(stream)
 
 
 def get_logger(name: str) -> Logger:

@@ -8,6 +8,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared import jsontext
 from shared.errors import MessageError
 
 # Well above any realistic commercetools payload (CT caps documents at 16 MB and Pub/Sub
@@ -24,7 +25,7 @@ class PubsubMessage:
 
     def json(self) -> Any:
         try:
-            return json.loads(self.data)
+            return jsontext.loads(self.data)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise MessageError(f"message data is not JSON: {type(exc).__name__}") from None
 

@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=None,
                         help="keep the functions' logs and delivery records here")
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument("--auth-outage", type=float, nargs=2, default=(0.0, 0.0),
+                        metavar=("AT", "SECONDS"),
+                        help="realtime: Klaviyo refuses the key (401) from AT s for SECONDS s")
     args = parser.parse_args(argv)
 
     if args.kind == "realtime":
@@ -33,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
 
         report = run_realtime(RealtimeConfig(
             messages=args.messages or 2000, seed=args.seed, shards=args.shards,
-            drain_timeout=args.timeout, workdir=args.workdir))
+            drain_timeout=args.timeout, workdir=args.workdir,
+            auth_outage_at=args.auth_outage[0], auth_outage_seconds=args.auth_outage[1]))
     else:
         from soak.bulk import BulkConfig, run_bulk
 

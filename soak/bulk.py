@@ -230,6 +230,10 @@ def _run(config: BulkConfig, world: World, klaviyo: Any, ct: Any, pubsub: str, f
         problems.extend(comparison.details())
     if klaviyo.internal_errors:
         problems.append(f"the Klaviyo fake crashed {len(klaviyo.internal_errors)} times")
+    off_spec = [r for r in klaviyo.requests if r.violations]  # Klaviyo's OpenAPI document refuses
+    if off_spec:
+        problems.append(f"{len(off_spec)} requests Klaviyo's OpenAPI document refuses, e.g. "
+                        f"{off_spec[0].method} {off_spec[0].path}: {off_spec[0].violations[0]}")
     death_points = Counter(d["point"] for d in deaths)
     figures: dict[str, Any] = {
         "seed": config.seed, "customers": len(world.final["customers"]),

@@ -20,8 +20,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = "demo-connector"  # the emulators' project (tests/emulators.py)
 # The retry and dead-letter policy deploy/deploy.sh puts on both trigger subscriptions
-# (tests/snapshots/deploy_dryrun.txt): 10 deliveries, backoff 10 s .. 600 s, ack deadline 600 s.
-MAX_DELIVERY_ATTEMPTS = 10
+# (tests/snapshots/deploy_dryrun.txt): 100 deliveries, backoff 10 s .. 600 s, ack deadline 600 s.
+MAX_DELIVERY_ATTEMPTS = 100
 MIN_BACKOFF_SECONDS = 10
 MAX_BACKOFF_SECONDS = 600
 ACK_DEADLINE_SECONDS = 600
@@ -56,11 +56,13 @@ def emulators(*, pubsub: str | None = None, firestore: str | None = None,
     with ExitStack() as stack:
         logs = stack.enter_context(tempfile.TemporaryDirectory(prefix="soak-emulators-"))
         if pubsub is None:
-            emulator = Emulator(PUBSUB_BIN, open(Path(logs) / "pubsub.log", "wb"))
+            with open(Path(logs) / "pubsub.log", "wb") as log:  # the emulator keeps its copy
+                emulator = Emulator(PUBSUB_BIN, log)
             stack.callback(emulator.stop)
             pubsub = emulator.host
         if firestore is None and need_firestore:
-            emulator = Emulator(FIRESTORE_BIN, open(Path(logs) / "firestore.log", "wb"))
+            with open(Path(logs) / "firestore.log", "wb") as log:
+                emulator = Emulator(FIRESTORE_BIN, log)
             stack.callback(emulator.stop)
             firestore = emulator.host
         yield pubsub, firestore

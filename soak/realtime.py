@@ -53,7 +53,9 @@ from soak.world import RESOURCES, World, build_world
 REALTIME_SOURCE = str(ROOT / "realtime" / "main.py")
 LOG_MESSAGES = ("malformed message acknowledged", "resource failed validation; acknowledged",
                 "terminal failure; acknowledged", "retryable failure; message will be redelivered",
-                "subscription test message acknowledged", "no processor for message; acknowledged")
+                "subscription test message acknowledged", "no processor for message; acknowledged",
+                "credentials refused: fix KLAVIYO_API_KEY; message will be redelivered",
+                "unexpected failure; message will be redelivered")
 
 
 @dataclass
@@ -67,6 +69,11 @@ class RealtimeConfig:
     drain_timeout: float = 600.0
     dlq_probe: bool = True
     workdir: str | None = None  # keep the function's log and delivery record here
+    # A rotated Klaviyo key: from `auth_outage_at` seconds after publishing began, for
+    # `auth_outage_seconds`, Klaviyo answers 401 to the function's key; then the key is restored.
+    # Every message of that window must end written (redelivered), none acknowledged and lost.
+    auth_outage_at: float = 0.0
+    auth_outage_seconds: float = 0.0
 
 
 @dataclass
@@ -187,6 +194,10 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         say(f"published {len(futures)} messages in {published - started:.1f} s")
 
         record = RecordReader(server.record)
+        real_key = klaviyo.api_key
+        outage = (started + config.auth_outage_at,
+                  started + config.auth_outage_at + config.auth_outage_seconds)
+        outage_state = "before" if config.auth_outage_seconds > 0 else "none"
         acked: set[str] = set()
         dead: dict[str, int] = {}
         wanted = {str(i) for i in range(len(world.deliveries))}
@@ -197,6 +208,14 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
             for row in record.poll():
                 if row["soak"] is not None and 200 <= row["status"] < 300:
                     acked.add(row["soak"])
+            if outage_state == "before" and time.time() >= outage[0]:
+                klaviyo.api_key = "pk_rotated_meanwhile"  # the function's key is refused
+                outage_state = "during"
+                say(f"  {time.time() - started:5.0f} s: Klaviyo key rotated (401s begin)")
+            elif outage_state == "during" and time.time() >= outage[1]:
+                klaviyo.api_key = real_key
+                outage_state = "after"
+                say(f"  {time.time() - started:5.0f} s: Klaviyo key restored")
             now = time.monotonic()
             if now - last_dlq > 2:
                 last_dlq = now
@@ -206,7 +225,8 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
                         probe_dead = True
                     else:
                         dead[tag] = dead.get(tag, 0) + 1
-            if wanted <= acked | set(dead) and (probe_dead or not probe_topic):
+            if (wanted <= acked | set(dead) and (probe_dead or not probe_topic)
+                    and outage_state in ("none", "after")):
                 break
             if now - last_report > 10:
                 last_report = now
@@ -222,6 +242,7 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
                             f"{len(wanted - acked - set(dead))} messages never acknowledged")
         if probe_topic and not probe_dead:
             problems.append("the dead-letter probe never reached the dead-letter topic")
+        klaviyo.api_key = real_key
         klaviyo_faults, ct_faults = klaviyo.random_faults, ct.random_faults
         klaviyo.random_faults = ct.random_faults = None
         topics.stop_pushing()
@@ -246,6 +267,14 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         for k in range(len(rows) - 1):
             gap = rows[k + 1]["start"] - rows[k]["end"]
             (first_gaps if k == 0 else later_gaps).append(gap)
+    refused_401 = sum(1 for r in klaviyo.requests if r.status == 401)
+    in_outage = {t for t, rows in by_tag.items()
+                 if any(outage[0] <= r["start"] < outage[1] for r in rows)}
+    outage_lost = sorted(t for t in in_outage if t not in acked and t not in dead)
+    if config.auth_outage_seconds > 0 and refused_401 == 0:
+        problems.append("the auth outage window refused nothing")
+    if outage_lost:
+        problems.append(f"{len(outage_lost)} messages of the auth outage never acknowledged")
     malformed = [t for t, kind in kinds.items() if kind == "malformed"]
     malformed_bad = [t for t in malformed
                      if not by_tag.get(t) or len(by_tag[t]) != 1
@@ -266,6 +295,10 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         problems.extend(comparison.details())
     if klaviyo.internal_errors:
         problems.append(f"the Klaviyo fake crashed {len(klaviyo.internal_errors)} times")
+    off_spec = [r for r in klaviyo.requests if r.violations]  # Klaviyo's OpenAPI document refuses
+    if off_spec:
+        problems.append(f"{len(off_spec)} requests Klaviyo's OpenAPI document refuses, e.g. "
+                        f"{off_spec[0].method} {off_spec[0].path}: {off_spec[0].violations[0]}")
     logs = log_counts(server.log_path, LOG_MESSAGES)
     event_posts = len(klaviyo.requests_to("POST", "/api/events"))
     event_bulk_posts = len(klaviyo.requests_to("POST", "/api/event-bulk-create-jobs"))
@@ -293,6 +326,10 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
                        "duplicate": len(comparison.duplicates),
                        "stale": len(comparison.stale), "unexpected": len(comparison.unexpected)},
         "invalid_in_ct": dict(expected.invalid),
+        "auth_outage": {"seconds": config.auth_outage_seconds, "klaviyo_401": refused_401,
+                        "messages_delivered_in_window": len(in_outage),
+                        "of_those_acknowledged": len(in_outage & acked),
+                        "of_those_dead_lettered": len(in_outage & set(dead))},
     }
     lines = [
         f"realtime soak  seed {config.seed}  shards {config.shards}  "
@@ -318,6 +355,9 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         f"{event_bulk_posts} event-bulk-create-jobs for "
         f"{len(actual.events)} events",
         f"  function log    " + ", ".join(f"{k.split(';')[0]}: {v}" for k, v in logs.items() if v),
+        f"  auth outage     {config.auth_outage_seconds:g} s: {refused_401} Klaviyo 401s; "
+        f"{len(in_outage)} messages delivered in the window, {len(in_outage & acked)} of them "
+        f"acknowledged later, {len(in_outage & set(dead))} dead-lettered",
         f"  mismatches      {comparison.summary()}",
     ]
     return Report(not problems, figures, lines, problems)

@@ -78,7 +78,8 @@ def _log_file(tmp_path_factory: pytest.TempPathFactory, name: str) -> IO[bytes]:
 def _serve(binary: str, env_var: str, name: str,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """Run one emulator for the session with `env_var` pointing at it, restored afterwards."""
-    emulator = Emulator(binary, _log_file(tmp_path_factory, name))
+    with _log_file(tmp_path_factory, name) as log:  # the emulator writes to its own copy
+        emulator = Emulator(binary, log)
     previous = os.environ.get(env_var)
     os.environ[env_var] = emulator.host
     yield emulator.host

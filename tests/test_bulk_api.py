@@ -145,7 +145,9 @@ def test_conflict_stop_and_status(api: BulkApi, runner: Runner) -> None:
     drain(runner)
     stopped = api.handle("GET", "/sync/customers").body
     assert stopped["status"] == "stopped" and stopped["finishedAt"]
-    assert api.handle("POST", "/sync/customers/stop").status == 404
+    again = api.handle("POST", "/sync/customers/stop")  # after it ended: how it ended
+    assert again.status == 200 and again.body["status"] == "stopped"
+    assert again.body["message"] == "the job has ended: stopped"
     assert api.handle("POST", "/sync/products/stop").status == 404
     assert post(api, "/sync/customers")[0] == 202
 
@@ -179,7 +181,7 @@ def test_internal_error_is_json_500(api: BulkApi, monkeypatch: pytest.MonkeyPatc
 
 def test_routes_cover_the_api() -> None:
     assert ("POST", "/sync/customers/stop") in ROUTES and ("GET", "/sync/jobs/{jobId}") in ROUTES
-    assert len(ROUTES) == 4 * 3 + 1
+    assert len(ROUTES) == 4 * 3 + 1 + 1  # + GET /, the console
 
 
 # ---- through functions-framework (local mode) ------------------------------------------------

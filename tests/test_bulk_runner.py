@@ -11,7 +11,7 @@ import pytest
 from shared.bulk.runner import EnqueueError, Runner, build_runner, select_backend
 from shared.bulk.tasks import LocalTaskQueue, PageTask
 from shared.config import load_settings
-from shared.errors import ConfigError, KlaviyoError
+from shared.errors import CommercetoolsError, ConfigError, KlaviyoError
 from shared.state import Conflict, JobStatus, MemoryStore
 from shared.state.jobs import LEASE_EXPIRED
 from tests.bulk_helpers import Clock, ListExporter, ListQueue, drain, make_runner
@@ -94,7 +94,7 @@ def test_stop_mid_job(runner: Runner, exporter: ListExporter) -> None:
     stopped = runner.job(job.id)
     assert stopped.status == JobStatus.STOPPED and stopped.cursor == "c05"
     assert exporter.sent == RECORDS[:6]
-    assert runner.stop("customers") is None
+    assert runner.stop("customers").status == JobStatus.STOPPED  # reported, nothing changed
     runner.start("customers")  # the kind is free again
 
 
@@ -174,7 +174,6 @@ def test_out_of_time_keeps_the_more_specific_error_code(runner: Runner, exporter
 
 
 @pytest.mark.parametrize("error, code", [
-    (KlaviyoError("bad key", status=401, code="not_authenticated"), "not_authenticated"),
     (KlaviyoError("bad", status=400), "http_400"),
     (KeyError("bug"), "KeyError"),
 ])
@@ -187,6 +186,31 @@ def test_terminal_failure_fails_the_job_at_once(
     failed = runner.job(job.id)
     assert failed.status == JobStatus.FAILED and failed.errorCode == code
     assert not runner.store.get_lock("customers").held
+
+
+@pytest.mark.parametrize("error, code", [
+    (KlaviyoError("bad key", status=401, code="not_authenticated"),
+     "not_authenticated: fix KLAVIYO_API_KEY"),
+    (CommercetoolsError("scope", status=403, code="insufficient_scope"),
+     "insufficient_scope: fix CTP_CLIENT_ID/CTP_CLIENT_SECRET/CTP_SCOPES"),
+    (CommercetoolsError("token", status=400, code="invalid_scope"),
+     "invalid_scope: fix CTP_CLIENT_ID/CTP_CLIENT_SECRET/CTP_SCOPES"),
+])
+def test_refused_credentials_retry_the_batch_and_name_the_setting(
+    runner: Runner, exporter: ListExporter, error: Exception, code: str
+) -> None:
+    # A rotated key is an outage, not a bad batch: the task is delivered again (the key may be
+    # fixed by then) and the job's status says which setting to fix; the job goes on afterwards.
+    exporter.fail[None] = [error]
+    job = runner.start("customers")
+    task = runner.queue.pop()  # type: ignore[attr-defined]
+    with pytest.raises(type(error)):
+        runner.run_task(task)
+    waiting = runner.job(job.id)
+    assert waiting.status == JobStatus.RUNNING and waiting.errorCode == code
+    assert waiting.attempts == 1 and runner.store.get_lock("customers").held
+    assert runner.run_task(task) == "saved"
+    assert drain(runner)[-1] == "saved" and runner.job(job.id).status == JobStatus.COMPLETED
 
 
 def test_batch_without_progress_fails_instead_of_looping(runner: Runner, exporter: ListExporter) -> None:

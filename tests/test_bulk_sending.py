@@ -191,6 +191,7 @@ def test_nothing_to_send_is_no_request() -> None:
 # ---- profiles over HTTP -----------------------------------------------------------------------
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_profiles_one_invalid_email_is_isolated(klaviyo_client: Any, klaviyo: Any) -> None:
     profiles = [ProfileRecord(f"c{i:03d}", {"email": f"u{i}@example.org",
                                             "external_id": f"c{i:03d}"}) for i in range(30)]
@@ -246,6 +247,7 @@ def test_events_grouped_per_profile_with_backfill_on_every_event(
         ("Placed Order", "o2:placed", True)]
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_repeated_unique_id_is_isolated_by_pointer(klaviyo_client: Any, klaviyo: Any) -> None:
     records = [EventRecord(f"o{i}", event("Placed Order", f"o{i}:placed")) for i in range(10)]
     records.insert(6, EventRecord("dup", event("Placed Order", "o2:placed")))
@@ -257,6 +259,7 @@ def test_repeated_unique_id_is_isolated_by_pointer(klaviyo_client: Any, klaviyo:
     assert len(klaviyo.events) == 10
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_bad_profile_rejects_every_event_of_its_entry(klaviyo_client: Any, klaviyo: Any) -> None:
     records = [EventRecord("o1", event("Placed Order", "o1:placed")),
                EventRecord("bad", event("Placed Order", "o2:placed", "nope")),
@@ -294,6 +297,7 @@ def category(i: int, **attributes: Any) -> CatalogRecord:
     return CatalogRecord(f"cat-{i}", catalog_resource("category", "create", f"cat-{i}", attrs))
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_catalog_job_rejected_for_one_resource_is_isolated(
     klaviyo_client: Any, klaviyo: Any
 ) -> None:

@@ -13,6 +13,7 @@ from shared.commercetools import CommercetoolsClient, predicate_string
 from shared.config import load_settings
 from shared.deadline import Deadline
 from shared.errors import CommercetoolsError, ConfigError, DeadlineExceeded
+from shared.retry import MAX_AUTH_ATTEMPTS
 from tests.fakes.commercetools import FakeCommercetools, parse_predicate
 
 Fake, Client = FakeCommercetools, CommercetoolsClient
@@ -314,11 +315,21 @@ def test_503_stops_after_max_attempts(ct: Fake, ct_client: Client) -> None:
 
 
 def test_definite_4xx_is_not_retried(ct: Fake, ct_client: Client) -> None:
-    ct.inject(403, times=None)
+    ct.inject(400, times=None)
     with pytest.raises(CommercetoolsError) as info:
         ct_client.get_payment("p1")
-    assert info.value.status == 403 and not info.value.retryable
+    assert info.value.status == 400 and not info.value.retryable
     assert len(ct.api_requests("payments")) == 1
+
+
+def test_403_is_a_short_bounded_retry_then_retryable(ct: Fake, ct_client: Client) -> None:
+    # A lost scope is an outage to redeliver, not a bad record; it is certain to repeat, so a
+    # few quick tries, not the whole deadline.
+    ct.inject(403, times=None)
+    with pytest.raises(CommercetoolsError) as info:
+        ct_client.get_payment("p1", deadline=Deadline.after(30))
+    assert info.value.status == 403 and info.value.retryable and info.value.auth_failure
+    assert len(ct.api_requests("payments")) == MAX_AUTH_ATTEMPTS
 
 
 def test_token_fetched_once_and_reused(ct: Fake, ct_client: Client) -> None:
@@ -362,14 +373,15 @@ def test_token_endpoint_503_is_retried(ct: Fake, ct_client: Client) -> None:
     assert len(ct.token_requests()) == 2
 
 
-def test_bad_credentials_fail_without_retries(ct: FakeCommercetools) -> None:
+def test_bad_credentials_are_a_bounded_retryable_outage(ct: FakeCommercetools) -> None:
     client = CommercetoolsClient(project_key=ct.project_key, client_id=ct.client_id,
                                  client_secret="wrong", api_url=ct.url, auth_url=ct.auth_url)
     with pytest.raises(CommercetoolsError) as info:
         client.get_customer("c1")
     error = info.value
-    assert (error.status, error.code, error.retryable) == (401, "invalid_client", False)
-    assert len(ct.token_requests()) == 1
+    assert (error.status, error.code, error.retryable) == (401, "invalid_client", True)
+    assert error.auth_failure and error.fix_variables.startswith("CTP_CLIENT_ID")
+    assert len(ct.token_requests()) == MAX_AUTH_ATTEMPTS
     assert "wrong" not in str(info.value)
     # Also a ConfigError: one line that says which settings to fix.
     assert isinstance(error, ConfigError)
@@ -385,7 +397,8 @@ def test_scopes_of_another_project_are_refused_naming_the_settings(ct: FakeComme
         client.get_order("o1")
     assert isinstance(info.value, CommercetoolsError)
     assert (info.value.status, info.value.code) == (400, "invalid_scope")
-    assert len(ct.token_requests()) == 1 and ct.api_requests() == []
+    assert info.value.retryable and info.value.auth_failure  # an outage: bounded retry
+    assert len(ct.token_requests()) == MAX_AUTH_ATTEMPTS and ct.api_requests() == []
 
 
 def test_a_burst_of_threads_at_start_up_asks_for_one_token(ct: Fake, ct_client: Client) -> None:
@@ -470,12 +483,24 @@ def test_token_request_is_basic_auth_client_credentials(ct: Fake, ct_client: Cli
     assert len(ct.api_requests("carts")) == 1
 
 
-def test_token_answer_without_access_token_is_a_clear_error(ct: Fake, ct_client: Client) -> None:
+def test_token_answer_without_access_token_is_retried(ct: Fake, ct_client: Client) -> None:
+    # A 2xx that is not what commercetools documents is an outage: retried, not terminal.
     ct.inject(200, times=1, path="/oauth/token")
+    assert ct_client.get_cart("c1") is None
+    assert len(ct.token_requests()) == 2 and len(ct.api_requests("carts")) == 1
+    ct_client.session._token = None  # type: ignore[attr-defined]
+    ct.inject(200, times=None, path="/oauth/token")
+    with pytest.raises(DeadlineExceeded) as info:
+        ct_client.get_cart("c1", deadline=Deadline.after(0.3))
+    cause = info.value.__cause__
+    assert isinstance(cause, CommercetoolsError) and cause.code == "invalid_token_response"
+
+
+def test_query_answer_without_results_is_retryable(ct: Fake, ct_client: Client) -> None:
+    ct.inject(200, times=None, path=f"/{ct.project_key}/customers")
     with pytest.raises(CommercetoolsError) as info:
-        ct_client.get_cart("c1")
-    assert info.value.code == "invalid_token_response" and not info.value.retryable
-    assert ct.api_requests("carts") == []
+        list(ct_client.iter_pages("customers"))
+    assert info.value.status == 200 and info.value.retryable
 
 
 # ---- the token endpoint misbehaving (a raw socket server answers /oauth/token) ---------------
@@ -510,7 +535,7 @@ def test_a_redirecting_token_url_is_reported_not_followed() -> None:
             _session_client(server.url).get_customer("c1")
     finally:
         server.close()
-    assert info.value.status == 301 and not info.value.retryable
+    assert info.value.status == 301  # retried or not by shared.errors' classification
     assert len(server.requests) == 1
 
 

@@ -6,6 +6,7 @@ Regenerate the snapshot after an intended change:  UPDATE_SNAPSHOTS=1 pytest tes
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -44,6 +45,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "KLAVIYO_API_KEY": KLAVIYO_SECRET,
         "CTP_CLIENT_SECRET": CT_SECRET,
         "FIRESTORE_EMULATOR_HOST": "127.0.0.1:1",  # local-only: must not be deployed
+        "BULK_CALLERS": "ops@shop.example,*@ci-demo.iam.gserviceaccount.com",
+        "BULK_ADMINS": "admin@shop.example",
     }
 
 
@@ -92,8 +95,17 @@ def test_the_functions_are_deployed_as_the_issue_asks(dry_run: str) -> None:
     assert set(deploys) == {"ct-klaviyo-realtime", "ct-klaviyo-bulk-worker", "ct-klaviyo-bulk-api"}
     for command in deploys.values():
         assert " --gen2 " in command and " --runtime=python311 " in command
-        assert "--set-secrets=" in command and "--env-vars-file=" in command
+        assert "--env-vars-file=" in command
     realtime, worker, api = (deploys[f"ct-klaviyo-{n}"] for n in ("realtime", "bulk-worker", "bulk-api"))
+    # one identity per function; the event functions take internal traffic only
+    assert "--service-account=ct-klaviyo-realtime@demo.iam.gserviceaccount.com " in realtime
+    assert "--service-account=ct-klaviyo-worker@demo.iam.gserviceaccount.com " in worker
+    assert "--service-account=ct-klaviyo-bulk-api@demo.iam.gserviceaccount.com " in api
+    assert "--ingress-settings=internal-only" in realtime and "--ingress-settings=internal-only" in worker
+    assert "--ingress-settings=all" in api
+    # the bulk API reads no secret; the others both
+    assert "--clear-secrets" in api and "--set-secrets" not in api and "env-bulk-api.yaml" in api
+    assert "--set-secrets=" in realtime and "--set-secrets=" in worker
     assert "--source=deploy/build/realtime " in realtime and "--entry-point=handle_ct_message" in realtime
     assert "--trigger-topic=ct-klaviyo-ct-messages --retry" in realtime
     assert "--source=deploy/build/bulk " in worker and "--entry-point=run_page_task" in worker
@@ -102,7 +114,7 @@ def test_the_functions_are_deployed_as_the_issue_asks(dry_run: str) -> None:
     assert "--trigger-http --no-allow-unauthenticated" in api
     # both trigger subscriptions get a retry and dead-letter policy
     updates = [c for c in commands(dry_run) if "gcloud pubsub subscriptions update" in c]
-    assert len(updates) == 2 and all("--max-delivery-attempts=10" in u and "--min-retry-delay"
+    assert len(updates) == 2 and all("--max-delivery-attempts=100" in u and "--min-retry-delay"
                                      in u for u in updates)
     assert "--dead-letter-topic=ct-klaviyo-ct-messages-dead-letter" in updates[0]
     assert "--member=serviceAccount:subscriptions@commercetools-platform.iam.gserviceaccount.com" \
@@ -111,10 +123,110 @@ def test_the_functions_are_deployed_as_the_issue_asks(dry_run: str) -> None:
     # the environment the functions get: set settings only, secrets and emulators left out
     env_lines = [line[4:] for line in dry_run.splitlines() if line.startswith("#   ")]
     assert 'BULK_BACKEND: "gcp"' in env_lines and 'GOOGLE_CLOUD_PROJECT: "demo"' in env_lines
+    assert 'BULK_AUTH: "id-token"' in env_lines
+    assert 'BULK_FIRESTORE_DATABASE: "ct-klaviyo-bulk"' in env_lines
+    assert 'BULK_ADMINS: "admin@shop.example"' in env_lines
     assert 'DISABLED_PROCESSORS: "StartedCheckout"' in env_lines
     assert not [line for line in env_lines if "SECRET" in line or "KLAVIYO_API_KEY" in line]
     assert "python -m deploy.subscriptions create --key=klaviyo-connector --project=demo " \
            "--topic=ct-klaviyo-ct-messages" in dry_run
+
+
+RUNTIME_ACCOUNTS = {"realtime": "ct-klaviyo-realtime@demo.iam.gserviceaccount.com",
+                    "bulk-api": "ct-klaviyo-bulk-api@demo.iam.gserviceaccount.com",
+                    "worker": "ct-klaviyo-worker@demo.iam.gserviceaccount.com"}
+DB_CONDITION = "--condition='expression=resource.name==\"projects/demo/databases/ct-klaviyo-bulk\",title="
+
+
+def granted(output: str) -> dict[str, set[tuple[str, str]]]:
+    """member -> {(resource, role)} of every add-iam-policy-binding in the output."""
+    grants: dict[str, set[tuple[str, str]]] = {}
+    for command in commands(output):
+        match = re.search(r"gcloud (.+?) add-iam-policy-binding (\S+) .*--member=(\S+) "
+                          r"--role=(\S+)", command)
+        if match:
+            group, resource, member, role = match.groups()
+            member = member.strip("'").removeprefix("serviceAccount:")
+            grants.setdefault(member, set()).add((f"{group} {resource}", role))
+    return grants
+
+
+def test_three_runtime_accounts_with_only_their_roles(dry_run: str) -> None:
+    grants = granted(dry_run)
+    created = re.findall(r"gcloud iam service-accounts create (\S+)", dry_run)
+    assert {f"{name}@demo.iam.gserviceaccount.com" for name in created} >= set(
+        RUNTIME_ACCOUNTS.values())
+    assert grants[RUNTIME_ACCOUNTS["realtime"]] == {
+        ("secrets ct-klaviyo-klaviyo-api-key", "roles/secretmanager.secretAccessor"),
+        ("secrets ct-klaviyo-ctp-client-secret", "roles/secretmanager.secretAccessor")}
+    bulk = {("pubsub topics ct-klaviyo-bulk-tasks", "roles/pubsub.publisher"),
+            ("projects demo", "roles/datastore.user")}
+    assert grants[RUNTIME_ACCOUNTS["bulk-api"]] == bulk
+    assert grants[RUNTIME_ACCOUNTS["worker"]] == bulk | grants[RUNTIME_ACCOUNTS["realtime"]]
+    # datastore.user only on the connector's own database
+    for account in (RUNTIME_ACCOUNTS["bulk-api"], RUNTIME_ACCOUNTS["worker"]):
+        line = next(c for c in commands(dry_run) if "roles/datastore.user" in c and account in c
+                    and "add-iam-policy-binding" in c)
+        assert DB_CONDITION in line, line
+    assert "gcloud firestore databases create --database=ct-klaviyo-bulk " in dry_run
+    assert not [c for c in commands(dry_run) if "add-iam-policy-binding" in c
+                and "--condition=None" in c]
+    # the earlier shared account is stripped and deleted
+    assert "gcloud iam service-accounts delete ct-klaviyo-runtime@demo.iam.gserviceaccount.com" in dry_run
+
+
+def staged_spec(output: str) -> str:
+    return "\n".join(line[5:] for line in output.splitlines() if line.startswith("#  | "))
+
+
+def test_the_staged_spec_takes_google_id_tokens_and_no_query_key(dry_run: str) -> None:
+    spec = staged_spec(dry_run)
+    assert 'x-google-issuer: "https://accounts.google.com"' in spec
+    assert 'x-google-jwks_uri: "https://www.googleapis.com/oauth2/v3/certs"' in spec
+    assert 'x-google-audiences: "ct-klaviyo-bulk-api/demo"' in spec
+    assert "- google_id_token: []" in spec and "- api_key_header" not in spec
+    assert "in: query" not in spec
+    done = dry_run[dry_run.index("## Done"):]
+    assert "Audience:        ct-klaviyo-bulk-api/demo" in done
+    assert "print-identity-token" in done and "--audiences='ct-klaviyo-bulk-api/demo'" in done
+    assert 'curl -sS -H "Authorization: Bearer $TOKEN" https://' in done
+    assert "application-default login" in done
+    assert "BULK_ADMINS=admin@shop.example" in done
+    assert "?key=" not in dry_run and "api-keys create" not in dry_run
+    readme = (ROOT / "README.md").read_text()
+    assert "?key=" not in readme
+
+
+def test_the_api_key_is_offered_only_when_asked_and_only_in_a_header(env: dict[str, str]) -> None:
+    result = run("deploy.sh", [*ARGS, "--api-key"], env)
+    assert result.returncode == 0, result.stderr
+    spec = staged_spec(result.stdout)
+    assert "- google_id_token: []" in spec and "- api_key_header: []" in spec
+    assert "API_KEY_OPTION" not in spec and "in: query" not in spec
+    assert "gcloud services api-keys create" in result.stdout
+    assert "api-keys delete" not in result.stdout
+    assert 'BULK_AUTH: "id-token-or-api-key"' in result.stdout
+    assert "x-api-key header only" in result.stdout and "?key=" not in result.stdout
+
+
+def test_help_goes_to_stdout_and_succeeds(env: dict[str, str]) -> None:
+    for script in ("deploy.sh", "teardown.sh"):
+        result = run(script, ["--help"], env)
+        assert result.returncode == 0 and result.stderr == ""
+        assert "--project" in result.stdout and "--dry-run" in result.stdout
+    assert "SA_PROPAGATION_SECONDS" in run("deploy.sh", ["--help"], env).stdout
+
+
+def test_test_urls_are_refused_unless_allowed(env: dict[str, str]) -> None:
+    for name, value in (("CTP_API_URL", "http://127.0.0.1:8080"),
+                        ("CTP_AUTH_URL", "http://localhost:8081"),
+                        ("KLAVIYO_BASE_URL", "http://127.0.0.1:9000")):
+        result = run("deploy.sh", ARGS, {**env, name: value})
+        assert result.returncode == 2, result.stdout[-500:]
+        assert name in result.stderr and "--allow-test-urls" in result.stderr
+        assert "gcloud" not in result.stdout
+        allowed = run("deploy.sh", [*ARGS, "--allow-test-urls"], {**env, name: value})
+        assert allowed.returncode == 0, allowed.stderr
 
 
 def test_every_change_is_guarded_by_a_lookup(dry_run: str) -> None:
@@ -156,6 +268,7 @@ def test_an_invalid_setting_stops_the_deploy_before_any_command(env: dict[str, s
 
 def test_shellcheck_passes() -> None:
     if shutil.which("shellcheck") is None:
+        assert not os.environ.get("REQUIRE_SHELLCHECK"), "shellcheck is missing (.ci/run installs it)"
         pytest.skip("shellcheck is not installed (apt-get install shellcheck); CI installs "
                     "only the Python dependencies")
     scripts = [str(ROOT / "deploy" / name) for name in ("deploy.sh", "teardown.sh", "lib.sh")]
@@ -219,7 +332,15 @@ def test_teardown_asks_for_confirmation(env: dict[str, str]) -> None:
 # ---- a real run against a scripted gcloud -----------------------------------------------------
 
 READ_ONLY = ("describe", "list", "get-iam-policy", "access")
-IDEMPOTENT = (["services", "enable"], ["beta", "services", "identity", "create"])
+IDEMPOTENT = (["services", "enable"], ["beta", "services", "identity", "create"],
+              ["beta", "--help"])
+# The stand-in gcloud's state after `deploy.sh --project demo --region europe-west1
+# --skip-ct-subscription` of commit 52d0822 (main before issue 18: one shared runtime account,
+# the (default) database, an API key) with this file's environment. Regenerate with
+#   git archive 52d0822 | tar -x -C /tmp/old && (cd /tmp/old && FAKE_GCLOUD_STATE=state.json \
+#     PATH=<dir with a gcloud running tests/fakes/gcloud.py>:$PATH bash deploy/deploy.sh ...)
+# and an emptied "calls" list.
+MAIN_STATE = ROOT / "tests" / "snapshots" / "gcloud_state_main_52d0822.json"
 
 
 def changes(calls: list[list[str]]) -> list[list[str]]:
@@ -228,55 +349,191 @@ def changes(calls: list[list[str]]) -> list[list[str]]:
             and not any(c[:len(p)] == p for p in IDEMPOTENT)]
 
 
-def test_a_real_run_creates_everything_once_and_a_rerun_changes_nothing(
-        env: dict[str, str], tmp_path: Path) -> None:
-    import json
+class FakeCloud:
+    """deploy.sh in its real mode against tests/fakes/gcloud.py and one state file."""
 
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "gcloud").write_text(
-        f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / "fakes" / "gcloud.py"}" "$@"\n')
-    (bin_dir / "gcloud").chmod(0o755)
-    state = tmp_path / "state.json"
-    real_env = {**env, "PATH": f"{bin_dir}:{env['PATH']}", "FAKE_GCLOUD_STATE": str(state),
-                "SA_PROPAGATION_SECONDS": "0"}
-    args = ["--project", "demo", "--region", "europe-west1", "--skip-ct-subscription",
-            "--build-dir", str(tmp_path / "build")]
+    def __init__(self, env: dict[str, str], tmp_path: Path) -> None:
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        (bin_dir / "gcloud").write_text(
+            f'#!/bin/sh\nexec "{sys.executable}" "{ROOT / "tests" / "fakes" / "gcloud.py"}" "$@"\n')
+        (bin_dir / "gcloud").chmod(0o755)
+        self.state = tmp_path / "state.json"
+        self.build = tmp_path / "build"
+        self.env = {**env, "PATH": f"{bin_dir}:{env['PATH']}", "FAKE_GCLOUD_STATE": str(self.state),
+                    "SA_PROPAGATION_SECONDS": "0"}
+        self.args = ["--project", "demo", "--region", "europe-west1", "--skip-ct-subscription",
+                     "--build-dir", str(self.build)]
 
-    def deploy(**extra: str) -> list[list[str]]:
-        before = len(json.loads(state.read_text())["calls"]) if state.exists() else 0
-        result = run("deploy.sh", args, {**real_env, **extra})
+    def saved(self) -> dict:
+        return json.loads(self.state.read_text()) if self.state.exists() else {"calls": []}
+
+    def run(self, script: str = "deploy.sh", *extra_args: str,
+            **extra_env: str) -> subprocess.CompletedProcess[str]:
+        return run(script, [*self.args, *extra_args], {**self.env, **extra_env})
+
+    def deploy(self, *extra_args: str, **extra_env: str) -> list[list[str]]:
+        """Every gcloud call of one successful run."""
+        before = len(self.saved()["calls"])
+        result = self.run("deploy.sh", *extra_args, **extra_env)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-        return json.loads(state.read_text())["calls"][before:]
+        return self.saved()["calls"][before:]
 
-    first = changes(deploy())
+    def bindings_of(self, account: str) -> list[list[str]]:
+        return sorted(b for b in self.saved()["bindings"] if b[2] == f"serviceAccount:{account}")
+
+
+@pytest.fixture
+def cloud(env: dict[str, str], tmp_path: Path) -> FakeCloud:
+    return FakeCloud(env, tmp_path)
+
+
+REALTIME, API, WORKER = (RUNTIME_ACCOUNTS[n] for n in ("realtime", "bulk-api", "worker"))
+LEGACY = "ct-klaviyo-runtime@demo.iam.gserviceaccount.com"
+DB_ONLY = "ct-klaviyo-bulk-only"
+
+
+def assert_least_privilege(cloud: FakeCloud) -> None:
+    secrets = [["ct-klaviyo-ctp-client-secret", "roles/secretmanager.secretAccessor"],
+               ["ct-klaviyo-klaviyo-api-key", "roles/secretmanager.secretAccessor"]]
+    bulk = [["ct-klaviyo-bulk-tasks", "roles/pubsub.publisher"],
+            ["demo", "roles/datastore.user", DB_ONLY]]
+    assert [b[:1] + b[1:2] + b[3:] for b in cloud.bindings_of(REALTIME)] == secrets
+    assert [b[:1] + b[1:2] + b[3:] for b in cloud.bindings_of(API)] == sorted(bulk)
+    assert [b[:1] + b[1:2] + b[3:] for b in cloud.bindings_of(WORKER)] == sorted(bulk + secrets)
+    saved = cloud.saved()
+    assert saved["conditions"][DB_ONLY] == 'resource.name=="projects/demo/databases/ct-klaviyo-bulk"'
+    functions = {k.split("/", 1)[1]: v for k, v in saved["resources"].items()
+                 if k.startswith("functions/")}
+    assert {n: f["serviceAccount"] for n, f in functions.items()} == {
+        "ct-klaviyo-realtime": REALTIME, "ct-klaviyo-bulk-worker": WORKER,
+        "ct-klaviyo-bulk-api": API}
+    assert {n: f["ingress"] for n, f in functions.items()} == {
+        "ct-klaviyo-realtime": "internal-only", "ct-klaviyo-bulk-worker": "internal-only",
+        "ct-klaviyo-bulk-api": "all"}
+    assert functions["ct-klaviyo-bulk-api"]["secrets"] == ""
+    assert "firestore databases/ct-klaviyo-bulk" in saved["resources"]
+    assert f"service-account/{LEGACY}" not in saved["resources"]
+    assert not cloud.bindings_of(LEGACY)
+    assert not [k for k in saved["resources"] if k.startswith("api-key/")]
+    assert (cloud.build / "env-bulk-api.yaml").read_text().count("not-available-to-the-bulk-api") == 2
+
+
+def test_a_real_run_creates_everything_once_and_a_rerun_changes_nothing(cloud: FakeCloud) -> None:
+    first = changes(cloud.deploy())
     kinds = [" ".join(c[:3]) for c in first]
     assert kinds.count("pubsub topics create") == 4
     assert kinds.count("pubsub subscriptions create") == 2  # the dead-letter pull subscriptions
-    assert kinds.count("iam service-accounts create") == 3
+    assert kinds.count("iam service-accounts create") == 5
     assert kinds.count("functions deploy ct-klaviyo-realtime") == 1
     assert sum(k.startswith("functions deploy") for k in kinds) == 3
     assert kinds.count("pubsub subscriptions update") == 2
     assert {"secrets create ct-klaviyo-klaviyo-api-key", "secrets create ct-klaviyo-ctp-client-secret",
             "firestore databases create", "api-gateway apis create",
-            "api-gateway api-configs create", "api-gateway gateways create",
-            "services api-keys create"} <= set(kinds)
-    saved = json.loads(state.read_text())
+            "api-gateway api-configs create", "api-gateway gateways create"} <= set(kinds)
+    assert "services api-keys create" not in kinds
+    assert not [c for c in first if "delete" in c]  # a fresh project: nothing to migrate
+    saved = cloud.saved()
     assert saved["resources"]["secrets/ct-klaviyo-klaviyo-api-key"]["values"] == [KLAVIYO_SECRET]
     assert KLAVIYO_SECRET not in json.dumps(saved["calls"]) and CT_SECRET not in json.dumps(saved["calls"])
-    staged_spec = (tmp_path / "build" / "openapi.yaml").read_text()
+    staged_spec = (cloud.build / "openapi.yaml").read_text()
     assert "address: https://ct-klaviyo-bulk-api-abc123-ew.a.run.app" in staged_spec
+    assert 'x-google-audiences: "ct-klaviyo-bulk-api/demo"' in staged_spec
+    assert "api_key_header: []" not in staged_spec and "PLACEHOLDER" not in staged_spec
+    assert_least_privilege(cloud)
 
-    assert changes(deploy()) == []  # everything is already right
+    assert changes(cloud.deploy()) == []  # everything is already right
 
-    # a rotated Klaviyo key: one new secret version, and the functions move to it
-    rotated = changes(deploy(KLAVIYO_API_KEY="pk_rotated_SECRET"))
+    # a rotated Klaviyo key: one new secret version, and the functions that read it move to it
+    rotated = changes(cloud.deploy(KLAVIYO_API_KEY="pk_rotated_SECRET"))
     assert [" ".join(c[:4]) for c in rotated if c[0] == "secrets"] == [
         "secrets versions add ct-klaviyo-klaviyo-api-key"]
     deploys = [c for c in rotated if c[:2] == ["functions", "deploy"]]
-    assert len(deploys) == 3 and all("KLAVIYO_API_KEY=ct-klaviyo-klaviyo-api-key:2" in " ".join(c)
-                                     for c in deploys)
-    assert len(rotated) == 4
+    assert sorted(c[2] for c in deploys) == ["ct-klaviyo-bulk-worker", "ct-klaviyo-realtime"]
+    assert all("KLAVIYO_API_KEY=ct-klaviyo-klaviyo-api-key:2" in " ".join(c) for c in deploys)
+    assert len(rotated) == 3
+
+
+def test_an_installation_of_main_is_migrated_once(cloud: FakeCloud) -> None:
+    state = json.loads(MAIN_STATE.read_text())
+    cloud.state.write_text(json.dumps(state))
+    assert f"service-account/{LEGACY}" in state["resources"]  # what today's main deployed
+    assert ["demo", "roles/datastore.user", f"serviceAccount:{LEGACY}"] in state["bindings"]
+
+    migration = changes(cloud.deploy())
+    kinds = [" ".join(c[:3]) for c in migration]
+    assert kinds.count("iam service-accounts create") == 3  # the three runtime accounts
+    assert sum(k.startswith("functions deploy") for k in kinds) == 3
+    # the old account loses its roles only once every function runs as its own account, and the
+    # old API key goes (the gateway takes ID tokens now)
+    order = [" ".join(c[:3]) for c in migration if c[0] in ("functions", "iam", "projects")
+             or c[:3] == ["services", "api-keys", "delete"]]
+    last_deploy = max(i for i, k in enumerate(order) if k.startswith("functions deploy"))
+    first_revoke = min(i for i, c in enumerate(order) if c.startswith("projects remove"))
+    assert last_deploy < first_revoke
+    assert [c for c in migration if "remove-iam-policy-binding" in c and LEGACY in " ".join(c)]
+    assert ["iam", "service-accounts", "delete", LEGACY] == \
+        next(c[:4] for c in migration if c[:3] == ["iam", "service-accounts", "delete"])
+    assert "services api-keys delete" in kinds
+    assert "api-gateway gateways update" in kinds  # the new (ID token) config
+    # job state moves to the connector's database; the (default) one is left alone
+    assert "firestore databases create" in kinds
+    assert not [c for c in migration if c[:2] == ["firestore", "databases"] and "delete" in c]
+    assert_least_privilege(cloud)
+
+    assert changes(cloud.deploy()) == []  # idempotent after the migration
+
+
+@pytest.mark.parametrize("installed_by", ["this version", "main"])
+def test_teardown_removes_what_deploy_created(cloud: FakeCloud, installed_by: str) -> None:
+    if installed_by == "main":
+        cloud.state.write_text(MAIN_STATE.read_text())
+    else:
+        cloud.deploy("--api-key")
+    before = set(cloud.saved()["resources"])
+    result = cloud.run("teardown.sh", "--yes")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    left = set(cloud.saved()["resources"])
+    # only what earlier versions created and teardown keeps on purpose: the (default) database
+    assert left == ({"firestore databases/(default)"} & before), left
+    connector = ("ct-klaviyo-", "serviceAccount:ct-klaviyo-")
+    assert not [b for b in cloud.saved()["bindings"] if b[0].startswith(connector)
+                or b[2].startswith(connector) or b[0] == "demo"], cloud.saved()["bindings"]
+    # a second teardown finds nothing to do
+    before_calls = len(cloud.saved()["calls"])
+    again = cloud.run("teardown.sh", "--yes")
+    assert again.returncode == 0, again.stderr
+    assert changes(cloud.saved()["calls"][before_calls:]) == []
+
+
+def test_secrets_come_from_the_env_file(cloud: FakeCloud, tmp_path: Path) -> None:
+    env_file = tmp_path / "connector.env"
+    env_file.write_text(f"KLAVIYO_API_KEY={KLAVIYO_SECRET}\nCTP_CLIENT_SECRET={CT_SECRET}\n")
+    cloud.deploy(KLAVIYO_API_KEY="", CTP_CLIENT_SECRET="", CONNECTOR_ENV_FILE=str(env_file))
+    resources = cloud.saved()["resources"]
+    assert resources["secrets/ct-klaviyo-klaviyo-api-key"]["values"] == [KLAVIYO_SECRET]
+    assert resources["secrets/ct-klaviyo-ctp-client-secret"]["values"] == [CT_SECRET]
+
+
+def test_a_missing_secret_stops_the_run_before_anything_is_created(cloud: FakeCloud) -> None:
+    result = cloud.run("deploy.sh", KLAVIYO_API_KEY="")  # no terminal to ask on
+    assert result.returncode == 2
+    assert "KLAVIYO_API_KEY is not set" in result.stderr and "nothing was created" in result.stderr
+    assert changes(cloud.saved()["calls"]) == []
+    # with the secret already in Secret Manager (a re-run), it is not needed again
+    cloud.deploy()
+    assert changes(cloud.deploy(KLAVIYO_API_KEY="", CTP_CLIENT_SECRET="")) == []
+
+
+def test_the_api_key_option_on_the_stand_in(cloud: FakeCloud) -> None:
+    cloud.deploy("--api-key")
+    assert [k for k in cloud.saved()["resources"] if k.startswith("api-key/")] == [
+        "api-key/ct-klaviyo bulk API"]
+    assert "api_key_header: []" in (cloud.build / "openapi.yaml").read_text()
+    assert changes(cloud.deploy("--api-key")) == []
+    dropped = changes(cloud.deploy())  # without it: the key goes, the spec takes tokens only
+    assert ["services", "api-keys", "delete"] in [c[:3] for c in dropped]
+    assert not [k for k in cloud.saved()["resources"] if k.startswith("api-key/")]
 
 
 # ---- the functions' environment (deploy/envvars.py) --------------------------------------------

@@ -126,6 +126,10 @@ def scenario(draw: Any) -> tuple[str, dict[str, Any], dict[str, Any], list[dict[
     return type_id, doc, delivery, others
 
 
+# Known catches of the strict Klaviyo fake: an order/transaction time outside Klaviyo's event
+# `time` range (1990 … now + 1 year; the connector's fix is issue 14 §4), and currency codes no
+# commercetools project can hold (the strategies draw arbitrary text; Klaviyo wants ISO 4217).
+@pytest.mark.klaviyo_refusals("/attributes/time", "/attributes/value_currency")
 @E2E
 @given(scenario())
 def test_every_processor_acknowledges_bad_data_without_writing(

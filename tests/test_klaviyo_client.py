@@ -15,6 +15,7 @@ import requests
 from shared.config import DEFAULT_KLAVIYO_REVISION
 from shared.deadline import Deadline
 from shared.errors import DeadlineExceeded, KlaviyoError
+from shared.retry import MAX_AUTH_ATTEMPTS
 from shared.klaviyo import KlaviyoClient, catalog_id, catalog_ref, catalog_resource
 from tests.fakes.klaviyo import FakeKlaviyo, error_object
 
@@ -61,15 +62,17 @@ def test_sends_auth_revision_jsonapi_headers(klaviyo: FakeKlaviyo,
     assert "api_key" not in repr(klaviyo_client) and klaviyo.api_key not in repr(klaviyo_client)
 
 
-def test_wrong_key_is_a_terminal_401(klaviyo: FakeKlaviyo) -> None:
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
+def test_wrong_key_is_a_bounded_retryable_401(klaviyo: FakeKlaviyo) -> None:
     client = KlaviyoClient("pk_wrong", klaviyo.url, DEFAULT_KLAVIYO_REVISION)
     with pytest.raises(KlaviyoError) as info:
         client.upsert_profile({"external_id": "c1"})
     assert info.value.status == 401 and info.value.code == "not_authenticated"
-    assert not info.value.retryable
-    assert len(klaviyo.requests) == 1
+    assert info.value.retryable and info.value.fix_variables == "KLAVIYO_API_KEY"
+    assert len(klaviyo.requests) == MAX_AUTH_ATTEMPTS
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_fake_checks_revision_and_content_type(klaviyo: FakeKlaviyo) -> None:
     auth = {"Authorization": f"Klaviyo-API-Key {klaviyo.api_key}"}
     body = json.dumps({"data": {"type": "profile", "attributes": {"external_id": "x"}}})
@@ -154,6 +157,7 @@ def test_duplicate_profile_conflict_gives_up_after_the_fallback(
     assert len(klaviyo.requests) == 3
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_rejected_phone_is_dropped_and_profile_upserted(
         klaviyo: FakeKlaviyo, klaviyo_client: KlaviyoClient,
         caplog: pytest.LogCaptureFixture) -> None:
@@ -170,6 +174,7 @@ def test_rejected_phone_is_dropped_and_profile_upserted(
     assert all("0176" not in json.dumps(r.__dict__, default=str) for r in caplog.records)
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_unknown_attribute_is_a_terminal_error_with_pointer(
         klaviyo: FakeKlaviyo, klaviyo_client: KlaviyoClient) -> None:
     with pytest.raises(KlaviyoError) as info:
@@ -310,6 +315,7 @@ def test_catalog_crud(klaviyo: FakeKlaviyo, klaviyo_client: KlaviyoClient) -> No
     assert klaviyo.items == {} and klaviyo.variants == {}
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_create_catalog_item_missing_required_attribute(klaviyo: FakeKlaviyo,
                                                         klaviyo_client: KlaviyoClient) -> None:
     with pytest.raises(KlaviyoError) as info:
@@ -416,6 +422,7 @@ def test_profile_bulk_import_job_polls_through_queued_to_complete(
     assert {p["attributes"].get("external_id") for p in klaviyo.profiles.values()} == {"c1", "c3"}
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_profile_bulk_import_one_bad_email_rejects_the_whole_request(
         klaviyo: FakeKlaviyo, klaviyo_client: KlaviyoClient) -> None:
     with pytest.raises(KlaviyoError) as info:
@@ -447,6 +454,7 @@ def test_event_bulk_job(klaviyo: FakeKlaviyo, klaviyo_client: KlaviyoClient) -> 
     assert all(e["backfill"] for e in klaviyo.events if e["unique_id"].startswith("o1"))
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_event_bulk_job_repeated_unique_id_fails_whole_request(
         klaviyo: FakeKlaviyo, klaviyo_client: KlaviyoClient) -> None:
     entries = [{"profile": {"external_id": "c1"},

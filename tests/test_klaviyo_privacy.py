@@ -76,6 +76,7 @@ def test_batch_limits_are_checked_before_sending(klaviyo_client, klaviyo, call: 
     ids=["consented-at-without-flag", "flag-without-consented-at", "future", "no-email",
          "not-e164", "unknown-attribute", "wrong-consent"],
 )
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 def test_fake_rejects_what_klaviyo_rejects(klaviyo_client, klaviyo, profile: dict[str, Any],  # type: ignore[no-untyped-def]
                                            historical: bool, pointer: str) -> None:
     with pytest.raises(KlaviyoError) as info:
@@ -105,6 +106,7 @@ def test_deletion_bodies(klaviyo_client, klaviyo, kwargs: dict[str, str],  # typ
                                      "attributes": {"profile": {"data": profile}}}}
 
 
+@pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 @pytest.mark.parametrize("kwargs", [{}, {"email": "a@shop.example", "profile_id": "01ABC"}])
 def test_deletion_needs_exactly_one_identifier(klaviyo_client, klaviyo,  # type: ignore[no-untyped-def]
                                                kwargs: dict[str, str]) -> None:

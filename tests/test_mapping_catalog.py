@@ -442,3 +442,273 @@ def test_config_rejects_bad_catalog_settings() -> None:
                       ctp_api_url="http://ct", ctp_auth_url="http://ct", klaviyo_api_key="k",
                       preferred_currency="euro", product_url_template="https://s/{slugg}")
     assert "PREFERRED_CURRENCY" in str(error.value) and "PRODUCT_URL_TEMPLATE" in str(error.value)
+
+
+# -- issue 15: attributes in custom_metadata, one locale per product, §4 gaps ----------------------
+
+from shared.mapping.catalog import MAX_METADATA_BYTES, attribute_metadata  # noqa: E402
+
+
+def attributed(variant_attributes: list[dict[str, Any]],
+               product_attributes: list[dict[str, Any]] | None = None) -> Product:
+    master = {"id": 1, "sku": "SKU-1", "prices": [price(1999)], "attributes": variant_attributes}
+    current: dict[str, Any] = {"masterVariant": master, "variants": [
+        {"id": 2, "sku": "SKU-2", "attributes": [{"name": "size", "value": "34"}]}]}
+    if product_attributes is not None:
+        current["attributes"] = product_attributes
+    return product(current=current)
+
+
+VARIANT_ATTRIBUTES = [
+    {"name": "size", "value": "32"},
+    {"name": "color", "value": {"key": "blue", "label": {"en": "Blue", "de": "Blau"}}},
+    {"name": "tags", "value": ["a", "b"]},
+    {"name": "secret", "value": "cost price"},
+]
+
+
+@pytest.mark.parametrize(("names", "locale", "expected"), [
+    ((), None, {}),  # opt-in: nothing by default
+    (("size",), None, {"size": "32"}),
+    (("color", "tags"), "de", {"color": "Blau", "tags": "a, b"}),
+    (("brand",), None, {"brand": "ACME"}),  # product-level attribute
+    (("size", "brand", "missing"), None, {"size": "32", "brand": "ACME"}),
+    (("title_json",), None, {}),  # never replaces the connector's own keys
+])
+def test_catalog_attributes_in_custom_metadata(names: tuple[str, ...], locale: str | None,
+                                               expected: dict[str, Any]) -> None:
+    item = attributed(VARIANT_ATTRIBUTES + [{"name": "title_json", "value": "x"}],
+                      [{"name": "brand", "value": "ACME"}, {"name": "size", "value": "P"}])
+    config = CatalogConfig(locale=locale, attributes=names)
+    attributes, _ = item_attributes(item, config, now=NOW)
+    metadata = attributes["custom_metadata"]
+    assert {k: v for k, v in metadata.items() if not k.endswith("_json")} == expected
+    assert metadata["title_json"].startswith('{"title_en"')
+    # Flat: every value is a string, number or boolean.
+    assert all(isinstance(v, (str, int, float, bool)) for v in metadata.values())
+
+
+def test_variant_metadata_has_the_variants_own_values() -> None:
+    item = attributed(VARIANT_ATTRIBUTES, [{"name": "size", "value": "product-level"}])
+    config = CatalogConfig(attributes=("size",))
+    second = item.master_data.current.variants[0]
+    attributes, _ = variant_attributes(item, second, config, now=NOW)
+    assert attributes["custom_metadata"]["size"] == "34"
+
+
+def test_attribute_metadata_stays_within_klaviyos_size() -> None:
+    big = "x" * (MAX_METADATA_BYTES // 2)
+    item = attributed([{"name": "a", "value": big}, {"name": "b", "value": big},
+                       {"name": "c", "value": "small"}])
+    config = CatalogConfig(attributes=("a", "b", "c"))
+    attributes, _ = item_attributes(item, config, now=NOW)
+    metadata = attributes["custom_metadata"]
+    size = len(json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode())
+    assert size <= MAX_METADATA_BYTES
+    # The first named that fit are kept; one that does not fit is left out, later small ones
+    # still go.
+    assert "a" in metadata and "b" not in metadata and metadata["c"] == "small"
+
+
+def test_attribute_metadata_budget_is_exact() -> None:
+    data = attributed([{"name": "k", "value": "vvvv"}]).master_data.current
+    cost = len('"k":"vvvv",')
+    assert attribute_metadata(data, data.master_variant, ("k",), None, cost) == {"k": "vvvv"}
+    assert attribute_metadata(data, data.master_variant, ("k",), None, cost - 1) == {}
+
+
+@pytest.mark.parametrize(("name", "slug", "description", "locale", "expected"), [
+    # PREFERRED_LOCALE unset: everything in the name's first locale.
+    ({"de": "Hose", "en": "Pants"}, {"en": "pants", "de": "hose"},
+     {"en": "Trousers", "de": "Eine Hose"}, None, ("Hose", "https://s/hose", "Eine Hose")),
+    ({"en": "Pants", "de": "Hose"}, {"de": "hose", "en": "pants"},
+     {"de": "Eine Hose", "en": "Trousers"}, None, ("Pants", "https://s/pants", "Trousers")),
+    # A preferred locale the name lacks: the name's first locale, for all fields.
+    ({"fr": "Pantalon"}, {"en": "pants", "fr": "pantalon"}, {"en": "Trousers"}, "de",
+     ("Pantalon", "https://s/pantalon", "Trousers")),
+])
+def test_one_locale_per_product(name: dict[str, str], slug: dict[str, str],
+                                description: dict[str, str], locale: str | None,
+                                expected: tuple[str, str, str]) -> None:
+    item = product(current={"name": name, "slug": slug, "description": description})
+    config = CatalogConfig(locale=locale, url_template="https://s/{slug}")
+    attributes, _ = item_attributes(item, config, now=NOW)
+    assert (attributes["title"], attributes["url"], attributes["description"]) == expected
+    variant, _ = variant_attributes(item, item.master_data.current.variants[0], config, now=NOW)
+    assert (variant["title"], variant["url"].split("?")[0]) == expected[:2]
+
+
+def test_variant_preferred_currency_and_inventory_channel() -> None:
+    variant_doc = {"id": 2, "sku": "SKU-2",
+                   "prices": [price(1000), price(1500, "CHF"), price(1200, "USD")],
+                   "availability": {"availableQuantity": 3, "channels": {
+                       "ch-1": {"availableQuantity": 0}, "ch-2": {"availableQuantity": 9}}}}
+    item = product(current={"variants": [variant_doc]})
+    variant = item.master_data.current.variants[0]
+    cases = [(CatalogConfig(), 10.0, 3), (CatalogConfig(currency="CHF"), 15.0, 3),
+             (CatalogConfig(currency="JPY"), 0.0, 3),
+             (CatalogConfig(inventory_channel_id="ch-1"), 10.0, 0),  # 0 there is 0
+             (CatalogConfig(inventory_channel_id="ch-2", currency="USD"), 12.0, 9),
+             (CatalogConfig(inventory_channel_id="ch-gone"), 10.0, 3)]
+    for config, expected_price, quantity in cases:
+        attributes, _ = variant_attributes(item, variant, config, now=NOW)
+        assert (attributes["price"], attributes["inventory_quantity"]) == (
+            expected_price, quantity), config
+
+
+@pytest.mark.parametrize(("valid_from", "valid_until", "chosen"), [
+    (NOW, None, 5.0),            # starts exactly now: active
+    (None, NOW, 5.0),            # ends exactly now: still active
+    (NOW, NOW, 5.0),
+    (datetime(2026, 6, 15, 12, 0, 1, tzinfo=timezone.utc), None, 10.0),   # a second later
+    (None, datetime(2026, 6, 15, 11, 59, 59, tzinfo=timezone.utc), 10.0),  # a second before
+])
+def test_price_valid_exactly_at_now(valid_from: datetime | None, valid_until: datetime | None,
+                                    chosen: float) -> None:
+    ranged: dict[str, Any] = {}
+    if valid_from:
+        ranged["validFrom"] = valid_from.isoformat()
+    if valid_until:
+        ranged["validUntil"] = valid_until.isoformat()
+    assert price_value(prices(price(1000), price(500, **ranged)), now=NOW) == chosen
+
+
+@pytest.mark.parametrize(("template", "expected"), [
+    ("https://s/{slug}", "https://s/blue-jeans"),
+    ("https://s/{{productSlug}}", "https://s/blue-jeans"),
+    ("https://s/{id}", "https://s/p-1"),
+    ("https://s/{key}", "https://s/jeans%20key"),
+    ("https://s/{sku}", "https://s/SKU-1"),
+    ("https://s/{slug}/{slug}", "https://s/blue-jeans/blue-jeans"),
+    ("https://s/{{x}}{slug}", "https://s/{x}blue-jeans"),
+    ("https://s/static", "https://s/static"),
+])
+def test_url_template_forms(template: str, expected: str) -> None:
+    check_url_template(template)
+    assert product_url(product(), CatalogConfig(url_template=template)) == expected
+
+
+def test_product_without_key_or_master_sku_fills_empty_placeholders() -> None:
+    item = product(key=None, current={"masterVariant": {"id": 1}})
+    config = CatalogConfig(url_template="https://s/{key}/{sku}")
+    assert product_url(item, config) == "https://s//"
+
+
+def test_duplicate_skus_are_one_variant() -> None:
+    item = product(current={"variants": [{"id": 2, "sku": "SKU-1"}, {"id": 3, "sku": "SKU-3"},
+                                         {"id": 4, "sku": "SKU-3"}]})
+    with_sku, without = split_variants(item.master_data.current)
+    assert [(v.id, v.sku) for v in with_sku] == [(1, "SKU-1"), (3, "SKU-3")]
+    assert without == []
+
+
+def test_catalog_attributes_setting() -> None:
+    from shared.config import load_settings
+
+    settings = load_settings(
+        ctp_project_key="p", ctp_client_id="c", ctp_client_secret="s",
+        ctp_api_url="http://ct", ctp_auth_url="http://ct", klaviyo_api_key="k",
+        catalog_attributes=" color, size ,",
+    )
+    assert CatalogConfig.from_settings(settings).attributes == ("color", "size")
+
+
+# -- pinned by mutation testing ------------------------------------------------------------------
+
+
+REAL_NOW_EXPIRED = {"validFrom": "2026-06-01T00:00:00Z", "validUntil": "2026-06-30T00:00:00Z"}
+
+
+def test_item_and_variant_prices_are_taken_at_the_given_now() -> None:
+    # A sale valid at NOW only: the mapping must use the `now` it is given, not the clock.
+    sale = [price(1000), price(500, **REAL_NOW_EXPIRED)]
+    item = product(current={"masterVariant": {"id": 1, "sku": "SKU-1", "prices": sale},
+                            "variants": [{"id": 2, "sku": "SKU-2", "prices": sale}]})
+    attributes, _ = item_attributes(item, CatalogConfig(), now=NOW)
+    assert attributes["price"] == 5.0
+    assert _json(attributes["custom_metadata"], "price_json")["price_EUR"] == 5
+    variant, _ = variant_attributes(item, item.master_data.current.variants[0], CatalogConfig(),
+                                    now=NOW)
+    assert variant["price"] == 5.0
+    assert _json(variant["custom_metadata"], "price_json")["price_EUR"] == 5
+    later = datetime(2026, 7, 1, tzinfo=timezone.utc)
+    assert item_attributes(item, CatalogConfig(), now=later)[0]["price"] == 10.0
+
+
+def test_naive_datetimes_are_utc() -> None:
+    naive_now = datetime(2026, 6, 15, 12, 0)
+    ranged = prices(price(1000), price(500, validFrom="2026-06-15T12:00:00"))
+    assert price_value(ranged, now=naive_now) == 5.0
+    assert price_value(ranged, now=datetime(2026, 6, 15, 11, 59)) == 10.0
+
+
+def test_earliest_started_ranged_price_wins_whatever_the_order() -> None:
+    ranged = prices(price(700, validFrom="2026-06-10T00:00:00Z"),
+                    price(600, validUntil="2026-07-01T00:00:00Z"),
+                    price(800, validFrom="2026-06-01T00:00:00Z"))
+    # No validFrom counts as "from now": later than both starts.
+    assert price_value(ranged, now=NOW) == 8.0
+
+
+def test_price_metadata_skips_a_currency_without_an_active_price() -> None:
+    metadata = price_metadata(prices(price(500, "USD", validUntil="2026-01-01T00:00:00Z"),
+                                     price(1000, "EUR")), now=NOW)
+    assert "price_USD" not in _json(metadata, "price_json")
+    assert _json(metadata, "price_json")["price_EUR"] == 10
+
+
+@pytest.mark.parametrize(("template", "message"), [
+    ("https://s/{nope}", "unknown placeholder {nope}; use {id}, {key}, {sku}, {slug}"),
+    ("https://s/{{x}}/{nope}", "unknown placeholder {nope}"),  # after a literal brace
+    ("https://s/{slug!r}", "placeholder {slug} takes no conversion or format"),
+    ("https://s/{slug:>5}", "placeholder {slug} takes no conversion or format"),
+    ("https://s/{", "malformed placeholder (Single '{' encountered in format string)"),
+])
+def test_url_template_errors_name_the_problem(template: str, message: str) -> None:
+    with pytest.raises(ValueError) as error:
+        check_url_template(template)
+    assert str(error.value).startswith(message)
+
+
+def test_variant_without_sku_error_names_the_variant() -> None:
+    item = product()
+    with pytest.raises(ValueError, match="^variant 3 has no SKU$"):
+        variant_attributes(item, item.master_data.current.variants[1], CatalogConfig(), now=NOW)
+
+
+def test_product_without_slug_or_name() -> None:
+    item = product(current={"slug": {}, "name": {}})
+    config = CatalogConfig(url_template="https://s/{slug}")
+    assert product_url(item, config) == "https://s/"
+    assert item_attributes(item, config, now=NOW)[0]["title"] == "jeans key"  # the key
+    no_key = product(key=None, current={"name": {}})
+    assert item_attributes(no_key, config, now=NOW)[0]["title"] == "p-1"  # then the id
+
+
+def test_ancestor_without_name_shows_its_key_then_its_id() -> None:
+    keyed = {"id": "c-a", "key": "a-key", "name": {}}
+    unkeyed = {"id": "c-b", "name": {}}
+    cat = category({"en": "Jeans", "de": "Jeans DE"}, keyed, unkeyed)
+    assert category_name(cat, "de") == "a-key > c-b > Jeans DE"
+
+
+def test_category_ids_skip_malformed_ancestor_entries() -> None:
+    data = product(current={"categories": [ref("category", "c", {
+        "id": "c", "ancestors": ["junk", {"typeId": "category"}, ref("category", "r")]})]}
+    ).master_data.current
+    assert category_ids(data) == ["c", "r"]
+
+
+def test_attribute_metadata_product_level_in_the_products_locale() -> None:
+    item = product(current={
+        "name": {"de": "Hose", "en": "Pants"},
+        "attributes": [{"name": "material", "value": {"en": "Cotton", "de": "Baumwolle"}}],
+        "masterVariant": {"id": 1, "sku": "SKU-1", "attributes": [
+            {"name": "fit", "value": {"en": "Slim", "de": "Schmal"}}]},
+    })
+    config = CatalogConfig(attributes=("missing", "material", "fit"))
+    metadata = item_attributes(item, config, now=NOW)[0]["custom_metadata"]
+    assert (metadata["material"], metadata["fit"]) == ("Baumwolle", "Schmal")
+    variant, _ = variant_attributes(item, item.master_data.current.master_variant, config,
+                                    now=NOW)
+    assert variant["custom_metadata"]["fit"] == "Schmal"

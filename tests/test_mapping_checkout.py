@@ -300,3 +300,18 @@ def test_settings_defaults_and_config() -> None:
 def test_bad_checkout_setting_fails_naming_it(setting: str, value: str, variable: str) -> None:
     with pytest.raises(ConfigError, match=variable):
         load_settings(**REQUIRED, **{setting: value})
+
+
+def test_checkout_items_follow_the_order_item_attribute_settings() -> None:
+    from shared.config import load_settings
+    from shared.mapping.checkout import CheckoutMappingConfig
+
+    settings = load_settings(
+        ctp_project_key="p", ctp_client_id="c", ctp_client_secret="s",
+        ctp_api_url="http://ct", ctp_auth_url="http://ct", klaviyo_api_key="k",
+        order_item_attributes_include="size,brand", order_item_attributes_exclude="brand",
+        order_brand_attribute="brand",
+    )
+    item_config = CheckoutMappingConfig.from_settings(settings).item_config()
+    assert (item_config.item_attributes_include, item_config.item_attributes_exclude,
+            item_config.brand_attribute) == (("size", "brand"), ("brand",), "brand")

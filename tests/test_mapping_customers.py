@@ -127,3 +127,74 @@ def test_address_without_street_parts_has_no_empty_lines() -> None:
 @pytest.mark.parametrize("raw", ["+1", "abc", "+0123456789", ""])
 def test_normalize_phone_rejects_garbage(raw: str) -> None:
     assert normalize_phone(raw) is None
+
+
+# ---- issue 15: renames, US state, empty strings, E.164 bounds ----------------------------------
+
+
+@pytest.mark.parametrize(("rename", "include", "exclude", "properties"), [
+    ({"loyalty": "Loyalty Tier"}, (), (), {"Loyalty Tier": "gold", "points": 0}),
+    ({"loyalty": "Loyalty Tier"}, ("loyalty",), (), {"Loyalty Tier": "gold"}),
+    # include/exclude name the commercetools field, not the Klaviyo name
+    ({"loyalty": "Loyalty Tier"}, (), ("loyalty",), {"points": 0}),
+    ({"loyalty": "Loyalty Tier"}, (), ("Loyalty Tier",), {"Loyalty Tier": "gold", "points": 0}),
+    ({}, (), (), {"loyalty": "gold", "points": 0}),
+    ({"other": "X"}, (), (), {"loyalty": "gold", "points": 0}),
+])
+def test_custom_field_renames(rename: dict[str, str], include: tuple[str, ...],
+                              exclude: tuple[str, ...], properties: dict[str, Any]) -> None:
+    fields = {"loyalty": "gold", "points": 0}
+    profile = map_profile(customer(custom={"fields": fields}), include=include, exclude=exclude,
+                          rename=rename)
+    assert profile["properties"] == properties
+
+
+def test_customer_rename_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shared.config import load_settings
+    from shared.errors import ConfigError
+
+    for name, value in {"CTP_PROJECT_KEY": "p", "CTP_CLIENT_ID": "c", "CTP_CLIENT_SECRET": "s",
+                        "CTP_API_URL": "https://a.example", "CTP_AUTH_URL": "https://b.example",
+                        "KLAVIYO_API_KEY": "k",
+                        "CUSTOMER_PROPERTIES_RENAME": '{"loyalty": "Tier"}'}.items():
+        monkeypatch.setenv(name, value)
+    assert load_settings().customer_properties_rename == {"loyalty": "Tier"}
+    monkeypatch.setenv("CUSTOMER_PROPERTIES_RENAME", "")
+    assert load_settings().customer_properties_rename == {}
+    monkeypatch.setenv("CUSTOMER_PROPERTIES_RENAME", '["loyalty"]')
+    with pytest.raises(ConfigError, match="CUSTOMER_PROPERTIES_RENAME"):
+        load_settings()
+
+
+@pytest.mark.parametrize(("address", "region"), [
+    ({"country": "US", "state": "CA"}, "CA"),
+    ({"country": "US", "state": "CA", "region": "California"}, "California"),
+    ({"country": "US"}, None),
+    ({"country": "CA", "state": "QC"}, None),  # only a US address's state
+    ({"state": "CA"}, None),
+    ({"country": "US", "state": "", "region": ""}, None),
+])
+def test_us_state_becomes_the_region(address: dict[str, Any], region: str | None) -> None:
+    profile = map_profile(customer(addresses=[{"id": "a", **address}],
+                                   defaultBillingAddressId="a"))
+    assert profile.get("location", {}).get("region") == region
+
+
+def test_empty_string_customer_fields_are_left_out() -> None:
+    profile = map_profile(customer(firstName="", lastName="", title="", companyName="",
+                                   addresses=[{"id": "a", "city": "", "country": "GB",
+                                               "streetName": "", "mobile": "", "phone": ""}],
+                                   defaultBillingAddressId="a"))
+    assert profile == {"email": "jane@example.org", "external_id": "cust-1",
+                       "location": {"country": "GB"}, "properties": {"loyalty": "gold"}}
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("+1234567", "+1234567"),                 # 7 digits: the shortest accepted
+    ("+123456", None),                        # 6
+    ("+123456789012345", "+123456789012345"),  # 15 digits: E.164's longest
+    ("+1234567890123456", None),              # 16
+    ("0049 30 1234567", "+49301234567"),
+])
+def test_e164_length_bounds(raw: str, expected: str | None) -> None:
+    assert normalize_phone(raw) == expected

@@ -174,7 +174,12 @@ SOCKS_ITEM = {
     "Categories": ["Socks", "Women", "Women > Pants"],
 }
 GIFT_WRAP_ITEM = {"ProductName": "Gift wrap", "Quantity": 1, "ItemPrice": 3.0, "RowTotal": 3.0}
-PROFILE = {"email": "jane@example.org", "external_id": "cust-1"}
+# A registered customer's order events name the profile by external_id only, without the order's
+# email/location snapshots (issue 14 §2; guest orders: tests/test_order_identity.py).
+PROFILE = {"external_id": "cust-1"}
+BILLING_ADDRESS = {"FirstName": "Jane", "Address1": "23, High Road", "City": "London",
+                   "Region": "Greater London", "CountryCode": "GB", "Zip": "SW1A 1AA",
+                   "Phone": "+442079460958"}
 
 
 # ---- Placed Order ------------------------------------------------------------------------------
@@ -184,11 +189,7 @@ def test_placed_order_every_field() -> None:
     placed = placed_order_events(order(), LOOKUP, CONFIG)[0]
     assert placed.attributes() == {
         "metric": {"data": {"type": "metric", "attributes": {"name": "Placed Order"}}},
-        "profile": {"data": {"type": "profile", "attributes": {
-            **PROFILE,
-            "location": {"address1": "23, High Road", "city": "London", "country": "GB",
-                         "region": "Greater London", "zip": "SW1A 1AA"},
-        }}},
+        "profile": {"data": {"type": "profile", "attributes": PROFILE}},
         "properties": {
             "OrderId": "order-1",
             "OrderNumber": "A-1001",
@@ -200,6 +201,8 @@ def test_placed_order_every_field() -> None:
             "DiscountValue": 16.55,
             "ShippingMethod": "Express",
             "ShippingValue": 5.45,
+            "BillingAddress": BILLING_ADDRESS,
+            "ShippingAddress": {**BILLING_ADDRESS, "City": "Leeds"},
         },
         "time": "2026-03-01T10:00:00.123Z",
         "unique_id": "order-1:placed",
@@ -235,11 +238,11 @@ def test_event_attributes_are_json_and_accepted_shape() -> None:
 
 def test_bulk_entries_carry_the_single_event_bodies_grouped_by_profile() -> None:
     """Each bulk event is the POST /api/events body minus the profile, which its entry holds:
-    the Placed Order (with the location) in one entry, the Ordered Products in another."""
-    events = placed_order_events(order(), LOOKUP, CONFIG)
+    a guest's Placed Order (with the location) in one entry, the Ordered Products in another."""
+    events = placed_order_events(order(customerId=None), LOOKUP, CONFIG)
     entries = bulk_entries(events)
     assert [(e["profile"], len(e["events"])) for e in entries] == [
-        (events[0].profile, 1), (PROFILE, 3)]
+        (events[0].profile, 1), ({"email": "jane@example.org"}, 3)]
     rebuilt = [{**ev, "profile": {"data": {"type": "profile", "attributes": entry["profile"]}}}
                for entry in entries for ev in entry["events"]]
     assert rebuilt == [e.attributes() for e in events]
@@ -637,7 +640,7 @@ def test_lookup_helpers() -> None:
     assert category_ids(PRODUCTS) == ["cat-jeans", "cat-socks", "cat-pants"]
     assert LOOKUP["prod-1"] == ProductInfo(
         categories=("Women", "Women > Pants", "Women > Pants > Jeans"),
-        slug="blue-jeans-product", key="jeans")
+        slug="blue-jeans-product", key="jeans", slugs={"en": "blue-jeans-product"})
 
 
 def test_lookup_ancestor_names_from_fetched_categories_and_bad_documents() -> None:
@@ -649,7 +652,7 @@ def test_lookup_ancestor_names_from_fetched_categories_and_bad_documents() -> No
     lookup = product_lookup([PRODUCTS[0], *broken], unexpanded + [{"name": "x"}])
     assert lookup == {"prod-1": ProductInfo(
         categories=("Women", "Women > Pants", "Women > Pants > Jeans"),
-        slug="blue-jeans-product", key="jeans")}
+        slug="blue-jeans-product", key="jeans", slugs={"en": "blue-jeans-product"})}
 
 
 @pytest.mark.parametrize(

@@ -198,9 +198,10 @@ def test_category_created(realtime: Any, ct: Any, klaviyo: Any) -> None:
     assert create.json == {"data": {"type": "catalog-category", "attributes": {
         "external_id": "c-jeans", "name": "Women > Pants > Jeans",
         "integration_type": "$custom", "catalog_type": "$default"}}}
-    (by_id, descendants) = ct.api_requests("categories")
-    assert by_id.path.endswith("/categories/c-jeans") and by_id.param("expand") == "ancestors[*]"
-    assert descendants.query["where"] == ['ancestors(id="c-jeans")']
+    # One read: the category and its subtree in one query, ancestors expanded.
+    (subtree,) = ct.api_requests("categories")
+    assert subtree.param("expand") == "ancestors[*]"
+    assert subtree.query["where"] == ['id = "c-jeans" or ancestors(id = "c-jeans")']
 
 
 def test_category_resource_created_change(realtime: Any, ct: Any, klaviyo: Any) -> None:
@@ -348,9 +349,11 @@ def test_product_published_new_item_before_its_variants(
     assert variant_skus(klaviyo) == {"SKU-1", "SKU-2"}
     skipped = [r for r in caplog.records if r.getMessage() == "variants without SKU not sent"]
     assert [r.__dict__["variantIds"] for r in skipped] == [[3]]
-    # commercetools: the product with its categories expanded (their ancestors give the ids).
-    (product_request,) = ct.api_requests("products")
+    # commercetools: the product with its categories expanded (their ancestors give the ids),
+    # then its version once more, to confirm it did not move on while it was written.
+    product_request, confirm = ct.api_requests("products")
     assert product_request.param("expand") == "masterData.current.categories[*]"
+    assert confirm.param("expand") is None
 
 
 def test_product_published_again_updates_adds_and_removes_variants(
@@ -635,14 +638,16 @@ def test_variant_a_job_failed_is_retried_singly(realtime: Any, ct: Any, klaviyo:
         ("POST", "/api/catalog-items"),
         ("POST", job_path("create")),
         *polls("create", job_id),
-        # The failed record alone: create (409, it exists), then update.
+        # The failed record alone: create (409, it exists), then, as it is this item's
+        # variant (not a SKU moved from another item), update.
         ("POST", "/api/catalog-variants"),
+        ("GET", f"/api/catalog-items/{P}p-1/variants"),
         ("PATCH", f"/api/catalog-variants/{P}SKU-03"),
     ]
     final = klaviyo.jobs[job_id]
     assert [e["source"]["pointer"] for e in final["failures"]] == [
         "/data/attributes/variants/data/2"]
-    assert [r.status for r in klaviyo.requests[-2:]] == [409, 200]
+    assert [r.status for r in klaviyo.requests[-3:]] == [409, 200, 200]
     for n, sku in enumerate(TEN, start=1):
         assert held(klaviyo, sku) == expected_variant(n, sku)
 
@@ -661,8 +666,9 @@ def test_variant_klaviyo_refuses_fails_the_message_terminally(
 
     assert realtime.deliver(published()) == 200  # acknowledged: a redelivery cannot help
 
-    assert [(c, r.status) for c, r in zip(calls(klaviyo)[-2:], klaviyo.requests[-2:])] == [
+    assert [(c, r.status) for c, r in zip(calls(klaviyo)[-3:], klaviyo.requests[-3:])] == [
         (("POST", "/api/catalog-variants"), 409),
+        (("GET", f"/api/catalog-items/{P}p-1/variants"), 200),
         (("PATCH", f"/api/catalog-variants/{P}SKU-03"), 400)]
     terminal = [r for r in caplog.records if r.getMessage() == "terminal failure; acknowledged"]
     assert [r.__dict__["status"] for r in terminal] == [400]

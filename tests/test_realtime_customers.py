@@ -263,7 +263,7 @@ def test_commercetools_outage_fails_the_invocation(make_realtime, ct, klaviyo) -
 
 def test_definite_client_error_is_acknowledged(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
     ct.add("customers", dict(CUSTOMER))
-    klaviyo.inject(403, path="/api/profile-import")
+    klaviyo.inject(422, path="/api/profile-import")
 
     assert realtime.deliver(customer_created()) == 200
     assert len(profile_imports(klaviyo)) == 1

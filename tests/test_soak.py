@@ -33,7 +33,9 @@ def own_pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 @pytest.mark.emulator
 @pytest.mark.timeout(900)
 def test_realtime_soak(own_pubsub_emulator: str) -> None:
-    report = run_realtime(RealtimeConfig(messages=REALTIME_MESSAGES, seed=7, drain_timeout=600),
+    # A rotated Klaviyo key 5 s into the run, restored 10 s later (issue 14 §8).
+    report = run_realtime(RealtimeConfig(messages=REALTIME_MESSAGES, seed=7, drain_timeout=600,
+                                         auth_outage_at=5, auth_outage_seconds=10),
                           pubsub_host=own_pubsub_emulator, progress=lambda _: None)
     print(report.text())
     assert report.ok, report.text()
@@ -42,6 +44,11 @@ def test_realtime_soak(own_pubsub_emulator: str) -> None:
     assert figures["malformed_acknowledged_first_time"] == figures["malformed"]
     assert sum(figures["faults_klaviyo"].values()) > 0 and sum(figures["faults_ct"].values()) > 0
     assert figures["mismatches"] == {"missing": 0, "duplicate": 0, "stale": 0, "unexpected": 0}
+    outage = figures["auth_outage"]
+    assert outage["klaviyo_401"] > 0 and outage["messages_delivered_in_window"] > 0
+    assert outage["of_those_acknowledged"] == outage["messages_delivered_in_window"]
+    assert figures["function_log"][
+        "credentials refused: fix KLAVIYO_API_KEY; message will be redelivered"] > 0
 
 
 @pytest.mark.emulator

@@ -12,16 +12,28 @@ Kinds: customers, orders, categories, products. Bodies (all optional):
                          64 characters (commercetools ids are 36-character UUIDs), deduplicated
   categories, products:  {"deleteAll": true, "confirmDeletion": "<kind>"}  first deletes all
                          of that kind in Klaviyo; refused unless confirmDeletion is exactly the kind
+
+Callers (BULK_AUTH): behind API Gateway the caller is the principal of the Google ID token the
+gateway verified, forwarded as X-Apigateway-Api-Userinfo (the token's claims, base64url JSON).
+`id-token` answers 401 to a request without it; `id-token-or-api-key` takes such a request as the
+anonymous "api-key" caller (the gateway checked the key); `none` (local runs) has no caller check.
+Google signs ID tokens for every Google account, so behind the gateway only principals in
+BULK_CALLERS or BULK_ADMINS are served (else 403), and deleteAll only BULK_ADMINS (else 403; and
+nobody while an API key is also accepted). Every start, stop and deleteAll, allowed or refused, is
+one "bulk audit" log line with the caller; the job records who started (`startedBy`) and stopped
+(`stoppedBy`) it.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -35,7 +47,7 @@ from pydantic import (
 from shared.bulk.base import KINDS, Kind
 from shared.bulk.runner import Conflict, EnqueueError, Runner
 from shared.log import get_logger
-from shared.state.jobs import Job, utcnow
+from shared.state.jobs import Job, progress, utcnow
 
 log = get_logger("bulk.api")
 
@@ -48,9 +60,16 @@ PARTIAL: tuple[Kind, ...] = ("customers", "orders")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
+USERINFO_HEADER = "X-Apigateway-Api-Userinfo"
+AuthMode = Literal["none", "id-token", "id-token-or-api-key"]
+API_KEY_CALLER = "api-key"  # a gateway API key holder: no name, never an admin
+LOCAL_CALLER = "local"  # no gateway (local runs)
+
 # Every (method, path) the function serves: the API Gateway spec must list exactly these.
+# GET / is the operator console (shared/bulk/console.py, served by bulk/main.py).
 ROUTES: tuple[tuple[str, str], ...] = tuple(
-    [(m, f"/sync/{k}") for k in KINDS for m in ("GET", "POST")]
+    [("GET", "/")]
+    + [(m, f"/sync/{k}") for k in KINDS for m in ("GET", "POST")]
     + [("POST", f"/sync/{k}/stop") for k in KINDS]
     + [("GET", "/sync/jobs/{jobId}")]
 )
@@ -72,6 +91,56 @@ def _error(status: int, code: str, message: str, **extra: Any) -> Response:
 
 class BadRequest(Exception):
     pass
+
+
+class Unauthenticated(Exception):
+    pass
+
+
+# ---- callers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    principal: str  # service account or user email (or "sub:<id>"), "api-key" or "local"
+    verified: bool  # the gateway verified a Google ID token for it
+
+
+def caller_from_userinfo(value: str) -> Caller:
+    """The caller in API Gateway's X-Apigateway-Api-Userinfo header (the verified ID token's
+    claims as base64url JSON, padding optional). Raises Unauthenticated."""
+    try:
+        raw = base64.urlsafe_b64decode(value.strip() + "=" * (-len(value.strip()) % 4))
+        claims = json.loads(raw)
+    except (binascii.Error, ValueError):
+        raise Unauthenticated("the gateway's user info is not base64url JSON") from None
+    if not isinstance(claims, dict):
+        raise Unauthenticated("the gateway's user info is not a JSON object")
+    email, sub = claims.get("email"), claims.get("sub")
+    if isinstance(email, str) and email and claims.get("email_verified", True) in (True, "true"):
+        return Caller(email.lower(), verified=True)
+    if isinstance(sub, str) and sub:
+        return Caller(f"sub:{sub}", verified=True)
+    raise Unauthenticated("the ID token names no caller (no email or sub claim)")
+
+
+def listed(principal: str, entries: frozenset[str]) -> bool:
+    """principal is an entry, or matches a "*@domain" entry."""
+    domain = "*@" + principal.rpartition("@")[2] if "@" in principal else None
+    return principal in entries or (domain is not None and domain in entries)
+
+
+def identify(mode: AuthMode, headers: Mapping[str, str]) -> Caller:
+    """Who is calling, per BULK_AUTH. Raises Unauthenticated."""
+    if mode == "none":
+        return Caller(LOCAL_CALLER, verified=False)
+    value = next((v for k, v in headers.items() if k.lower() == USERINFO_HEADER.lower()), None)
+    if value:
+        return caller_from_userinfo(value)
+    if mode == "id-token-or-api-key":
+        return Caller(API_KEY_CALLER, verified=False)
+    raise Unauthenticated("call this API through its API Gateway with a Google ID token: "
+                          "Authorization: Bearer $(gcloud auth print-identity-token ...)")
 
 
 # ---- request bodies --------------------------------------------------------------------------
@@ -215,6 +284,7 @@ def status_view(job: Job, now: datetime) -> dict[str, Any]:
     view["leaseExpired"] = bool(job.live and job.leaseExpiresAt is not None
                                 and job.leaseExpiresAt <= now)
     view["statusUrl"] = f"/sync/jobs/{job.id}"
+    view["progress"] = progress(job, now)
     return view
 
 
@@ -226,34 +296,67 @@ class BulkApi:
         max_ids: int = 10_000,
         max_body_bytes: int = 2 * 1024 * 1024,
         clock: Callable[[], datetime] = utcnow,
+        auth: AuthMode = "none",
+        callers: tuple[str, ...] = (),
+        admins: tuple[str, ...] = (),
     ) -> None:
         self.runner = runner
         self.max_ids = max_ids
         self.max_body_bytes = max_body_bytes
         self.clock = clock
+        self.auth = auth
+        self.admins = frozenset(a.strip().lower() for a in admins if a.strip())
+        self.callers = frozenset(a.strip().lower() for a in callers if a.strip()) | self.admins
 
     @classmethod
     def from_settings(cls, runner: Runner, settings: Any) -> BulkApi:
         return cls(runner, max_ids=settings.bulk_max_ids,
-                   max_body_bytes=settings.bulk_max_body_bytes)
+                   max_body_bytes=settings.bulk_max_body_bytes, auth=settings.bulk_auth,
+                   callers=tuple(settings.bulk_callers), admins=tuple(settings.bulk_admins))
+
+    def may_call(self, caller: Caller) -> bool:
+        if self.auth == "none" or not caller.verified:  # local, or the gateway checked the key
+            return True
+        return listed(caller.principal, self.callers)
+
+    def may_delete_all(self, caller: Caller) -> bool:
+        """Without a gateway (local) the confirmation guards deleteAll; behind it, BULK_ADMINS.
+        While the gateway also takes an API key, a key holder could send any user info header
+        along with the key (nothing here can tell), so then nobody may use deleteAll."""
+        if self.auth == "none":
+            return True
+        return self.auth == "id-token" and caller.verified and listed(caller.principal,
+                                                                      self.admins)
 
     def too_large(self) -> Response:
         return _error(413, "payload_too_large",
                       f"body is larger than {self.max_body_bytes} bytes")
 
-    def handle(self, method: str, path: str, body: bytes = b"") -> Response:
+    def handle(self, method: str, path: str, body: bytes = b"",
+               headers: Mapping[str, str] | None = None) -> Response:
         method = method.upper()
+        try:
+            caller = identify(self.auth, headers or {})
+        except Unauthenticated as exc:
+            log.warning("bulk api caller not authenticated", method=method, path=path[:80],
+                        reason=str(exc))
+            return _error(401, "unauthenticated", str(exc))
+        if not self.may_call(caller):
+            log.warning("bulk audit", action="call", caller=caller.principal, method=method,
+                        path=path[:80], outcome="forbidden")
+            return _error(403, "forbidden", f"{caller.principal} may not call this API: add it to "
+                          "BULK_CALLERS (or BULK_ADMINS) and redeploy")
         try:
             if len(body) > self.max_body_bytes:
                 return self.too_large()
-            return self._route(method, path, body)
+            return self._route(method, path, body, caller)
         except BadRequest as exc:
             return _error(400, "bad_request", str(exc))
         except Exception as exc:
             log.error("bulk api request failed", method=method, error=type(exc).__name__)
             return _error(500, "internal", "internal error; see the function's logs")
 
-    def _route(self, method: str, path: str, body: bytes) -> Response:
+    def _route(self, method: str, path: str, body: bytes, caller: Caller) -> Response:
         parts = [p for p in path.split("/") if p]
         if len(parts) < 2 or parts[0] != "sync":
             return _error(404, "not_found", "unknown path")
@@ -271,9 +374,10 @@ class BulkApi:
                 return allowed
             if method in ("GET", "HEAD"):
                 return self._latest(kind)  # type: ignore[arg-type]
-            return self._start(kind, body)  # type: ignore[arg-type]
+            return self._start(kind, body, caller)  # type: ignore[arg-type]
         if len(parts) == 3 and parts[2] == "stop":
-            return self._allow(method, ("POST",)) or self._stop(kind)  # type: ignore[arg-type]
+            return (self._allow(method, ("POST",))
+                    or self._stop(kind, caller))  # type: ignore[arg-type]
         return _error(404, "not_found", "unknown path")
 
     @staticmethod
@@ -286,26 +390,43 @@ class BulkApi:
         response.headers["Allow"] = ", ".join(accepted)
         return response
 
-    def _start(self, kind: Kind, body: bytes) -> Response:
+    def _start(self, kind: Kind, body: bytes, caller: Caller) -> Response:
         options = parse_sync_body(kind, body, max_ids=self.max_ids)
+        action = "deleteAll" if options.delete_all else "start"
+        audit = {"action": action, "caller": caller.principal, "kind": kind,
+                 "options": {"deleteAll": options.delete_all,
+                             "idCount": len(options.ids) if options.ids is not None else None}}
+        if options.delete_all and not self.may_delete_all(caller):
+            log.warning("bulk audit", outcome="forbidden", **audit)
+            why = (f"{caller.principal} is not in BULK_ADMINS" if self.auth == "id-token" else
+                   "not while the gateway also accepts an API key (deploy without --api-key)")
+            return _error(403, "forbidden", f"deleteAll deletes every Klaviyo {kind} object "
+                          f"and needs an admin: {why}")
         try:
-            job = self.runner.start(kind, ids=options.ids, delete_all=options.delete_all)
+            job = self.runner.start(kind, ids=options.ids, delete_all=options.delete_all,
+                                    started_by=caller.principal)
         except Conflict as exc:
+            log.info("bulk audit", outcome="conflict", jobId=exc.job_id, **audit)
             return _error(409, "conflict", f"a {kind} sync is already running", jobId=exc.job_id,
                           statusUrl=f"/sync/jobs/{exc.job_id}")
         except EnqueueError as exc:
+            log.info("bulk audit", outcome="unavailable", jobId=exc.job.id, **audit)
             return _error(503, "unavailable", "the job could not be queued; try again",
                           jobId=exc.job.id)
+        log.info("bulk audit", outcome="started", jobId=job.id, **audit)
         url = f"/sync/jobs/{job.id}"
         return Response(202, {"jobId": job.id, "kind": kind, "status": job.status.value,
                               "statusUrl": url}, {"Location": url})
 
-    def _stop(self, kind: Kind) -> Response:
-        job = self.runner.stop(kind)
+    def _stop(self, kind: Kind, caller: Caller) -> Response:
+        job = self.runner.stop(kind, by=caller.principal)
+        log.info("bulk audit", action="stop", caller=caller.principal, kind=kind,
+                 jobId=job.id if job else None, outcome="stopping" if job else "not_running")
         if job is None:
             return _error(404, "not_found", f"no {kind} sync is running")
-        return Response(200, {**status_view(job, self.clock()),
-                              "message": "the job stops after its current batch"})
+        message = ("the job stops after its current batch" if job.live
+                   else f"the job has ended: {job.status.value}")
+        return Response(200, {**status_view(job, self.clock()), "message": message})
 
     def _latest(self, kind: Kind) -> Response:
         job = self.runner.latest(kind)

@@ -37,6 +37,7 @@ class BatchResult:
     errors: list[RecordError] = field(default_factory=list)
     cursor: str | None = None  # last CT id this batch covered; the next batch starts after it
     done: bool = False  # nothing left after `cursor`
+    not_found: list[str] = field(default_factory=list)  # partial sync: ids CT does not have
 
 
 class Exporter(Protocol):

@@ -30,7 +30,9 @@ from typing import TYPE_CHECKING, Literal
 from shared.bulk.base import KINDS, BatchResult, Exporter, Kind
 from shared.bulk.tasks import LocalTaskQueue, PageTask, PubsubTaskQueue, TaskQueue, topic_path
 from shared.deadline import Deadline
-from shared.errors import ApiError, ConfigError, ConnectorError, DeadlineExceeded
+from shared.errors import (
+    ApiError, ConfigError, ConnectorError, DeadlineExceeded, RetryableError, auth_failure_of,
+)
 from shared.log import get_logger
 from shared.state import jobs
 from shared.state.jobs import Conflict, Job, JobStatus
@@ -90,9 +92,42 @@ def _worker_id() -> str:
     return f"{instance}:{os.getpid()}"
 
 
+class TransientFailure(RetryableError):
+    """A transient infrastructure error (Firestore, Pub/Sub, the network) during a batch."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"transient {type(cause).__name__}")
+        self.__cause__ = cause
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an exception that is not one of ours is an outage of Google's services or the
+    network (retried), rather than a bug (which fails the job)."""
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return True
+    try:  # imported here: local mode (MemoryStore) runs without Google's clients loaded
+        from google.api_core import exceptions as gexc
+
+        from shared.state.firestore_store import ContentionError
+    except ImportError:  # pragma: no cover - google-api-core comes with the Firestore client
+        return False
+    return isinstance(exc, (
+        ContentionError,
+        gexc.ServiceUnavailable, gexc.DeadlineExceeded, gexc.InternalServerError,
+        gexc.TooManyRequests, gexc.ResourceExhausted, gexc.Aborted, gexc.Unknown,
+        gexc.BadGateway, gexc.GatewayTimeout, gexc.RetryError,
+    ))
+
+
 def error_code(exc: BaseException) -> str:
     """A short, PII-free code for an exception: the API's error code, else its HTTP status, else
-    the type. A retry that ran out of time reports the API error that caused it."""
+    the type. A retry that ran out of time reports the API error that caused it. Refused
+    credentials name the settings to fix (the job's status is where an operator looks)."""
+    auth = auth_failure_of(exc)
+    if auth is not None:
+        return f"{auth.code or f'http_{auth.status}'}: fix {auth.fix_variables}"
+    if isinstance(exc, TransientFailure) and exc.__cause__ is not None:
+        return type(exc.__cause__).__name__
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ApiError):
@@ -149,7 +184,9 @@ class Runner:
         config: RunnerConfig | None = None,
         clock: Callable[[], datetime] = jobs.utcnow,
         worker_id: str | None = None,
+        counter: Callable[[Kind], int] | None = None,
     ) -> None:
+        self.counter = counter  # counts a job's records at its start (None: no total)
         self.store = store
         self.queue = queue
         self.exporters = exporters
@@ -163,14 +200,15 @@ class Runner:
     # ---- API operations ---------------------------------------------------------------------
 
     def start(
-        self, kind: Kind, *, ids: Sequence[str] | None = None, delete_all: bool = False
+        self, kind: Kind, *, ids: Sequence[str] | None = None, delete_all: bool = False,
+        started_by: str | None = None,
     ) -> Job:
         """Create a job and queue its first task. Raises Conflict (a live job holds the kind's
         lock) or EnqueueError (the first task could not be queued; the job is failed)."""
         if kind not in KINDS:
             raise ValueError(f"unknown kind {kind!r}")
         created = self.store.create(kind, ids=ids, delete_all=delete_all, now=self.clock(),
-                                    lease=self.config.lease)
+                                    lease=self.config.lease, started_by=started_by)
         job = created.job
         if created.took_over:
             log.warning("bulk job lease expired; lock taken over", kind=kind,
@@ -188,11 +226,12 @@ class Runner:
             raise EnqueueError(failed or job) from exc
         return job
 
-    def stop(self, kind: Kind) -> Job | None:
+    def stop(self, kind: Kind, *, by: str | None = None) -> Job | None:
         """Ask the kind's live job to stop at its next batch boundary (None: no live job)."""
-        job = self.store.request_stop(kind, now=self.clock())
+        job = self.store.request_stop(kind, now=self.clock(), by=by)
         if job is not None:
-            log.info("bulk job stop requested", jobId=job.id, kind=kind, cursor=job.cursor)
+            log.info("bulk job stop requested", jobId=job.id, kind=kind, cursor=job.cursor,
+                     status=job.status.value)
         return job
 
     def latest(self, kind: Kind) -> Job | None:
@@ -201,9 +240,12 @@ class Runner:
     def job(self, job_id: str) -> Job | None:
         return self.store.get_job(job_id)
 
-    def force_release(self, kind: Kind, *, reason: str = "lock released by an operator") -> Job | None:
-        job = self.store.force_release(kind, now=self.clock(), reason=reason)
+    def force_release(self, kind: Kind, *, reason: str = "lock released by an operator",
+                      by: str | None = None) -> Job | None:
+        job = self.store.force_release(kind, now=self.clock(), reason=reason, by=by)
         log.warning("bulk lock force-released", kind=kind, jobId=job.id if job else None)
+        log.warning("bulk audit", action="release", caller=by or "local", kind=kind,
+                    jobId=job.id if job else None, outcome="released" if job else "not_held")
         return job
 
     def abandon(self, job_id: str, *, reason: str) -> Job | None:
@@ -242,6 +284,8 @@ class Runner:
             job = self.store.mark_running(job.id, now=self.clock(), lease=self.config.lease,
                                           worker=self.worker_id) or job
             log.info("bulk job running", jobId=job.id, kind=job.kind)
+        if job.total is None and job.seq == 0:
+            job = self._count(job)
 
         try:
             result = self._run_batch(job)
@@ -249,8 +293,10 @@ class Runner:
             if not exc.retryable:
                 return self._fail(job, exc)
             return self._retry_later(job, exc)
-        except Exception as exc:  # a bug or unexpected data: retrying will not help
-            return self._fail(job, exc)
+        except Exception as exc:
+            if is_transient(exc):  # Firestore/Pub/Sub/network had a moment: deliver again
+                return self._retry_later(job, TransientFailure(exc))
+            return self._fail(job, exc)  # a bug: retrying will not help
 
         if jobs.no_progress(job, result, job.cursor):
             ended = self.store.finish(job.id, JobStatus.FAILED, now=self.clock(),
@@ -260,6 +306,22 @@ class Runner:
                 self._log_end(ended)
             return "failed"
         return self._save(job, result)
+
+    def _count(self, job: Job) -> Job:
+        """Count what the job will read, once, before its first batch; a failed count only
+        leaves the progress without a total (the sync itself does not depend on it)."""
+        if self.counter is None:
+            return job
+        try:
+            total = self.counter(job.kind)
+        except Exception as exc:
+            log.warning("bulk job total not counted", jobId=job.id, kind=job.kind,
+                        error=type(exc).__name__, errorCode=error_code(exc))
+            return job
+        counted = self.store.set_total(job.id, total)
+        if counted is not None:
+            log.info("bulk job total counted", jobId=job.id, kind=job.kind, total=total)
+        return counted or job
 
     def _run_batch(self, job: Job) -> BatchResult:
         exporter = self.exporters(job.kind)
@@ -310,9 +372,15 @@ class Runner:
             if stopped is not None:
                 self._log_end(stopped)
             return "stopped"
-        log.warning("bulk batch failed, will be retried", jobId=job.id, kind=job.kind,
-                    seq=job.seq, cursor=job.cursor, errorCode=code,
-                    attempt=updated.attempts)
+        auth = auth_failure_of(exc)
+        if auth is not None:
+            log.error(f"credentials refused: fix {auth.fix_variables}; bulk batch will be retried",
+                      jobId=job.id, kind=job.kind, seq=job.seq, errorCode=code,
+                      fixVariables=auth.fix_variables, attempt=updated.attempts)
+        else:
+            log.warning("bulk batch failed, will be retried", jobId=job.id, kind=job.kind,
+                        seq=job.seq, cursor=job.cursor, errorCode=code,
+                        attempt=updated.attempts)
         raise exc
 
     def _fail(self, job: Job, exc: BaseException) -> str:
@@ -389,6 +457,12 @@ def build_runner(
     backend = select_backend(settings, local=local)
     config = RunnerConfig.from_settings(settings)
     factory = exporters or default_exporters(settings)
+    counter = None
+    if exporters is None:
+        from shared.bulk.totals import commercetools_counter
+        from shared.commercetools.client import CommercetoolsClient
+
+        counter = commercetools_counter(CommercetoolsClient.from_settings(settings))
     store: JobStore
     queue: TaskQueue
     if backend == "gcp":
@@ -396,12 +470,13 @@ def build_runner(
 
         assert settings.google_cloud_project
         store = FirestoreStore.connect(settings.google_cloud_project,
-                                       prefix=settings.bulk_collection_prefix)
+                                       prefix=settings.bulk_collection_prefix,
+                                       database=settings.bulk_firestore_database)
         queue = PubsubTaskQueue(topic_path(settings.google_cloud_project,
                                            settings.bulk_tasks_topic))
-        return Runner(store, queue, factory, config=config)
+        return Runner(store, queue, factory, config=config, counter=counter)
     store = MemoryStore(settings.bulk_local_state_file or None)
     local_queue = LocalTaskQueue()
-    runner = Runner(store, local_queue, factory, config=config)
+    runner = Runner(store, local_queue, factory, config=config, counter=counter)
     local_queue.set_handler(runner.run_task)
     return runner

@@ -503,6 +503,7 @@ class Tally:
         self.read = 0
         self.skipped: set[str] = set()
         self.errors: dict[str, RecordError] = {}
+        self.not_found: list[str] = []  # partial sync: asked-for ids commercetools lacks
 
     def skip(self, ct_id: str) -> None:
         self.skipped.add(ct_id)
@@ -515,12 +516,22 @@ class Tally:
         for item in rejected:
             self.fail(item.error)
 
+    def fail_unexpected(self, ct_id: str, exc: Exception) -> None:
+        """An exception nobody expected while mapping one record (a bug, or data no model
+        foresaw) is that record's error, never the batch's: logged by type (its text can echo
+        customer data), counted and reported with the record's id."""
+        log.error("record could not be mapped; reported as a record error", ctId=ct_id,
+                  error=type(exc).__name__)
+        self.fail(RecordError(ct_id=ct_id, code=f"unexpected_{type(exc).__name__}"))
+
     def result(self, *, cursor: str | None, done: bool) -> BatchResult:
         failed = len(self.errors)
         skipped = len(self.skipped)
         return BatchResult(
             read=self.read, sent=self.read - skipped - failed, skipped=skipped, failed=failed,
             errors=list(self.errors.values()), cursor=cursor, done=done,
+            # ids past the cursor (a batch cut short) are the next batch's to report
+            not_found=[i for i in self.not_found if cursor is None or i <= cursor],
         )
 
 

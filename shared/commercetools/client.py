@@ -236,6 +236,19 @@ class CommercetoolsClient:
                 return
             after = page[-1]["id"]
 
+    def count(
+        self, resource: str, *, where: Sequence[str] = (), deadline: Deadline = Deadline.never()
+    ) -> int:
+        """How many documents match (`withTotal=true` on a one-result query): a bulk job's total."""
+        self._check_resource(resource)
+        params = [("limit", "1"), ("withTotal", "true")] + [("where", w) for w in where]
+        body = self._get(f"/{resource}", params, deadline, resource, none_on_404=False)
+        total = body.get("total") if isinstance(body, dict) else None
+        if isinstance(total, bool) or not isinstance(total, int):
+            raise CommercetoolsError(f"commercetools {resource} query: no total",
+                                     status=200, retryable=False)
+        return total
+
     # ---- transport ----------------------------------------------------------------------
 
     @staticmethod
@@ -249,8 +262,10 @@ class CommercetoolsClient:
         body = self._get(f"/{resource}", params, deadline, resource, none_on_404=False)
         results = body.get("results") if isinstance(body, dict) else None
         if not isinstance(results, list):
+            # A 2xx that is not what commercetools documents says nothing about the records:
+            # an outage (a proxy, a half-deployed API), so retried and redelivered.
             raise CommercetoolsError(f"commercetools {resource} query: no results list",
-                                     status=200, retryable=False)
+                                     status=200, retryable=True)
         return results
 
     def _get(

@@ -34,15 +34,21 @@ from shared.commercetools.models.product import (
     ProductVariantAvailability,
 )
 from shared.klaviyo.catalog import catalog_ref
-from shared.mapping.common import localized, money_value
+from shared.mapping.attributes import attribute_values
+from shared.mapping.common import localized, money_value, resource_locale
 from shared.mapping.currency_countries import countries_using
+from shared.setting_syntax import (  # re-exported: the mapper's syntax, checked by config too
+    URL_PLACEHOLDERS,
+    check_url_template,
+    normalise_url_template,
+)
 
 if TYPE_CHECKING:
     from shared.config import Settings
 
 BREADCRUMB_SEPARATOR = " > "
-URL_PLACEHOLDERS = frozenset({"slug", "id", "key", "sku"})
-_REFERENCE_SLUG_PLACEHOLDER = "{{productSlug}}"  # the reference plugin's syntax, still accepted
+# Klaviyo's limit for an item's or variant's `custom_metadata` (a flat JSON object).
+MAX_METADATA_BYTES = 100 * 1024
 # Klaviyo: 1 = hide the variant from product feeds/recommendations while out of stock.
 INVENTORY_POLICY = 1
 
@@ -55,6 +61,7 @@ class CatalogConfig:
     currency: str | None = None
     url_template: str | None = None
     inventory_channel_id: str | None = None
+    attributes: tuple[str, ...] = ()  # CATALOG_ATTRIBUTES: copied into custom_metadata
 
     @classmethod
     def from_settings(cls, settings: Settings) -> CatalogConfig:
@@ -63,41 +70,25 @@ class CatalogConfig:
             currency=settings.preferred_currency,
             url_template=settings.product_url_template,
             inventory_channel_id=settings.inventory_channel_id,
+            attributes=tuple(settings.catalog_attributes),
         )
+
+
+def product_locale(product: Product, config: CatalogConfig) -> str | None:
+    """The one locale all of a product's localized fields are read in (its name's: see
+    `resource_locale`), so title, description, URL slug and attributes share a language."""
+    return resource_locale(product.master_data.current.name, config.locale)
 
 
 # -- URLs ----------------------------------------------------------------------------------------
 
 
-def _normalise_template(template: str) -> str:
-    return template.replace(_REFERENCE_SLUG_PLACEHOLDER, "{slug}")
-
-
 @functools.lru_cache(maxsize=8)
 def _parsed_template(template: str) -> tuple[str, frozenset[str]]:
     """The normalised template and the placeholder names it uses (parsed once per template)."""
-    normalised = _normalise_template(template)
+    normalised = normalise_url_template(template)
     names = frozenset(name for _, name, _, _ in string.Formatter().parse(normalised) if name)
     return normalised, names
-
-
-def check_url_template(template: str) -> None:
-    """Raise ValueError unless every placeholder is one of URL_PLACEHOLDERS (`{{` is a literal `{`).
-
-    Checked at start-up so a typo fails the deploy instead of every product write.
-    """
-    try:
-        parts = list(string.Formatter().parse(_normalise_template(template)))
-    except ValueError as exc:
-        raise ValueError(f"malformed placeholder ({exc})") from None
-    for _, name, spec, conversion in parts:
-        if name is None:
-            continue
-        if name not in URL_PLACEHOLDERS:
-            allowed = ", ".join("{" + p + "}" for p in sorted(URL_PLACEHOLDERS))
-            raise ValueError(f"unknown placeholder {{{name}}}; use {allowed}")
-        if spec or conversion:
-            raise ValueError(f"placeholder {{{name}}} takes no conversion or format")
 
 
 def product_url(product: Product, config: CatalogConfig, sku: str | None = None) -> str:
@@ -111,7 +102,7 @@ def product_url(product: Product, config: CatalogConfig, sku: str | None = None)
     data = product.master_data.current
     template, used = _parsed_template(config.url_template)
     values = {
-        "slug": lambda: localized(data.slug, config.locale) or "",
+        "slug": lambda: localized(data.slug, product_locale(product, config)) or "",
         "id": lambda: product.id,
         "key": lambda: product.key or "",
         "sku": lambda: sku if sku is not None else (data.master_variant.sku or ""),
@@ -278,22 +269,54 @@ def localized_json(prefix: str, text: LocalizedString | None) -> str:
 # -- items and variants --------------------------------------------------------------------------
 
 
+def attribute_metadata(
+    data: ProductData, variant: ProductVariant, names: Sequence[str], locale: str | None,
+    budget: int,
+) -> dict[str, Any]:
+    """CATALOG_ATTRIBUTES as flat custom_metadata entries: the variant's value, else the
+    product-level one, each its display value (see mapping.attributes). Attributes that would
+    take the metadata past `budget` bytes of JSON are left out, last named first."""
+    if not names:
+        return {}
+    values = attribute_values(variant.attributes, locale)
+    for name, value in attribute_values(data.attributes, locale).items():
+        values.setdefault(name, value)
+    chosen: dict[str, Any] = {}
+    for name in names:  # the operator's order: the first named are kept first
+        if name not in values:
+            continue
+        cost = len(_COMPACT.encode({name: values[name]}).encode()) - 1  # without the braces
+        if cost > budget:
+            continue
+        chosen[name] = values[name]
+        budget -= cost
+    return chosen
+
+
 def _custom_metadata(
-    data: ProductData, variant: ProductVariant, now: datetime | None
-) -> dict[str, str]:
-    return {
+    data: ProductData, variant: ProductVariant, now: datetime | None, config: CatalogConfig,
+    locale: str | None,
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {
         "title_json": localized_json("title", data.name),
         "slug_json": localized_json("slug", data.slug),
         **price_metadata(variant.prices, now=now),
     }
+    if config.attributes:
+        budget = MAX_METADATA_BYTES - len(_COMPACT.encode(metadata).encode())
+        extra = attribute_metadata(data, variant, config.attributes, locale, budget)
+        # The connector's own keys are what templates and the reference plugin rely on.
+        metadata.update({k: v for k, v in extra.items() if k not in metadata})
+    return metadata
 
 
 def _texts(product: Product, config: CatalogConfig) -> dict[str, str]:
     data = product.master_data.current
+    locale = product_locale(product, config)
     return {
         # Klaviyo requires both; commercetools requires a name but not a description.
-        "title": localized(data.name, config.locale) or product.key or product.id,
-        "description": localized(data.description, config.locale) or "",
+        "title": localized(data.name, locale) or product.key or product.id,
+        "description": localized(data.description, locale) or "",
     }
 
 
@@ -321,7 +344,8 @@ def item_attributes(
         "url": product_url(product, config),
         "price": price_value(master.prices, config.currency, now=now),
         "published": product.master_data.published,
-        "custom_metadata": _custom_metadata(data, master, now),
+        "custom_metadata": _custom_metadata(data, master, now, config,
+                                            product_locale(product, config)),
         **_image_attributes(image.url for image in master.images),
     }
     relationships = {
@@ -369,7 +393,8 @@ def variant_attributes(
         ),
         "inventory_policy": INVENTORY_POLICY,
         "published": product.master_data.published,
-        "custom_metadata": _custom_metadata(data, variant, now),
+        "custom_metadata": _custom_metadata(data, variant, now, config,
+                                            product_locale(product, config)),
         **_image_attributes(image.url for image in images),
     }
     relationships = {"item": {"data": catalog_ref("item", product.id)}}

@@ -14,9 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import string
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import quote
 
 from shared.commercetools.models.cart import Cart
@@ -31,14 +30,18 @@ from shared.mapping.orders import (
     limit_properties,
     line_item_properties,
 )
+from shared.setting_syntax import (  # re-exported: the mapper's syntax, checked by config too
+    CHECKOUT_URL_PLACEHOLDERS,
+    SignalKind,
+    check_checkout_url_template,
+    checkout_signal_parts,
+)
 
 log = get_logger(__name__)
 
-SignalKind = Literal["shipping_address", "custom_field", "any_update"]
 # A cart that became an order (Ordered) or was folded into a customer's cart at sign-in (Merged)
 # is not an open checkout; the order's own events (or the surviving cart's) tell the story.
 CART_STATES_NOT_SENT = frozenset({"Ordered", "Merged"})
-CHECKOUT_URL_PLACEHOLDERS = frozenset({"cartId"})
 
 
 @dataclass(frozen=True)
@@ -60,28 +63,8 @@ class CheckoutSignal:
 
 def parse_checkout_signal(text: str) -> CheckoutSignal:
     """`shipping_address` | `any_update` | `custom_field:<name>`; ValueError otherwise."""
-    text = text.strip()
-    if text in ("shipping_address", "any_update"):
-        return CheckoutSignal(text)  # type: ignore[arg-type]
-    kind, _, name = text.partition(":")
-    if kind == "custom_field" and name.strip():
-        return CheckoutSignal("custom_field", name.strip())
-    raise ValueError("must be shipping_address, any_update or custom_field:<field name>")
-
-
-def check_checkout_url_template(template: str) -> None:
-    """Raise ValueError unless the only placeholder is {cartId} (`{{` is a literal `{`)."""
-    try:
-        parts = list(string.Formatter().parse(template))
-    except ValueError as exc:
-        raise ValueError(f"malformed placeholder ({exc})") from None
-    for _, name, spec, conversion in parts:
-        if name is None:
-            continue
-        if name not in CHECKOUT_URL_PLACEHOLDERS:
-            raise ValueError(f"unknown placeholder {{{name}}}; use {{cartId}}")
-        if spec or conversion:
-            raise ValueError(f"placeholder {{{name}}} takes no conversion or format")
+    kind, name = checkout_signal_parts(text)
+    return CheckoutSignal(kind, name)
 
 
 def checkout_url(template: str | None, cart_id: str) -> str | None:
@@ -97,6 +80,10 @@ class CheckoutMappingConfig:
     checkout_url_template: str | None = None
     locale: str | None = None
     product_url_template: str | None = None
+    # The order items' attribute and brand settings: a checkout item looks like an order item.
+    item_attributes_include: tuple[str, ...] = ()
+    item_attributes_exclude: tuple[str, ...] = ()
+    brand_attribute: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Any) -> CheckoutMappingConfig:
@@ -106,12 +93,18 @@ class CheckoutMappingConfig:
             checkout_url_template=settings.checkout_url_template,
             locale=settings.preferred_locale,
             product_url_template=getattr(settings, "product_url_template", None),
+            item_attributes_include=tuple(getattr(settings, "order_item_attributes_include", ())),
+            item_attributes_exclude=tuple(getattr(settings, "order_item_attributes_exclude", ())),
+            brand_attribute=getattr(settings, "order_brand_attribute", None),
         )
 
     def item_config(self) -> OrderMappingConfig:
-        """What the order mapping's item builder reads (locale and product URLs)."""
+        """What the order mapping's item builder reads (locale, product URLs, attributes)."""
         return OrderMappingConfig(locale=self.locale,
-                                  product_url_template=self.product_url_template)
+                                  product_url_template=self.product_url_template,
+                                  item_attributes_include=self.item_attributes_include,
+                                  item_attributes_exclude=self.item_attributes_exclude,
+                                  brand_attribute=self.brand_attribute)
 
 
 def skip_reason(cart: Cart, config: CheckoutMappingConfig) -> str | None:

@@ -31,6 +31,22 @@ def localized(text: LocalizedString | None, locale: str | None = None) -> str | 
     return next((value for value in text.values() if value), None)
 
 
+def resource_locale(text: LocalizedString | None, locale: str | None = None) -> str | None:
+    """The one locale to read all of a resource's localized fields in, chosen from its main
+    field (a product's or line item's name): the key `localized` would pick there.
+
+    Without it, a name could come from one language and a slug from another (an English name
+    next to a German slug: a storefront link that may 404).
+    """
+    if not text:
+        return locale
+    if locale:
+        for key in _locale_keys(locale):
+            if text.get(key):
+                return key
+    return next((key for key, value in text.items() if value), locale)
+
+
 def money_value(money: Money | None) -> float:
     """Major units as a JSON number (Klaviyo's `value`), rounded to the currency's digits."""
     if money is None:

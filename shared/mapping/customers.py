@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from shared.commercetools.models.customer import Address, Customer
@@ -41,6 +41,15 @@ def _join(*parts: str | None) -> str:
     return ", ".join(p for p in parts if p)
 
 
+def address_region(address: Address) -> str | None:
+    """`region`, else for a US address its `state` (where commercetools keeps a US state)."""
+    if address.region:
+        return address.region
+    if address.state and (address.country or "").upper() == "US":
+        return address.state
+    return None
+
+
 def map_location(address: Address) -> dict[str, str]:
     location = {
         "address1": _join(
@@ -49,26 +58,31 @@ def map_location(address: Address) -> dict[str, str]:
         "address2": _join(address.additional_street_info, address.additional_address_info),
         "city": address.city,
         "country": address.country,
-        "region": address.region,
+        "region": address_region(address),
         "zip": address.postal_code,
     }
     return {key: value for key, value in location.items() if value}
 
 
 def select_properties(
-    fields: dict[str, Any], include: Collection[str] = (), exclude: Collection[str] = ()
+    fields: dict[str, Any], include: Collection[str] = (), exclude: Collection[str] = (),
+    rename: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Custom fields to send as profile properties. Falsy values (`False`, `0`, `""`) are kept:
-    dropping them, as the reference plugin does, leaves stale values in Klaviyo."""
+    """Custom fields to send as profile properties, renamed by `rename`
+    (CUSTOMER_PROPERTIES_RENAME; include/exclude name the commercetools fields). Falsy values
+    (`False`, `0`, `""`) are kept: dropping them, as the reference plugin does, leaves stale
+    values in Klaviyo."""
+    rename = rename or {}
     return {
-        name: value
+        rename.get(name, name): value
         for name, value in fields.items()
         if (not include or name in include) and name not in exclude and value is not None
     }
 
 
 def map_profile(
-    customer: Customer, *, include: Collection[str] = (), exclude: Collection[str] = ()
+    customer: Customer, *, include: Collection[str] = (), exclude: Collection[str] = (),
+    rename: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Klaviyo profile attributes for a customer (profile-import body `data.attributes`).
 
@@ -92,7 +106,7 @@ def map_profile(
         if location:
             attributes["location"] = location
     if customer.custom and customer.custom.fields:
-        properties = select_properties(customer.custom.fields, include, exclude)
+        properties = select_properties(customer.custom.fields, include, exclude, rename)
         if properties:
             attributes["properties"] = properties
     return {key: value for key, value in attributes.items() if value is not None and value != ""}

@@ -4,7 +4,35 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
+
+# Klaviyo accepts an event time "after the year 1990 and up to 1 year in the future" (OpenAPI,
+# EventCreateQueryV2 `time`), and one event outside that range makes it refuse a whole bulk
+# request of up to 1,000. Such a time is one record's data problem (an imported order dated
+# 1970, a clock set wrong) and the event is still worth having, so its time is clamped into the
+# range (both readings of "after the year 1990" hold; a day's margin for clock skew ahead).
+EARLIEST_EVENT_TIME = datetime(1991, 1, 1, tzinfo=timezone.utc)
+LATEST_EVENT_AHEAD = timedelta(days=364)
+
+
+def accepted_time(time: str, now: datetime | None = None) -> str:
+    """`time` (ISO 8601), clamped into the range Klaviyo accepts; unparsable text unchanged."""
+    try:
+        parsed = datetime.fromisoformat(time.replace("Z", "+00:00"))
+    except ValueError:
+        return time
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    if parsed < EARLIEST_EVENT_TIME:
+        clamped = EARLIEST_EVENT_TIME
+    else:
+        latest = (now or datetime.now(timezone.utc)) + LATEST_EVENT_AHEAD
+        if parsed <= latest:
+            return time
+        clamped = latest
+    return clamped.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace(
+        "+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -22,7 +50,7 @@ class KlaviyoEvent:
         """The event's own attributes (without the profile), as in a bulk job's `events`."""
         attributes: dict[str, Any] = {
             "properties": self.properties,
-            "time": self.time,
+            "time": accepted_time(self.time),
             "unique_id": self.unique_id,
             "metric": {"data": {"type": "metric", "attributes": {"name": self.metric}}},
         }

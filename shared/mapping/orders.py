@@ -26,6 +26,7 @@ from urllib.parse import quote
 from pydantic import ValidationError
 
 from shared.commercetools.models.base import CtModel, LocalizedString, Money, Reference
+from shared.commercetools.models.customer import Address
 from shared.commercetools.models.order import (
     CustomLineItem,
     DiscountedPricePerQuantity,
@@ -35,8 +36,9 @@ from shared.commercetools.models.order import (
 )
 from shared.commercetools.models.payment import Payment, Transaction
 from shared.log import get_logger
-from shared.mapping.common import klaviyo_time, localized, money_value
-from shared.mapping.customers import map_location
+from shared.mapping.attributes import attribute_values, display_value
+from shared.mapping.common import klaviyo_time, localized, money_value, resource_locale
+from shared.mapping.customers import address_region, map_location
 from shared.mapping.events import KlaviyoEvent
 
 if TYPE_CHECKING:
@@ -56,7 +58,8 @@ MAX_PROPERTIES_BYTES = 4 * 1024 * 1024
 GENERATED_KEYS = frozenset({
     "OrderId", "OrderNumber", "ItemNames", "Categories", "Items", "DiscountCode", "DiscountValue",
     "ShippingMethod", "ShippingValue", "PaymentId", "ProductID", "SKU", "ProductName", "Quantity",
-    "ItemPrice", "RowTotal", "ProductURL", "ImageURL",
+    "ItemPrice", "RowTotal", "ProductURL", "ImageURL", "Attributes", "Brand", "Brands",
+    "BillingAddress", "ShippingAddress", "TotalTax",
 })
 CATEGORY_SEPARATOR = " > "
 ORDER_STATE_DEFAULTS = {"Cancelled": "cancelled", "Confirmed": "fulfilled", "Complete": "fulfilled"}
@@ -84,6 +87,11 @@ class OrderMappingConfig:
     properties_rename: Mapping[str, str] = field(default_factory=dict)
     locale: str | None = None
     product_url_template: str | None = None
+    # Variant attributes sent as an item's `Attributes` (include empty: all).
+    item_attributes_include: tuple[str, ...] = ()
+    item_attributes_exclude: tuple[str, ...] = ()
+    brand_attribute: str | None = None  # whose value is an item's `Brand`
+    placed_order_states: tuple[str, ...] = ()  # Placed Order only in these (empty: any)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> OrderMappingConfig:
@@ -110,6 +118,10 @@ class OrderMappingConfig:
             properties_rename=dict(settings.order_properties_rename),
             locale=settings.preferred_locale,
             product_url_template=settings.product_url_template,
+            item_attributes_include=tuple(settings.order_item_attributes_include),
+            item_attributes_exclude=tuple(settings.order_item_attributes_exclude),
+            brand_attribute=settings.order_brand_attribute,
+            placed_order_states=tuple(settings.placed_order_states),
         )
 
 
@@ -123,6 +135,9 @@ class ProductInfo:
     categories: tuple[str, ...] = ()  # breadcrumbs, every level: "Women", "Women > Pants", …
     slug: str | None = None
     key: str | None = None
+    slugs: LocalizedString = field(default_factory=dict)  # every locale (see line_item_properties)
+    # Product-level attributes (raw `{name, value}`): where the brand is when no variant has it.
+    attributes: tuple[Mapping[str, Any], ...] = ()
 
 
 ProductLookup = Mapping[str, ProductInfo]  # by product id
@@ -155,6 +170,7 @@ class _Category(CtModel):
 class _ProductData(CtModel):
     slug: LocalizedString = {}
     categories: list[Reference] = []
+    attributes: list[dict[str, Any]] = []
 
 
 class _MasterData(CtModel):
@@ -235,6 +251,8 @@ def product_lookup(
             categories=tuple(dict.fromkeys(paths)),
             slug=localized(current.slug, locale),
             key=product.key,
+            slugs=dict(current.slug),
+            attributes=tuple(current.attributes),
         )
     return lookup
 
@@ -274,16 +292,22 @@ def _url_template(template: str) -> tuple[str, frozenset[str]]:
 
 
 def order_profile(order: Order, *, with_location: bool = False) -> dict[str, Any] | None:
-    """The event's profile: customer id (external_id) and email; None when the order has
-    neither, since Klaviyo cannot attribute such an event to anyone."""
-    profile: dict[str, Any] = {}
-    if order.customer_email:
-        profile["email"] = order.customer_email
+    """The event's profile; None when the order names nobody Klaviyo could attribute it to.
+
+    A registered customer's order is identified by `external_id` (the customer id) alone: the
+    order's `customerEmail` and billing address are snapshots from when it was placed, and an
+    older order fulfilled, cancelled or refunded (or replayed by a bulk sync) after the customer
+    changed them would write the abandoned address back onto the profile. The profile's email
+    and location are the customer processor's, from the customer's current data. Only a guest
+    order (no customer id) is identified by its own email, with its billing location.
+    """
     if order.customer_id:
-        profile["external_id"] = order.customer_id
-    if not profile:
+        return {"external_id": order.customer_id}
+    if not order.customer_email:
         return None
+    profile: dict[str, Any] = {"email": order.customer_email}
     if with_location and order.billing_address is not None:
+        # (US state as region when region is empty: see map_location.)
         location = map_location(order.billing_address)
         if location:
             profile["location"] = location
@@ -335,19 +359,45 @@ def _unit_price(li: LineItem) -> Money | None:
     return li.price.discounted.value if li.price.discounted is not None else li.price.value
 
 
+def item_brand(li: LineItem, info: ProductInfo, config: OrderMappingConfig,
+               locale: str | None) -> str | None:
+    """The BRAND attribute's display value: the variant's, else the product's."""
+    name = config.brand_attribute
+    if not name:
+        return None
+    for attribute in li.variant.attributes if li.variant else []:
+        if attribute.name == name:
+            shown = display_value(attribute.value, locale)
+            if shown is not None:
+                return str(shown)
+    for raw in info.attributes:
+        if raw.get("name") == name:
+            shown = display_value(raw.get("value"), locale)
+            if shown is not None:
+                return str(shown)
+    return None
+
+
 def line_item_properties(
     li: LineItem, lookup: ProductLookup, config: OrderMappingConfig
 ) -> dict[str, Any]:
-    """One entry of Items[] (and the body of its Ordered Product event)."""
+    """One entry of Items[] (and the body of its Ordered Product event).
+
+    Every localized field is read in one locale, the one the name is shown in, so the link
+    (slug) is in the language of the name (with PREFERRED_LOCALE unset: the name's first)."""
     info = lookup.get(li.product_id or "") or ProductInfo()
+    locale = resource_locale(li.name, config.locale)
     sku = li.variant.sku if li.variant else None
-    slug = localized(li.product_slug, config.locale) or info.slug
+    slug = (localized(li.product_slug, locale) or localized(info.slugs, locale) or info.slug)
     images = li.variant.images if li.variant else []
     discount = _line_discount(li.discounted_price_per_quantity)
+    attributes = attribute_values(
+        li.variant.attributes if li.variant else [], locale,
+        include=config.item_attributes_include, exclude=config.item_attributes_exclude)
     return _drop_empty({
         "ProductID": li.product_id,
         "SKU": sku,
-        "ProductName": localized(li.name, config.locale),
+        "ProductName": localized(li.name, locale),
         "Quantity": li.quantity,
         "ItemPrice": money_value(_unit_price(li)) if li.price is not None else None,
         "RowTotal": money_value(li.total_price) if li.total_price is not None else None,
@@ -357,6 +407,8 @@ def line_item_properties(
         "ImageURL": images[0].url if images else None,
         "Categories": list(info.categories),
         "DiscountValue": _number(discount) if discount else None,
+        "Brand": item_brand(li, info, config, locale),
+        "Attributes": attributes or None,
     })
 
 
@@ -400,6 +452,45 @@ def selected_order_fields(order: Order, config: OrderMappingConfig) -> dict[str,
         default = name[7:] if name.startswith("custom.") else name
         selected[config.properties_rename.get(name, default)] = value
     return selected
+
+
+def order_address(address: Address | None) -> dict[str, Any] | None:
+    """Klaviyo's BillingAddress / ShippingAddress object (its recommended Placed Order keys);
+    the US state is the Region when `region` is empty."""
+    if address is None:
+        return None
+    mapped = _drop_empty({
+        "FirstName": address.first_name,
+        "LastName": address.last_name,
+        "Company": address.company,
+        "Address1": ", ".join(p for p in (address.apartment, address.building,
+                                          address.street_number, address.street_name) if p),
+        "Address2": ", ".join(p for p in (address.additional_street_info,
+                                          address.additional_address_info) if p),
+        "City": address.city,
+        "Region": address_region(address),
+        "CountryCode": address.country,
+        "Zip": address.postal_code,
+        "Phone": address.phone or address.mobile,
+    })
+    return mapped or None
+
+
+def total_tax(order: Order) -> float | None:
+    """`taxedPrice.totalTax`, else gross minus net; None for an order without taxes."""
+    taxed = order.taxed_price
+    if taxed is None:
+        return None
+    if taxed.total_tax is not None:
+        return money_value(taxed.total_tax)
+    if taxed.total_gross is not None and taxed.total_net is not None:
+        return _number(taxed.total_gross.amount - taxed.total_net.amount)
+    return None
+
+
+def placed_order_wanted(order: Order, config: OrderMappingConfig) -> bool:
+    """PLACED_ORDER_STATES: Placed Order only for orders (now) in one of these states."""
+    return not config.placed_order_states or order.order_state in config.placed_order_states
 
 
 def item_entries(
@@ -452,6 +543,10 @@ def order_properties(
         "ShippingMethod": ", ".join(dict.fromkeys(
             i.shipping_method_name for i in infos if i.shipping_method_name)) or None,
         "ShippingValue": _number(sum(charged, Decimal(0))) if charged else None,
+        "TotalTax": total_tax(order),
+        "Brands": list(dict.fromkeys(i["Brand"] for i in items if i.get("Brand"))),
+        "BillingAddress": order_address(order.billing_address),
+        "ShippingAddress": order_address(order.shipping_address),
     })
     # The Klaviyo structure is the contract flows rely on: a selected raw field never replaces it.
     extra = {k: v for k, v in selected_order_fields(order, config).items() if k not in generated}
@@ -637,12 +732,13 @@ def placed_order_events(
     """Placed Order, then one Ordered Product per line item and custom line item.
 
     All at the order's creation time; the distinct unique_ids keep them apart, so no
-    one-second offsets are needed. [] when the order has no customer id and no email.
+    one-second offsets are needed. [] when the order has no customer id and no email, or is
+    not in one of PLACED_ORDER_STATES.
     `items` / `properties`: the order's `item_entries` / `order_properties`, when the caller
     has built them already (each is built once per order either way).
     """
     profile = order_profile(order, with_location=True)
-    if profile is None:
+    if profile is None or not placed_order_wanted(order, config):
         return []
     plain_profile = order_profile(order) or {}
     currency = order.total_price.currency_code
@@ -754,8 +850,6 @@ def order_events(
     items = item_entries(order, lookup, config)
     properties = order_properties(order, lookup, config, items=items)
     events = placed_order_events(order, lookup, config, items=items, properties=properties)
-    if not events:
-        return []
     for metric in state_metrics(config, order_state=order.order_state,
                                 shipment_state=order.shipment_state):
         event = state_change_event(order, metric, lookup, config, properties=properties)

@@ -46,7 +46,7 @@ from shared.commercetools.models.category import Category
 from shared.commercetools.models.inventory import InventoryEntry
 from shared.commercetools.models.product import Product
 from shared.config import Settings
-from shared.errors import KlaviyoError
+from shared.errors import KlaviyoError, RetryableError
 from shared.klaviyo.bulk import CatalogOp
 from shared.klaviyo.catalog import CATALOG_ID_PREFIX, CatalogKind, catalog_id, catalog_resource
 from shared.klaviyo.client import filter_string
@@ -95,6 +95,14 @@ JOB_POLL_BACKOFF = 1.5
 JOB_POLL_MAX = 4.0
 
 
+# Re-writes after the version moved during a write, before the delivery is redelivered instead.
+MAX_STALE_REWRITES = 2
+
+
+class StillChanging(RetryableError):
+    """The resource kept changing while it was written: the redelivery writes its final state."""
+
+
 # -- Klaviyo helpers -----------------------------------------------------------------------------
 
 
@@ -130,6 +138,13 @@ def _put(
     except KlaviyoError as exc:
         if exc.status != 409:
             raise
+    if kind == "variant" and not _variant_of_item(ctx, external_id, relationships):
+        # The SKU is a variant of another item: it moved between products in commercetools.
+        # An update cannot change a variant's item, so it is re-created under this one.
+        klaviyo.delete_catalog_object("variant", external_id, deadline=deadline)
+        klaviyo.create_catalog_object(kind, external_id, attributes, relationships,
+                                      deadline=deadline)
+        return True
     klaviyo.update_catalog_object(kind, external_id, attributes, relationships, deadline=deadline)
     return False
 
@@ -184,6 +199,17 @@ class _VariantWrite:
     @property
     def op(self) -> CatalogOp:
         return "update" if self.exists else "create"
+
+
+def _variant_of_item(ctx: Context, sku: str, relationships: dict[str, Any] | None) -> bool:
+    """Whether the existing variant `sku` is one of its item's (a create that lost a race with
+    another delivery of the same product), rather than another item's (a SKU that moved)."""
+    item = (((relationships or {}).get("item") or {}).get("data") or {}).get("id")
+    if not item:
+        return True
+    variants = ctx.klaviyo.iter_item_variants(str(item).removeprefix(CATALOG_ID_PREFIX),
+                                              deadline=ctx.deadline)
+    return any(_external_id(v) == sku for v in variants)
 
 
 def _write_variants_singly(
@@ -254,18 +280,20 @@ def sync_category(message: CtMessage, ctx: Context) -> int:
     order hint) costs no write.
     """
     category_id = message.resource.id
-    document = ctx.ct.get_category(category_id, deadline=ctx.deadline)
-    if document is None:
-        log.info("category no longer exists; skipped", ctCategoryId=category_id)
-        return 0
-    categories = [Category.model_validate(document)]
-    descendants = ctx.ct.iter_pages(
-        "categories", where=[f"ancestors(id={predicate_string(category_id)})"],
+    # One query for the category and its subtree (it was a read by id, then this query).
+    quoted = predicate_string(category_id)
+    pages = ctx.ct.iter_pages(
+        "categories", where=[f"id = {quoted} or ancestors(id = {quoted})"],
         expand=CATEGORY_EXPAND, deadline=ctx.deadline,
     )
+    subtree = [Category.model_validate(doc) for page in pages for doc in page]
+    own = next((c for c in subtree if c.id == category_id), None)
+    if own is None:
+        log.info("category no longer exists; skipped", ctCategoryId=category_id)
+        return 0
     # Parents before children, so a partial failure leaves the upper levels right.
-    categories += sorted((Category.model_validate(doc) for page in descendants for doc in page),
-                         key=lambda c: len(c.ancestors))
+    categories = [own] + sorted((c for c in subtree if c.id != category_id),
+                                key=lambda c: len(c.ancestors))
 
     locale = ctx.settings.preferred_locale
     wanted = {c.id: category_attributes(c, locale) for c in categories}
@@ -293,23 +321,53 @@ def delete_category(message: CtMessage, ctx: Context) -> int:
 
 
 def sync_product(message: CtMessage, ctx: Context) -> int:
+    """Write the product's current data (`_write_product`), then confirm commercetools did not
+    move on meanwhile.
+
+    Two deliveries for one product can overlap, and the one that read the older version may
+    write last. So after the writes the product is read again: a newer version is written again
+    (at most MAX_STALE_REWRITES times, then the delivery is redelivered); a product that is no
+    longer published (or gone) has its item and variants removed, so a create that raced an
+    unpublish does not leave a resurrected item behind.
+    """
+    product_id = message.resource.id
+    writes = 0
+    for _ in range(1 + MAX_STALE_REWRITES):
+        count, written = _write_product(ctx, product_id)
+        writes += count
+        if written is None:  # nothing to write: gone or not published, as commercetools says
+            return writes
+        latest = ctx.ct.get_product(product_id, deadline=ctx.deadline)
+        if latest is None or not (latest.get("masterData") or {}).get("published"):
+            log.info("product unpublished while it was written; removing it again",
+                     ctProductId=product_id)
+            return writes + _remove_item(ctx, product_id)
+        if latest.get("version") == written:
+            return writes
+        log.info("product changed while it was written; writing its latest state",
+                 ctProductId=product_id, writtenVersion=written,
+                 latestVersion=latest.get("version"))
+    raise StillChanging(f"product changed during {MAX_STALE_REWRITES + 1} writes")
+
+
+def _write_product(ctx: Context, product_id: str) -> tuple[int, int | None]:
     """Upsert the item from the product's current data, then its variants; delete variants
-    whose SKU the product no longer has.
+    whose SKU the product no longer has. Returns the writes and the product version written
+    (None: nothing written).
 
     The item is written first because Klaviyo rejects a variant whose item does not exist (the
     reference plugin sent both at once). A product that is not published (any more) is left
     alone: its ProductUnpublished delivery removes it.
     """
-    product_id = message.resource.id
     document = ctx.ct.get_by_id("products", product_id, expand=PRODUCT_EXPAND,
                                 deadline=ctx.deadline)
     if document is None:
         log.info("product no longer exists; skipped", ctProductId=product_id)
-        return 0
+        return 0, None
     product = Product.model_validate(document)
     if not product.master_data.published:
         log.info("product is not published; skipped", ctProductId=product_id)
-        return 0
+        return 0, None
 
     config = CatalogConfig.from_settings(ctx.settings)
     now = datetime.now(timezone.utc)  # one instant, so item and variants pick the same prices
@@ -343,6 +401,11 @@ def sync_product(message: CtMessage, ctx: Context) -> int:
                                      exists=current is not None))
     wanted = {variant.sku for variant in variants}
     removed = [sku for sku in in_klaviyo if sku not in wanted]
+    if removed:
+        # A SKU moved to another product is that product's to move (its delivery re-creates the
+        # variant under its item), whichever delivery comes first: not deleted here.
+        moved = _skus_on_other_products(ctx, product_id, removed)
+        removed = [sku for sku in removed if sku not in moved]
 
     jobs: list[CatalogJob] = []
     rejected: list[Rejected[CatalogRecord]] = []
@@ -386,7 +449,31 @@ def sync_product(message: CtMessage, ctx: Context) -> int:
              variantsRefused=len(failures))
     if failures:
         raise failures[0]
-    return writes
+    return writes, document.get("version")
+
+
+def _skus_on_other_products(ctx: Context, product_id: str, skus: Sequence[str]) -> set[str]:
+    """Those of `skus` that another published product has now (two product-projections queries
+    per 100 SKUs, master variant and other variants, made only when a product sync would delete
+    variants)."""
+    found: set[str] = set()
+    wanted = set(skus)
+    for start in range(0, len(skus), 100):
+        quoted = ", ".join(predicate_string(sku) for sku in skus[start:start + 100])
+        for field in ("masterVariant", "variants"):
+            where = [f"id != {predicate_string(product_id)}", f"{field}(sku in ({quoted}))"]
+            found |= _skus_found(ctx, where, wanted)
+    return found
+
+
+def _skus_found(ctx: Context, where: list[str], wanted: set[str]) -> set[str]:
+    found: set[str] = set()
+    for page in ctx.ct.iter_pages("product-projections", where=where, deadline=ctx.deadline):
+        for doc in page:
+            for variant in [doc.get("masterVariant") or {}, *(doc.get("variants") or [])]:
+                if variant.get("sku") in wanted:
+                    found.add(variant["sku"])
+    return found
 
 
 def remove_product(message: CtMessage, ctx: Context) -> int:
@@ -404,6 +491,11 @@ def remove_product(message: CtMessage, ctx: Context) -> int:
         log.info("product is published in commercetools; stale message, nothing deleted",
                  ctProductId=product_id)
         return 0
+    return _remove_item(ctx, product_id)
+
+
+def _remove_item(ctx: Context, product_id: str) -> int:
+    """Delete the product's variants, then its item (what is already gone counts as done)."""
     writes = 0
     for sku in _item_variants(ctx, product_id):
         writes += int(ctx.klaviyo.delete_catalog_variant(sku, deadline=ctx.deadline))

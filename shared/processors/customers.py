@@ -5,11 +5,19 @@ from __future__ import annotations
 from shared.commercetools.messages import CtMessage
 from shared.commercetools.models.customer import Customer
 from shared.config import Settings
+from shared.errors import RetryableError
 from shared.log import get_logger
 from shared.mapping.customers import map_profile
 from shared.processors.base import Context, Processor, Trigger
 
 log = get_logger(__name__)
+
+# Re-writes after the version moved during a write, before the delivery is redelivered instead.
+MAX_STALE_REWRITES = 2
+
+
+class StillChanging(RetryableError):
+    """The resource kept changing while it was written: the redelivery writes its final state."""
 
 # Messages commercetools emits for changes that alter a mapped profile field.
 CUSTOMER_UPDATE_MESSAGES = frozenset(
@@ -39,23 +47,39 @@ def sync_customer(message: CtMessage, ctx: Context) -> int:
     Deliveries are at-least-once and unordered, so even a CustomerCreated with its payload may
     arrive after later changes; reading the customer by id means a late message never writes
     stale data (and a customer deleted meanwhile is not re-created in Klaviyo).
+
+    Two deliveries for one customer can overlap, and the one that read the older version may
+    write last. So after the write the customer's version is read again: if it moved past the
+    one written, the latest state is written (at most MAX_STALE_REWRITES times, then the
+    delivery is redelivered). Whichever delivery writes last has thus written the latest state.
     """
     customer_id = message.resource.id
     document = ctx.ct.get_customer(customer_id, deadline=ctx.deadline)
-    if document is None:
-        log.info("customer no longer exists; skipped", ctCustomerId=customer_id)
-        return 0
-    customer = Customer.model_validate(document)
-    if not customer.email:
-        log.info("customer has no email; skipped", ctCustomerId=customer_id)
-        return 0
-    attributes = map_profile(
-        customer,
-        include=ctx.settings.customer_properties_include,
-        exclude=ctx.settings.customer_properties_exclude,
-    )
-    ctx.klaviyo.upsert_profile(attributes, deadline=ctx.deadline)
-    return 1
+    writes = 0
+    for _ in range(1 + MAX_STALE_REWRITES):
+        if document is None:
+            log.info("customer no longer exists; skipped", ctCustomerId=customer_id)
+            return writes
+        customer = Customer.model_validate(document)
+        if not customer.email:
+            log.info("customer has no email; skipped", ctCustomerId=customer_id)
+            return writes
+        attributes = map_profile(
+            customer,
+            include=ctx.settings.customer_properties_include,
+            exclude=ctx.settings.customer_properties_exclude,
+            rename=ctx.settings.customer_properties_rename,
+        )
+        ctx.klaviyo.upsert_profile(attributes, deadline=ctx.deadline)
+        writes += 1
+        latest = ctx.ct.get_customer(customer_id, deadline=ctx.deadline)
+        if latest is None or latest.get("version") == document.get("version"):
+            return writes
+        log.info("customer changed while it was written; writing its latest state",
+                 ctCustomerId=customer_id, writtenVersion=document.get("version"),
+                 latestVersion=latest.get("version"))
+        document = latest
+    raise StillChanging(f"customer changed during {MAX_STALE_REWRITES + 1} writes")
 
 
 def processors(settings: Settings) -> list[Processor]:

@@ -1,8 +1,10 @@
 """One Pub/Sub delivery → decode → the processors it triggers → outcome.
 
 Returning normally acknowledges the message; raising makes Pub/Sub redeliver it. So: malformed
-input and definite 4xx are logged and acknowledged, retryable failures are raised once every
-matching processor has had its turn (each Klaviyo write is idempotent, so redelivery is safe).
+input and definite statements about the record (`shared.errors.TERMINAL_STATUSES`) are logged and
+acknowledged; retryable failures, refused credentials and unexpected exceptions are raised once
+every matching processor has had its turn (each Klaviyo write is idempotent, so redelivery is
+safe), so the message is redelivered and finally dead-lettered, never lost.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from shared.commercetools.messages import CtMessage, parse_ct_message
-from shared.errors import ApiError, ConnectorError, MessageError, RetryableError
+from shared.errors import ApiError, ConnectorError, MessageError, RetryableError, auth_failure_of
 from shared.log import get_logger
 from shared.processors.base import Context, Processor
 from shared.pubsub import decode_pubsub_event
@@ -22,15 +24,20 @@ from shared.pubsub import decode_pubsub_event
 log = get_logger(__name__)
 
 
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # processed | ignored | malformed | failed | redeliver
+    writes: int = 0
+    processors: tuple[str, ...] = ()
+    redeliver: tuple[str, ...] = ()  # processors whose failure asks for a redelivery
+
+
 class RedeliveryRequested(RetryableError):
     """Raised to fail the invocation so Pub/Sub redelivers the message."""
 
-
-@dataclass(frozen=True)
-class Outcome:
-    status: str  # processed | ignored | malformed | failed
-    writes: int = 0
-    processors: tuple[str, ...] = ()
+    def __init__(self, message: str, *, outcome: Outcome | None = None) -> None:
+        super().__init__(message)
+        self.outcome = outcome
 
 
 def decode(event_data: Any) -> CtMessage:
@@ -61,12 +68,13 @@ def dispatch(event_data: Any, processors: Sequence[Processor], context: Context)
         log.info("no processor for message; acknowledged", **fields)
         return Outcome("ignored")
 
-    writes, failures, retryable = 0, 0, []
+    writes, acknowledged_failure, redeliver = 0, False, []
+    refused: set[str] = set()  # settings already named in an ERROR line for this delivery
     for processor in matched:
         try:
             count = processor.handle(message, context)
         except ValidationError as exc:
-            failures += 1
+            acknowledged_failure = True
             bad = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
             log.error(
                 "resource failed validation; acknowledged",
@@ -74,22 +82,45 @@ def dispatch(event_data: Any, processors: Sequence[Processor], context: Context)
             )
         except ConnectorError as exc:
             details = exc.log_fields() if isinstance(exc, ApiError) else {}
-            if exc.retryable:
-                retryable.append(processor.name)
+            auth = auth_failure_of(exc)
+            if auth is not None:
+                redeliver.append(processor.name)
+                if auth.fix_variables not in refused:
+                    refused.add(auth.fix_variables)
+                    log.error(
+                        f"credentials refused: fix {auth.fix_variables}; "
+                        "message will be redelivered",
+                        processor=processor.name, error=type(auth).__name__,
+                        fixVariables=auth.fix_variables, **auth.log_fields(), **fields,
+                    )
+            elif exc.retryable:
+                redeliver.append(processor.name)
                 log.warning(
                     "retryable failure; message will be redelivered",
                     processor=processor.name, error=type(exc).__name__, **details, **fields,
                 )
             else:
-                failures += 1
+                acknowledged_failure = True
                 log.error(
                     "terminal failure; acknowledged",
                     processor=processor.name, error=type(exc).__name__, **details, **fields,
                 )
+        except Exception as exc:  # noqa: BLE001 - a bug or unexpected data in one processor
+            # The other processors still run; the message goes back (and finally to the
+            # dead-letter topic) instead of being acknowledged with this processor's work lost.
+            # Only the type is logged: an exception's text can echo customer data.
+            redeliver.append(processor.name)
+            log.error(
+                "unexpected failure; message will be redelivered",
+                processor=processor.name, error=type(exc).__name__, **fields,
+            )
         else:
             writes += count
             log.info("processed", processor=processor.name, klaviyoWrites=count, **fields)
     names = tuple(p.name for p in matched)
-    if retryable:
-        raise RedeliveryRequested(f"retryable failure in {', '.join(retryable)}")
-    return Outcome("failed" if failures else "processed", writes, names)
+    if redeliver:
+        raise RedeliveryRequested(
+            f"redelivery requested by {', '.join(redeliver)}",
+            outcome=Outcome("redeliver", writes, names, tuple(redeliver)),
+        )
+    return Outcome("failed" if acknowledged_failure else "processed", writes, names)

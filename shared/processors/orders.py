@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 
 from shared.bulk.sending import MAX_PAYLOAD_BYTES, chunked
+from shared.commercetools.client import predicate_string
 from shared.commercetools.messages import CtMessage
+from shared.commercetools.product_reads import get_products_with_categories
 from shared.commercetools.models.order import Order
 from shared.commercetools.models.payment import Payment
 from shared.config import Settings
-from shared.errors import KlaviyoError
+from shared.errors import KlaviyoError, RetryableError
 from shared.klaviyo import MAX_BULK_EVENTS
 from shared.klaviyo.limiter import SlotUnavailable
 from shared.log import get_logger
@@ -30,9 +33,9 @@ from shared.mapping.events import KlaviyoEvent, bulk_entries
 from shared.mapping.orders import (
     OrderMappingConfig,
     ProductLookup,
-    category_ids,
     order_profile,
     placed_order_events,
+    placed_order_wanted,
     product_ids,
     product_lookup,
     refund_event,
@@ -46,6 +49,9 @@ log = get_logger(__name__)
 
 # Discount codes are references; expanded, the mapper can send the codes customers typed.
 ORDER_EXPAND = ("discountCodes[*].discountCode",)
+# A refund's order is found by its payment with the payment expanded: one read gives the current
+# order and the current payment (commercetools resolves an expansion when it answers).
+REFUND_ORDER_EXPAND = (*ORDER_EXPAND, "paymentInfo.payments[*]")
 PAYMENT_MESSAGES = frozenset({"PaymentTransactionAdded", "PaymentTransactionStateChanged"})
 STATE_MESSAGES = frozenset({"OrderStateChanged", "OrderShipmentStateChanged"})
 
@@ -67,17 +73,12 @@ def _lookup(ctx: Context, order: Order, config: OrderMappingConfig) -> ProductLo
 
 
 def fetch_product_lookup(ctx: Context, ids: Sequence[str], locale: str | None) -> ProductLookup:
-    """Categories and slugs of these products: two requests however many lines (orders and
-    carts both use it)."""
+    """Categories, slugs and attributes of these products: one request however many lines
+    (orders and carts both use it; unpublished products cost one more)."""
     if not ids:
         return {}
-    products = ctx.ct.get_products_current(ids, deadline=ctx.deadline)
-    wanted = category_ids(products)
-    categories = (
-        ctx.ct.get_by_ids("categories", wanted, expand=("ancestors[*]",), deadline=ctx.deadline)
-        if wanted else []
-    )
-    return product_lookup(products, categories, locale=locale)
+    products = get_products_with_categories(ctx.ct, ids, deadline=ctx.deadline)
+    return product_lookup(products, locale=locale)
 
 
 def _has_profile(order: Order) -> bool:
@@ -171,6 +172,10 @@ def placed_order(message: CtMessage, ctx: Context) -> int:
     order = _load_order(ctx, message.resource.id)
     if order is None or not _has_profile(order):
         return 0
+    if not placed_order_wanted(order, config):
+        log.info("order state not in PLACED_ORDER_STATES; nothing sent", ctOrderId=order.id,
+                 orderState=order.order_state)
+        return 0
     events = placed_order_events(order, _lookup(ctx, order, config), config)
     return _send(ctx, order, events)
 
@@ -197,7 +202,10 @@ def order_state_changed(message: CtMessage, ctx: Context) -> int:
     if order is None:
         return 0
     metrics = _changed_metrics(message, order, config)
-    if not metrics:
+    # PLACED_ORDER_STATES: an order that reaches a chosen state is placed now (the bulk export,
+    # seeing it in that state, sends the same Placed Order; the unique_ids keep one copy).
+    placed = bool(config.placed_order_states) and placed_order_wanted(order, config)
+    if not metrics and not placed:
         log.info("order state not mapped to a metric; nothing sent", ctOrderId=order.id,
                  messageType=message.message_type)
         return 0
@@ -205,7 +213,9 @@ def order_state_changed(message: CtMessage, ctx: Context) -> int:
         return 0
     lookup = _lookup(ctx, order, config)
     when = message.created_at or message.modified_at
-    events = [state_change_event(order, metric, lookup, config, time=when) for metric in metrics]
+    events: list[KlaviyoEvent | None] = (
+        list(placed_order_events(order, lookup, config)) if placed else [])
+    events += [state_change_event(order, metric, lookup, config, time=when) for metric in metrics]
     return _send(ctx, order, [e for e in events if e is not None])
 
 
@@ -218,6 +228,29 @@ def _transaction_id(message: CtMessage) -> str | None:
     return transaction_id if isinstance(transaction_id, str) else None
 
 
+# How long a refund of a payment that no order references yet is redelivered before it counts as
+# a payment without order (bounded too by the subscription's max delivery attempts; a message
+# dead-lettered meanwhile can be replayed once the payment is linked).
+UNLINKED_PAYMENT_WAIT = timedelta(hours=1)
+
+
+class PaymentNotLinkedYet(RetryableError):
+    """The refunded payment is on no order yet: the delivery is asked for again later."""
+
+
+def _younger_than(message: CtMessage, age: timedelta) -> bool:
+    stamp = message.created_at or message.modified_at
+    if stamp is None:
+        return False
+    try:
+        created = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc) - created < age
+
+
 def order_refunded(message: CtMessage, ctx: Context) -> int:
     """Refunded Order for the message's refund transaction once it is Success *now*.
 
@@ -226,7 +259,22 @@ def order_refunded(message: CtMessage, ctx: Context) -> int:
     unique_id, so those already recorded are not duplicated.
     """
     payment_id = message.resource.id
-    document = ctx.ct.get_payment(payment_id, deadline=ctx.deadline)
+    # One read: the order holding the payment, with the payment (and discount codes) expanded.
+    found = ctx.ct.query_page(
+        "orders", after=None, limit=1,
+        where=[f"paymentInfo(payments(id={predicate_string(payment_id)}))"],
+        expand=REFUND_ORDER_EXPAND, deadline=ctx.deadline)
+    if not found:
+        if _younger_than(message, UNLINKED_PAYMENT_WAIT):
+            # The payment is usually added to its order a moment after the refund is recorded
+            # (a PSP integration creates both): ask again later rather than lose the refund.
+            raise PaymentNotLinkedYet(f"payment not linked to an order yet (waiting up to "
+                                      f"{UNLINKED_PAYMENT_WAIT})")
+        log.info("no order for the payment; skipped", ctPaymentId=payment_id)
+        return 0
+    order = Order.model_validate(found[0])
+    document = next((ref.obj for ref in (order.payment_info.payments if order.payment_info
+                                         else []) if ref.id == payment_id and ref.obj), None)
     if document is None:
         log.info("payment no longer exists; skipped", ctPaymentId=payment_id)
         return 0
@@ -237,13 +285,8 @@ def order_refunded(message: CtMessage, ctx: Context) -> int:
         log.info("no successful refund transaction; nothing sent", ctPaymentId=payment_id,
                  ctTransactionId=wanted)
         return 0
-    found = ctx.ct.find_order_by_payment_id(payment_id, deadline=ctx.deadline)
-    if found is None:
-        log.info("no order for the refunded payment; skipped", ctPaymentId=payment_id)
-        return 0
     config = _config(ctx)
-    order = _load_order(ctx, found["id"])  # again, with the expansions the properties use
-    if order is None or not _has_profile(order):
+    if not _has_profile(order):
         return 0
     lookup = _lookup(ctx, order, config)
     events = [refund_event(order, payment, t, lookup, config) for t in refunds]

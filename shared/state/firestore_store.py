@@ -118,13 +118,15 @@ class FirestoreStore(JobStore):
         self.ids = client.collection(f"{prefix}job_ids")
 
     @classmethod
-    def connect(cls, project: str, *, prefix: str = "bulk_") -> FirestoreStore:
-        """A store on the project's default database (the emulator when FIRESTORE_EMULATOR_HOST
-        is set). Creating the client does no network I/O."""
-        return cls(firestore.Client(project=project), prefix=prefix)
+    def connect(cls, project: str, *, prefix: str = "bulk_",
+                database: str = "(default)") -> FirestoreStore:
+        """A store on one database of the project (the emulator when FIRESTORE_EMULATOR_HOST is
+        set). Creating the client does no network I/O."""
+        return cls(firestore.Client(project=project, database=database), prefix=prefix)
 
     def __repr__(self) -> str:
-        return f"FirestoreStore(project={self.client.project!r}, prefix={self.prefix!r})"
+        return (f"FirestoreStore(project={self.client.project!r}, "
+                f"database={self.client._database!r}, prefix={self.prefix!r})")
 
     def run(self, fn: Callable[[_OptimisticTxn], T]) -> T:  # type: ignore[override]
         for attempt in range(1, MAX_ATTEMPTS + 1):

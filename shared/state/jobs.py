@@ -84,16 +84,24 @@ class Job(_Model):
     phase: Phase = "syncing"
     deleteAll: bool = False
     idCount: int | None = None  # partial sync: how many ids (the ids live in their own document)
+    # Records the syncing phase will read, counted once at the job's start (commercetools
+    # `withTotal`; the ids' count for a partial sync). None: not counted (yet, or it failed).
+    total: int | None = None
     cursor: str | None = None  # last CT id done in the syncing phase
     seq: int = 0  # batches saved so far; the task for the next batch carries this number
     nextTaskPublished: bool = False  # the task for batch `seq` is on the queue
     counts: Counts = Field(default_factory=Counts)
     errors: list[JobError] = Field(default_factory=list)  # the first N record errors
     errorCount: int = 0  # all record errors, including those beyond the first N
+    notFound: int = 0  # partial sync: ids commercetools did not have
+    notFoundIds: list[str] = Field(default_factory=list)  # the first N of them
     attempts: int = 0  # failed attempts at the current batch
     reason: str | None = None  # why the job failed or stopped
     errorCode: str | None = None  # Klaviyo/CT error code (or exception type) that failed it
     worker: str | None = None  # instance that last ran a batch
+    # Who asked (the API's authenticated caller, "cli" or "local"): an operator's identity.
+    startedBy: str | None = None
+    stoppedBy: str | None = None  # who asked it to stop, or released its lock
     leaseExpiresAt: datetime | None = None
     createdAt: datetime
     startedAt: datetime | None = None
@@ -124,6 +132,29 @@ class Lock(_Model):
         return self.held and self.expiresAt > now
 
 
+def progress(job: Job, now: datetime) -> dict:
+    """read / total, percentage, throughput (records per second since the job started) and an
+    ETA in seconds, for the status API, the console and the CLI. Unknown parts are None."""
+    read = job.counts.read
+    total = job.total
+    end = job.finishedAt or now
+    elapsed = (end - job.startedAt).total_seconds() if job.startedAt else 0.0
+    rate = read / elapsed if elapsed > 0 and read else None
+    percent: float | None = None
+    if job.status == JobStatus.COMPLETED:
+        percent = 100.0
+    elif total:
+        percent = round(min(100.0, 100.0 * read / total), 1)
+    elif total == 0:
+        percent = 100.0 if job.phase == "syncing" and not job.live else 0.0
+    eta = None
+    if job.live and rate and total is not None:
+        eta = round(max(0, total - read) / rate, 1)
+    return {"read": read, "total": total, "percent": percent,
+            "ratePerSecond": round(rate, 1) if rate else None,
+            "elapsedSeconds": round(elapsed, 1), "etaSeconds": eta}
+
+
 # ---- results of transitions ------------------------------------------------------------------
 
 
@@ -145,14 +176,17 @@ class Created(BaseModel):
 
 
 def new_job(
-    kind: Kind, *, ids: Sequence[str] | None, delete_all: bool, now: datetime, lease: timedelta
+    kind: Kind, *, ids: Sequence[str] | None, delete_all: bool, now: datetime, lease: timedelta,
+    started_by: str | None = None,
 ) -> Job:
     return Job(
+        startedBy=started_by,
         id=new_job_id(),
         kind=kind,
         phase="deleting" if delete_all else "syncing",
         deleteAll=delete_all,
         idCount=len(ids) if ids is not None else None,
+        total=len(ids) if ids is not None else None,
         leaseExpiresAt=now + lease,
         createdAt=now,
         updatedAt=now,
@@ -212,9 +246,12 @@ def apply_batch(
         counts.skipped += result.skipped
     room = max(0, max_errors - len(job.errors))
     errors = job.errors + [JobError.of(e) for e in result.errors[:room]]
+    not_found_room = max(0, max_errors - len(job.notFoundIds))
     update: dict = {
         "counts": counts,
         "errors": errors,
+        "notFound": job.notFound + len(result.not_found),
+        "notFoundIds": job.notFoundIds + result.not_found[:not_found_room],
         "errorCount": job.errorCount + max(len(result.errors), result.failed),
         "seq": job.seq + 1,
         "attempts": 0,

@@ -59,14 +59,15 @@ class JobStore(ABC):
 
     def create(
         self, kind: Kind, *, ids: Sequence[str] | None, delete_all: bool, now: datetime,
-        lease: timedelta,
+        lease: timedelta, started_by: str | None = None,
     ) -> Created:
         """A new queued job holding the kind's lock; Conflict if a live job holds it.
 
         A lock whose lease lapsed belongs to a dead job: that job is marked failed ("lease
         expired") in the same transaction and the new job takes the lock over.
         """
-        job = jobs.new_job(kind, ids=ids, delete_all=delete_all, now=now, lease=lease)
+        job = jobs.new_job(kind, ids=ids, delete_all=delete_all, now=now, lease=lease,
+                           started_by=started_by)
 
         def fn(txn: Txn) -> Created:
             lock = txn.lock(kind)
@@ -92,6 +93,19 @@ class JobStore(ABC):
                 return False
             txn.put_job(job.model_copy(update={"nextTaskPublished": True}))
             return True
+
+        return self.run(fn)
+
+    def set_total(self, job_id: str, total: int) -> Job | None:
+        """Record how many records the job will read (once: a counted total is kept)."""
+
+        def fn(txn: Txn) -> Job | None:
+            job = txn.job(job_id)
+            if job is None or job.total is not None:
+                return None
+            counted = job.model_copy(update={"total": total})
+            txn.put_job(counted)
+            return counted
 
         return self.run(fn)
 
@@ -207,25 +221,40 @@ class JobStore(ABC):
 
         return self.run(fn)
 
-    def request_stop(self, kind: Kind, *, now: datetime) -> Job | None:
-        """The kind's live job → stopping (it stops at its next batch); None if none is live."""
+    def request_stop(self, kind: Kind, *, now: datetime, by: str | None = None) -> Job | None:
+        """The kind's live job → stopping (it stops at its next batch). A live job whose lease
+        lapsed is stopped at once (its lock released): its tasks may still be running, and
+        each of them then finds an ended job and does nothing more. A job that already ended
+        (the last batch completed it just before) is returned as it is. None if the kind never
+        had a job."""
 
         def fn(txn: Txn) -> Job | None:
             lock = txn.lock(kind)
-            if lock is None or not lock.active(now):
+            if lock is None:
                 return None
             job = txn.job(lock.jobId)
             if job is None or not job.live:
-                return None
+                return job
+            if not lock.active(now):
+                stopped = jobs.finish(job, JobStatus.STOPPED, now=now,
+                                      reason="stopped on request")
+                stopped = stopped.model_copy(update={"stoppedBy": by})
+                txn.put_job(stopped)
+                released = jobs.release(lock, job.id)
+                if released is not None:
+                    txn.put_lock(released)
+                return stopped
             if job.status == JobStatus.STOPPING:
                 return job
-            stopping = job.model_copy(update={"status": JobStatus.STOPPING, "updatedAt": now})
+            stopping = job.model_copy(update={"status": JobStatus.STOPPING, "updatedAt": now,
+                                              "stoppedBy": by})
             txn.put_job(stopping)
             return stopping
 
         return self.run(fn)
 
-    def force_release(self, kind: Kind, *, now: datetime, reason: str) -> Job | None:
+    def force_release(self, kind: Kind, *, now: datetime, reason: str,
+                      by: str | None = None) -> Job | None:
         """Operator override: release the kind's lock whatever its lease; a live job fails."""
 
         def fn(txn: Txn) -> Job | None:
@@ -236,6 +265,8 @@ class JobStore(ABC):
             txn.put_lock(lock.model_copy(update={"held": False}))
             if job is not None and job.live:
                 job = jobs.finish(job, JobStatus.FAILED, now=now, reason=reason)
+                if by is not None:
+                    job = job.model_copy(update={"stoppedBy": by})
                 txn.put_job(job)
             return job
 

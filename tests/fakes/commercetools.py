@@ -16,10 +16,12 @@ Subscriptions: GET/POST/DELETE by key, as tests/fakes/ct_subscriptions.py docume
 Predicates: `and` of `field op "string"` (op: = != > >= < <=), `field = true|false` (and !=),
 `field in ("a", "b")` and nested
 `field(predicate)` (any element when the field is a list), e.g. `paymentInfo(payments(id="x"))`.
-String literals honour backslash escapes. Anything else (or, not, numbers, is defined) → 400.
+`or` between them (`and` binds tighter). String literals honour backslash escapes. Anything else
+(not, numbers, is defined) → 400.
 
 Expand: reference paths like `ancestors[*]`, `parent`, `paymentInfo.payments[*]`: each reference
-`{"typeId","id"}` gains `"obj"` when the target is stored.
+`{"typeId","id"}` gains `"obj"` when the target is stored; a path going on past a reference
+continues in its expanded object (`categories[*].ancestors[*]`).
 
 Fixtures (load with `pytest_plugins = ["tests.fakes.commercetools"]`): `ct_server` (session),
 `ct` (reset, per test), `ct_client` (CommercetoolsClient pointed at the fake), `ct_env` (CTP_*).
@@ -109,7 +111,7 @@ class _Parser:
         self.pos = 0
 
     def parse(self) -> tuple:
-        node = self.conj()
+        node = self.disj()
         if self.pos != len(self.tokens):
             raise InvalidInput(f"unsupported predicate near {self.tokens[self.pos][1]!r}")
         return node
@@ -124,6 +126,13 @@ class _Parser:
         self.pos += 1
         return tok[1]
 
+    def disj(self) -> tuple:
+        parts = [self.conj()]
+        while (tok := self.peek()) and tok[0] == "ident" and tok[1].lower() == "or":
+            self.pos += 1
+            parts.append(self.conj())
+        return parts[0] if len(parts) == 1 else ("or", parts)
+
     def conj(self) -> tuple:
         parts = [self.atom()]
         while (tok := self.peek()) and tok[0] == "ident" and tok[1].lower() == "and":
@@ -135,7 +144,7 @@ class _Parser:
         tok = self.peek()
         if tok == ("punct", "("):
             self.pos += 1
-            node = self.conj()
+            node = self.disj()
             self.take("punct", ")")
             return node
         name = self.take("ident")
@@ -144,7 +153,7 @@ class _Parser:
         tok = self.peek()
         if tok == ("punct", "("):
             self.pos += 1
-            inner = self.conj()
+            inner = self.disj()
             self.take("punct", ")")
             return ("nested", name, inner)
         if tok and tok[0] == "op":
@@ -178,6 +187,8 @@ def _matches(node: tuple, doc: Any) -> bool:
     kind = node[0]
     if kind == "and":
         return all(_matches(n, doc) for n in node[1])
+    if kind == "or":
+        return any(_matches(n, doc) for n in node[1])
     value = doc.get(node[1])
     if kind == "nested":
         items = value if isinstance(value, list) else [value]
@@ -497,13 +508,17 @@ class FakeCommercetools:
         for item in items:
             if not isinstance(item, dict):
                 continue
-            if len(segments) > 1:
-                self._expand_path(item, segments[1:])
-            elif isinstance(item.get("typeId"), str) and isinstance(item.get("id"), str):
+            is_reference = isinstance(item.get("typeId"), str) and isinstance(item.get("id"), str)
+            if is_reference and "obj" not in item:
                 target = self.get(TYPE_TO_RESOURCE.get(item["typeId"], ""), item["id"]) \
                     if item["typeId"] in TYPE_TO_RESOURCE else None
                 if target is not None:
                     item["obj"] = target
+            if len(segments) > 1:
+                # Past a reference the path goes on in the expanded object, as commercetools'
+                # nested expansion does (`categories[*].ancestors[*]`).
+                self._expand_path(item["obj"] if is_reference and "obj" in item else item,
+                                  segments[1:])
 
 
 def _int_param(req: Request, name: str, default: int, low: int, high: int) -> int:

@@ -60,21 +60,47 @@ class Fake:
             return 0
         if joined.startswith("projects describe"):
             return self.out("123456789")
+        if joined == "beta" and "help" in f:
+            return 0
         if "get-iam-policy" in w:
+            # bindings are [resource, role, member] or, with an IAM condition, [..., title]
             resource = w[w.index("get-iam-policy") + 1]
-            role, member = re.findall(r'"([^"]*)"', f["filter"])
-            bound = [resource, role, member] in self.state["bindings"]
-            return self.out(role) if bound else 0
-        if "add-iam-policy-binding" in w:
-            resource = w[w.index("add-iam-policy-binding") + 1]
+            role, member, *title = re.findall(r'"([^"]*)"', f["filter"])
+            matching = [b for b in self.state["bindings"] if b[:3] == [resource, role, member]
+                        and (not title or b[3:] == title)]
+            return self.out(role) if matching else 0
+        if "add-iam-policy-binding" in w or "remove-iam-policy-binding" in w:
+            verb = "add" if "add-iam-policy-binding" in w else "remove"
+            resource = w[w.index(f"{verb}-iam-policy-binding") + 1]
             binding = [resource, f["role"], f["member"]]
-            if binding not in self.state["bindings"]:
+            condition = f.get("condition")
+            if w[0] == "projects" and condition is None:
+                print("ERROR: a project policy binding needs --condition", file=sys.stderr)
+                return 2
+            if condition and condition != "None":
+                parts = dict(part.split("=", 1) for part in re.split(r",(?=title=|expression=)",
+                                                                     condition))
+                binding.append(parts["title"])
+                self.state.setdefault("conditions", {})[parts["title"]] = parts["expression"]
+            if verb == "add" and binding not in self.state["bindings"]:
                 self.state["bindings"].append(binding)
+            if verb == "remove":
+                if binding not in self.state["bindings"]:
+                    print(f"ERROR: no binding {binding}", file=sys.stderr)
+                    return 1
+                self.state["bindings"].remove(binding)
             return 0
         if joined.startswith("iam service-accounts create"):
             return self.create("service-account", f"{w[3]}@{f['project']}.iam.gserviceaccount.com")
         if joined.startswith("iam service-accounts describe"):
             return self.describe("service-account", w[3])
+        if joined.startswith("iam service-accounts delete"):
+            users = [k for k, v in self.state["resources"].items()
+                     if k.startswith("functions/") and v.get("serviceAccount") == w[3]]
+            if users:  # the function would lose its identity: it stops working
+                print(f"ERROR: {w[3]} is still the identity of {users}", file=sys.stderr)
+                return 1
+            return self.delete("service-account", w[3])
         if joined.startswith(("pubsub topics", "pubsub subscriptions", "firestore databases",
                               "api-gateway apis", "api-gateway api-configs",
                               "api-gateway gateways")):
@@ -87,6 +113,26 @@ class Fake:
                 return self.update(group, name)
             if verb == "describe":
                 return self.describe(group, name)
+            if verb == "delete":
+                if group == "api-gateway api-configs" and any(
+                        v.get("apiConfig") == name for k, v in self.state["resources"].items()
+                        if k.startswith("api-gateway gateways/")):
+                    print(f"ERROR: config {name} is in use by a gateway", file=sys.stderr)
+                    return 1
+                if group == "api-gateway apis" and self.names("api-gateway api-configs"):
+                    print(f"ERROR: api {name} still has configs", file=sys.stderr)
+                    return 1
+                return self.delete(group, name)
+            if verb == "list" and group == "api-gateway api-configs":
+                return self.out("\n".join(self.names(group)))
+        if joined.startswith("secrets delete"):
+            return self.delete("secrets", w[2])
+        if joined.startswith("functions delete"):
+            code = self.delete("functions", w[2])
+            for key in [k for k in self.state["resources"] if k.startswith(
+                    "pubsub subscriptions/") and k.endswith(f"-{w[2]}-t-sub")]:
+                del self.state["resources"][key]  # the trigger and its subscription go with it
+            return code
         if joined.startswith("secrets versions"):
             secret = self.res("secrets", f["secret"] if "secret" in f else w[3])
             if secret is None:
@@ -107,9 +153,17 @@ class Fake:
         if joined.startswith("functions deploy"):
             name = w[2]
             labels = dict([f["update-labels"].split("=", 1)]) if "update-labels" in f else {}
+            if "set-secrets" in f and "clear-secrets" in f:
+                print("ERROR: --set-secrets and --clear-secrets", file=sys.stderr)
+                return 2
+            account = f["service-account"]
+            if self.res("service-account", account) is None:
+                print(f"ERROR: service account {account} does not exist", file=sys.stderr)
+                return 1
             self.state["resources"][self.key("functions", name)] = {
-                "labels": labels, "http": "trigger-http" in f, "deploys":
-                    (self.res("functions", name) or {}).get("deploys", 0) + 1}
+                "labels": labels, "http": "trigger-http" in f, "serviceAccount": account,
+                "secrets": f.get("set-secrets", ""), "ingress": f.get("ingress-settings", "all"),
+                "deploys": (self.res("functions", name) or {}).get("deploys", 0) + 1}
             return 0
         if joined.startswith("functions describe"):
             fn = self.res("functions", w[2])
@@ -121,6 +175,8 @@ class Fake:
                 return self.out(f"projects/{f['project']}/locations/{f['region']}/triggers/{w[2]}-t")
             if "serviceConfig.uri" in fmt:
                 return self.out(f"https://{w[2]}-abc123-ew.a.run.app")
+            if not fmt:
+                return 0
         if joined.startswith("eventarc triggers describe"):
             name = w[3].rsplit("/", 1)[-1]
             sub = f"projects/{f['project']}/subscriptions/eventarc-{f['location']}-{name}-sub"
@@ -131,6 +187,8 @@ class Fake:
             return self.out("\n".join(keys)) if keys else 0
         if joined.startswith("services api-keys create"):
             return self.create("api-key", f["display-name"])
+        if joined.startswith("services api-keys delete"):
+            return self.delete("api-key", w[3].removeprefix("api-key/"))
         print(f"fake gcloud: unsupported: {self.argv}", file=sys.stderr)
         return 2
 
@@ -139,6 +197,17 @@ class Fake:
             print(f"ERROR: {group} {name} already exists", file=sys.stderr)
             return 1
         self.state["resources"][self.key(group, name)] = fields
+        return 0
+
+    def names(self, group: str) -> list[str]:
+        return [k.split("/", 1)[1] for k in self.state["resources"] if k.startswith(f"{group}/")]
+
+    def delete(self, group: str, name: str) -> int:
+        if self.state["resources"].pop(self.key(group, name), None) is None:
+            print(f"ERROR: {group} {name} not found", file=sys.stderr)
+            return 1
+        # a deleted resource's own IAM policy goes with it
+        self.state["bindings"] = [b for b in self.state["bindings"] if b[0] != name]
         return 0
 
     def update(self, group: str, name: str) -> int:

@@ -31,6 +31,7 @@ def build_exporter(
 
         return CustomersExporter(ct, klaviyo, include=settings.customer_properties_include,
                                  exclude=settings.customer_properties_exclude,
+                                 rename=settings.customer_properties_rename,
                                  page_size=page_size)
     if kind == "orders":
         from shared.bulk.exporters.orders import OrdersExporter

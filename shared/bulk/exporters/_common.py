@@ -53,6 +53,7 @@ class Page:
     docs: list[Doc]
     cursor: str | None  # last id this page covers
     exhausted: bool  # nothing after `cursor`
+    missing: tuple[str, ...] = ()  # asked-for ids commercetools does not have
 
 
 def next_page(
@@ -69,9 +70,11 @@ def next_page(
     remaining = [i for i in ids if after is None or i > after]
     todo = remaining[:limit]
     docs = ct.get_by_ids(resource, todo, expand=expand, deadline=deadline) if todo else []
+    found = {str(d.get("id")) for d in docs}
+    missing = tuple(i for i in todo if i not in found)
     if keep is not None:
         docs = [d for d in docs if keep(d)]
-    return Page(docs, todo[-1] if todo else after, len(remaining) <= limit)
+    return Page(docs, todo[-1] if todo else after, len(remaining) <= limit, missing)
 
 
 def external_id(klaviyo_id: str) -> str:

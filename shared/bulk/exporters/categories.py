@@ -84,6 +84,7 @@ class CategoriesExporter:
             page = next_page(self.ct, "categories", after=cursor, ids=wanted, limit=limit,
                              expand=CATEGORY_EXPAND, deadline=deadline)
             cursor, exhausted = page.cursor, page.exhausted
+            tally.not_found.extend(page.missing)
             tally.read += len(page.docs)
             for doc in page.docs:
                 ct_id = str(doc.get("id"))
@@ -93,7 +94,11 @@ class CategoriesExporter:
                     log.warning("category document unreadable", ctCategoryId=ct_id)
                     tally.fail(RecordError(ct_id=ct_id, code="unreadable_document"))
                     continue
-                attributes = category_attributes(category, self.locale)
+                try:
+                    attributes = category_attributes(category, self.locale)
+                except Exception as exc:  # noqa: BLE001 - one record's problem, not the job's
+                    tally.fail_unexpected(ct_id, exc)
+                    continue
                 writes.append(CatalogWrite(ct_id, category.id, attributes))
             if exhausted or tally.read >= self.batch_size or not budget.more():
                 break

@@ -15,7 +15,7 @@ it); job ids are logged with the batch so an operator can look up a job's import
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from pydantic import ValidationError
 
@@ -25,6 +25,7 @@ from shared.bulk.sending import ProfileRecord, Tally, send_profiles
 from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient
 from shared.commercetools.models.customer import Customer
 from shared.deadline import Deadline
+from shared.errors import ConnectorError
 from shared.klaviyo import MAX_BULK_PROFILES, KlaviyoClient
 from shared.log import get_logger
 from shared.mapping.customers import map_profile
@@ -42,6 +43,7 @@ class CustomersExporter:
         *,
         include: Collection[str] = (),
         exclude: Collection[str] = (),
+        rename: Mapping[str, str] | None = None,
         page_size: int = MAX_LIMIT,
         batch_size: int = MAX_BULK_PROFILES,
         list_id: str | None = None,
@@ -54,6 +56,7 @@ class CustomersExporter:
         self.klaviyo = klaviyo
         self.include = tuple(include)
         self.exclude = tuple(exclude)
+        self.rename = dict(rename or {})
         self.page_size = page_size
         self.batch_size = batch_size
         self.list_id = list_id
@@ -72,9 +75,16 @@ class CustomersExporter:
             page = next_page(self.ct, "customers", after=cursor, ids=wanted, limit=limit,
                              deadline=deadline)
             cursor, exhausted = page.cursor, page.exhausted
+            tally.not_found.extend(page.missing)
             tally.read += len(page.docs)
             for doc in page.docs:
-                profile = self._profile(doc, tally)
+                try:
+                    profile = self._profile(doc, tally)
+                except ConnectorError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one record's problem, not the job's
+                    tally.fail_unexpected(str(doc.get("id")), exc)
+                    continue
                 if profile is not None:
                     profiles.append(profile)
             if exhausted or len(profiles) >= self.batch_size or not budget.more():
@@ -99,7 +109,8 @@ class CustomersExporter:
         if not customer.email:
             tally.skip(ct_id)
             return None
-        attributes = map_profile(customer, include=self.include, exclude=self.exclude)
+        attributes = map_profile(customer, include=self.include, exclude=self.exclude,
+                                 rename=self.rename)
         return ProfileRecord(ct_id, attributes)
 
     def delete_batch(self, *, deadline: Deadline) -> BatchResult:

@@ -6,9 +6,10 @@ per successful refund — with the realtime function's unique_ids, so nothing is
 All events carry `backfill: true`: historical orders must not trigger flows.
 
 Per CT page the I/O is fixed, never per order: the page itself is read with
-`expand=paymentInfo.payments[*]` (the payments come with it: no extra request), the ordered
-products in one `id in (...)` query (split only where the URL would get too long; products seen
-earlier in the batch are not fetched again), and their categories, ancestors expanded, in one more.
+`expand=paymentInfo.payments[*]` (the payments come with it: no extra request) and the discount
+codes expanded as the realtime function reads them, and the ordered products with their
+categories and the categories' ancestors expanded in one `id in (...)` query (split only where
+the URL would get too long; products seen earlier in the batch are not fetched again).
 
 A batch reads pages until it holds ~10 requests' worth of events; then, unless the orders ran
 out, it hands the orders of a last, partly filled request back (the cursor stops before them),
@@ -28,6 +29,7 @@ from shared.bulk.exporters._common import Doc, ReadBudget, next_page, sorted_ids
 from shared.bulk.sending import EventRecord, Tally, dedupe_events, send_events
 from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient
 from shared.commercetools.models.order import Order
+from shared.commercetools.product_reads import get_products_with_categories
 from shared.deadline import Deadline
 from shared.klaviyo import MAX_BULK_EVENTS, KlaviyoClient
 from shared.log import get_logger
@@ -35,7 +37,6 @@ from shared.mapping.events import KlaviyoEvent
 from shared.mapping.orders import (
     OrderMappingConfig,
     ProductInfo,
-    category_ids,
     expanded_payments,
     order_events,
     product_ids,
@@ -44,8 +45,9 @@ from shared.mapping.orders import (
 
 log = get_logger("bulk.orders")
 
-ORDER_EXPAND = ("paymentInfo.payments[*]",)
-CATEGORY_EXPAND = ("ancestors[*]",)
+# The realtime function's expansions (the discount codes' `code`) plus the payments: the same
+# order document maps to the same events either way.
+ORDER_EXPAND = ("paymentInfo.payments[*]", "discountCodes[*].discountCode")
 
 
 @dataclass
@@ -85,15 +87,16 @@ class OrdersExporter:
         wanted = sorted_ids(ids)
         budget = ReadBudget(deadline)
         products: dict[str, ProductInfo] = {}
-        categories: dict[str, Doc] = {}
         rows: list[_Row] = []
+        missing: list[str] = []
         total = 0
         cursor, exhausted = after, False
         while True:
             page = next_page(self.ct, "orders", after=cursor, ids=wanted, limit=self.page_size,
                              expand=ORDER_EXPAND, deadline=deadline)
             cursor, exhausted = page.cursor, page.exhausted
-            for row in self._map_page(page.docs, products, categories, deadline):
+            missing.extend(page.missing)
+            for row in self._map_page(page.docs, products, deadline):
                 rows.append(row)
                 total += len(row.events or ())
             if exhausted or total >= self.target_events or not budget.more():
@@ -104,6 +107,7 @@ class OrdersExporter:
 
         tally = Tally()
         tally.read = len(rows)
+        tally.not_found = missing
         records: list[EventRecord] = []
         for row in rows:
             if row.error is not None:
@@ -143,8 +147,7 @@ class OrdersExporter:
         return rows[:kept], rows[kept - 1].ct_id
 
     def _map_page(
-        self, docs: list[Doc], products: dict[str, ProductInfo], categories: dict[str, Doc],
-        deadline: Deadline,
+        self, docs: list[Doc], products: dict[str, ProductInfo], deadline: Deadline,
     ) -> list[_Row]:
         orders: list[tuple[str, Order | None]] = []
         for doc in docs:
@@ -154,8 +157,7 @@ class OrdersExporter:
             except ValidationError:
                 log.warning("order document unreadable", ctOrderId=ct_id)
                 orders.append((ct_id, None))
-        self._load_products([o for _, o in orders if o is not None], products, categories,
-                            deadline)
+        self._load_products([o for _, o in orders if o is not None], products, deadline)
         rows = []
         for ct_id, order in orders:
             if order is None:
@@ -167,29 +169,29 @@ class OrdersExporter:
             except ValidationError:
                 log.warning("order payment unreadable; refunds left out", ctOrderId=ct_id)
                 payments = []
-            events = order_events(order, payments, products, self.config)
+            try:
+                events = order_events(order, payments, products, self.config)
+            except Exception as exc:  # noqa: BLE001 - one record's problem, not the job's
+                log.error("record could not be mapped; reported as a record error",
+                          ctId=ct_id, error=type(exc).__name__)
+                rows.append(_Row(ct_id, None, RecordError(
+                    ct_id=ct_id, code=f"unexpected_{type(exc).__name__}")))
+                continue
             rows.append(_Row(ct_id, events or None))
         return rows
 
     def _load_products(
-        self, orders: list[Order], products: dict[str, ProductInfo], categories: dict[str, Doc],
-        deadline: Deadline,
+        self, orders: list[Order], products: dict[str, ProductInfo], deadline: Deadline,
     ) -> None:
         """ProductInfo (breadcrumbs, slug, key) of every product these orders name that the
-        batch has not looked up yet: one products query and one categories query."""
+        batch has not looked up yet: one products query, categories expanded."""
         wanted = list(dict.fromkeys(pid for o in orders for pid in product_ids(o)
                                     if pid not in products))
         if not wanted:
             return
-        docs = self.ct.get_products_current(wanted, deadline=deadline)
-        missing = [cid for cid in category_ids(docs) if cid not in categories]
-        if missing:
-            for category in self.ct.get_by_ids("categories", missing, expand=CATEGORY_EXPAND,
-                                               deadline=deadline):
-                categories[category["id"]] = category
-        wanted_categories: list[Any] = [categories[c] for c in category_ids(docs)
-                                        if c in categories]
-        products.update(product_lookup(docs, wanted_categories, locale=self.config.locale))
+        # Categories and their ancestors come expanded, as in the realtime order events.
+        docs = get_products_with_categories(self.ct, wanted, deadline=deadline)
+        products.update(product_lookup(docs, locale=self.config.locale))
         for pid in wanted:  # deleted products: remember they are gone
             products.setdefault(pid, ProductInfo())
 

@@ -45,6 +45,7 @@ from shared.bulk.sending import PollPolicy, Tally
 from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient
 from shared.commercetools.models.product import Product
 from shared.deadline import Deadline
+from shared.errors import ConnectorError
 from shared.klaviyo import KlaviyoClient
 from shared.log import get_logger
 from shared.mapping.catalog import (
@@ -119,8 +120,15 @@ class ProductsExporter:
                              where=(PUBLISHED,), expand=PRODUCT_EXPAND, keep=_published,
                              deadline=deadline)
             cursor, exhausted = page.cursor, page.exhausted
+            tally.not_found.extend(page.missing)
             for position, doc in enumerate(page.docs):
-                mapped, error = self._map(doc, now)
+                try:
+                    mapped, error = self._map(doc, now)
+                except ConnectorError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - one record's problem, not the job's
+                    mapped, error = None, None
+                    tally.fail_unexpected(str(doc.get("id")), exc)
                 count = len(mapped.variants) if mapped else 0
                 if tally.read and variants + count > self.max_variants:
                     # Enough variants: the rest of the page is the next batch's.

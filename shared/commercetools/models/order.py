@@ -15,6 +15,7 @@ from shared.commercetools.models.base import (
     Timestamp,
 )
 from shared.commercetools.models.customer import Address
+from shared.commercetools.models.product import Attribute
 
 
 class Image(CtModel):
@@ -26,6 +27,7 @@ class ProductVariant(CtModel):
     sku: str | None = None
     key: str | None = None
     images: list[Image] = []
+    attributes: list[Attribute] = []
 
 
 class DiscountedPriceValue(CtModel):

@@ -68,6 +68,7 @@ class ProductData(CtModel):
     # Expanded (`masterData.current.categories[*]`) they carry the Category, whose `ancestors`
     # references give the ids of the ancestors without a further request.
     categories: list[Reference] = []
+    attributes: list[Attribute] = []  # product-level attributes (not per variant)
     master_variant: ProductVariant
     variants: list[ProductVariant] = []
 
