@@ -85,11 +85,14 @@ def targets(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     realtime = cold.get("realtime")
     hello = cold.get("hello")
     if realtime and hello:
-        ratio = realtime["import_ratio"]
+        ratio = realtime["import_cpu_ratio"]
         rows.append(_row("coldstart.realtime.import_ratio",
                          f"<= {REALTIME_IMPORT_RATIO:g}x a hello-world function's import",
-                         ratio, "x (median, fresh interpreter)", ratio <= REALTIME_IMPORT_RATIO,
-                         f"{realtime['import_ms']} ms vs hello-world {hello['import_ms']} ms; "
+                         ratio, "x (CPU time, median, fresh interpreter)",
+                         ratio <= REALTIME_IMPORT_RATIO,
+                         f"{realtime['import_cpu_ms']} ms CPU vs hello-world "
+                         f"{hello['import_cpu_ms']} ms; wall {realtime['import_ms']} ms vs "
+                         f"{hello['import_ms']} ms ({realtime['import_ratio']}x); "
                          f"{realtime['own_import_ms']} ms with functions-framework "
                          "already loaded"))
     if realtime:
@@ -213,10 +216,12 @@ def render(results: Mapping[str, Any]) -> str:
                      "(median ms; ratio: over a hello-world functions-framework function "
                      "measured interleaved in the same run)")
         parts.append(_table(
-            ["entry point", "import ms", "ratio", "own ms (framework preloaded)",
-             "no pyc cache ms", "ratio", "modules", "heavy modules loaded"],
+            ["entry point", "import ms", "ratio", "CPU ms", "ratio",
+             "own ms (framework preloaded)", "no pyc cache ms", "ratio", "modules",
+             "heavy modules loaded"],
             [[k if k == "hello" else v["entry_point"], v["import_ms"],
-              v.get("import_ratio", 1.0 if k == "hello" else ""), v["own_import_ms"],
+              v.get("import_ratio", 1.0 if k == "hello" else ""), v.get("import_cpu_ms", ""),
+              v.get("import_cpu_ratio", 1.0 if k == "hello" else ""), v["own_import_ms"],
               v["no_bytecode_cache_ms"], v.get("no_bytecode_cache_ratio",
                                                1.0 if k == "hello" else ""),
               v["modules"], ", ".join(v["heavy_modules"])] for k, v in entries]))

@@ -7,10 +7,10 @@ from collections.abc import Collection, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.deadline import Deadline
-from shared.errors import DeadlineExceeded, KlaviyoError
 import requests
 
+from shared.deadline import Deadline
+from shared.errors import DeadlineExceeded, KlaviyoError
 from shared.http import (
     HttpFailure,
     InvalidRequest,
