@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.fakes import FakeServers, endpoint
-from bench.httpclock import HttpClock, per_call_ms
 from bench.floor import BULK_BATCH, is_bulk_write
+from bench.httpclock import HttpClock, per_call_ms
 
 KINDS = ("customers", "orders", "products")
 

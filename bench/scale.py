@@ -176,7 +176,7 @@ class FastPages:
 def serve_apis(records: int, factor: float, conn: Any) -> None:
     """The APIs' process: load the data, serve, report addresses, wait for "stop"."""
     from bench import data
-    from bench.fakes import KeepAliveHandler, IndexedCommercetools, _put
+    from bench.fakes import IndexedCommercetools, KeepAliveHandler, _put
     from shared.bulk.exporters.orders import ORDER_EXPAND
 
     ct = IndexedCommercetools()

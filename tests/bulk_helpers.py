@@ -7,10 +7,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-from shared.bulk.base import BatchResult, Kind, RecordError
+from shared.bulk.base import BatchResult, Kind
 from shared.bulk.runner import Runner, RunnerConfig
 from shared.bulk.tasks import PageTask
 from shared.deadline import Deadline
+from shared.klaviyo.batches import RecordError
 from shared.state.store import JobStore
 
 

@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 
 from shared import jsontext
-from shared.bulk.base import RecordError
 from shared.bulk.exporters import customers as customers_exporter
 from shared.bulk.exporters import orders as orders_exporter
 from shared.bulk.exporters.customers import CustomersExporter
 from shared.bulk.exporters.orders import OrdersExporter
 from shared.errors import DeadlineExceeded
 from shared.http import encode_json
+from shared.klaviyo.batches import RecordError
 from shared.mapping.events import EARLIEST_EVENT_TIME, accepted_time
 from tests.test_bulk_exporters import customer_doc, order_doc, posts, run_all
 from tests.test_realtime_customers import CUSTOMER, customer_created, profile_imports

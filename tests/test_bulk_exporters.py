@@ -10,18 +10,19 @@ from typing import Any
 
 import pytest
 
-from shared.bulk.base import KINDS, BatchResult, RecordError
-from shared.bulk.exporters import build_exporter
+from shared.bulk.base import KINDS, BatchResult
 from shared.bulk.exporters import _common as common
+from shared.bulk.exporters import build_exporter
 from shared.bulk.exporters.categories import CategoriesExporter
 from shared.bulk.exporters.customers import CustomersExporter
 from shared.bulk.exporters.orders import OrdersExporter
 from shared.bulk.exporters.products import ProductsExporter
-from shared.bulk.sending import PollPolicy
 from shared.commercetools.models.customer import Customer
 from shared.config import DEFAULT_KLAVIYO_REVISION, load_settings
 from shared.deadline import Deadline
 from shared.klaviyo import KlaviyoClient
+from shared.klaviyo.batches import RecordError
+from shared.klaviyo.catalog_jobs import PollPolicy
 from shared.klaviyo.limiter import RateLimiter
 from shared.mapping.customers import map_profile
 

@@ -14,7 +14,7 @@ from shared.config import load_settings
 from shared.errors import CommercetoolsError, ConfigError, KlaviyoError
 from shared.state import Conflict, JobStatus, MemoryStore
 from shared.state.jobs import LEASE_EXPIRED
-from tests.bulk_helpers import Clock, ListExporter, ListQueue, drain, make_runner
+from tests.bulk_helpers import Clock, ListExporter, drain, make_runner
 
 RECORDS = [f"c{i:02d}" for i in range(10)]
 

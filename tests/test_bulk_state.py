@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.bulk.base import BatchResult, RecordError
+from shared.bulk.base import BatchResult
+from shared.klaviyo.batches import RecordError
 from shared.state import Conflict, Job, JobStatus, JobStore, MemoryStore
 from shared.state.jobs import LEASE_EXPIRED
 from tests.bulk_helpers import Clock

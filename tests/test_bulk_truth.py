@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 from google.api_core import exceptions as gexc
 
+from shared.bulk.api import BulkApi
 from shared.bulk.exporters.customers import CustomersExporter
 from shared.bulk.exporters.orders import OrdersExporter
 from shared.bulk.exporters.products import ProductsExporter
-from shared.bulk.api import BulkApi
 from shared.bulk.runner import Runner, TransientFailure, error_code, is_transient
 from shared.state.firestore_store import ContentionError
 from shared.state.jobs import JobStatus

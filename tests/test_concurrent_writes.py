@@ -19,7 +19,13 @@ import pytest
 
 from shared.processors.catalog import MAX_STALE_REWRITES
 from tests.test_realtime_catalog import (
-    CATALOG_ENV, P, category_doc, change, product_doc, published, variant_skus,
+    CATALOG_ENV,
+    P,
+    category_doc,
+    change,
+    product_doc,
+    published,
+    variant_skus,
 )
 from tests.test_realtime_customers import CUSTOMER, customer_created, profile_imports
 

@@ -18,8 +18,17 @@ from shared.commercetools.messages import CtMessage
 from shared.config import load_settings
 from shared.deadline import Deadline
 from shared.errors import (
-    AUTH_STATUSES, TERMINAL_STATUSES, ApiError, CommercetoolsError, ConnectorError,
-    DeadlineExceeded, KlaviyoError, MessageError, RetryableError, auth_failure_of, is_terminal,
+    AUTH_STATUSES,
+    TERMINAL_STATUSES,
+    ApiError,
+    CommercetoolsError,
+    ConnectorError,
+    DeadlineExceeded,
+    KlaviyoError,
+    MessageError,
+    RetryableError,
+    auth_failure_of,
+    is_terminal,
 )
 from shared.processors.base import Context, Processor, Trigger
 from shared.processors.dispatch import Outcome, RedeliveryRequested, dispatch

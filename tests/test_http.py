@@ -9,7 +9,6 @@ import time
 from collections.abc import Callable, Iterator
 
 import pytest
-
 import requests
 
 from shared.http import HttpFailure, InvalidRequest, new_session, send

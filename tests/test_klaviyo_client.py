@@ -15,8 +15,8 @@ import requests
 from shared.config import DEFAULT_KLAVIYO_REVISION
 from shared.deadline import Deadline
 from shared.errors import DeadlineExceeded, KlaviyoError
-from shared.retry import MAX_AUTH_ATTEMPTS
 from shared.klaviyo import KlaviyoClient, catalog_id, catalog_ref, catalog_resource
+from shared.retry import MAX_AUTH_ATTEMPTS
 from tests.fakes.klaviyo import FakeKlaviyo, error_object
 
 ITEM = {"title": "Shirt", "description": "A shirt", "url": "https://shop.example/p/1",

@@ -206,8 +206,8 @@ def test_product_with_500_variants_realtime(make_realtime: Callable[..., Any], c
 def test_product_with_500_variants_bulk(ct_client: Any, klaviyo_client: Any, ct: Any,
                                         klaviyo: Any) -> None:
     from shared.bulk.exporters.products import ProductsExporter
-    from shared.bulk.sending import PollPolicy
     from shared.deadline import Deadline
+    from shared.klaviyo.catalog_jobs import PollPolicy
     from shared.mapping.catalog import CatalogConfig
 
     klaviyo.job_status_sequence = []

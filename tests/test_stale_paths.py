@@ -12,10 +12,22 @@ import pytest
 from shared.commercetools.messages import parse_ct_message
 from shared.processors.orders import UNLINKED_PAYMENT_WAIT, _younger_than
 from tests.test_realtime_catalog import (
-    CATALOG_ENV, P, category_doc, change, product_doc, published, variant_skus,
+    CATALOG_ENV,
+    P,
+    category_doc,
+    change,
+    product_doc,
+    published,
+    variant_skus,
 )
 from tests.test_realtime_orders import (
-    ORDER, refund_body, seed, seed_payment, stored, transaction, transaction_added,
+    ORDER,
+    refund_body,
+    seed,
+    seed_payment,
+    stored,
+    transaction,
+    transaction_added,
 )
 
 

@@ -8,24 +8,18 @@ a batch whose result it failed to save.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from shared.deadline import Deadline
+from shared.klaviyo.batches import RecordError, Rejected
+from shared.log import get_logger
 
 Kind = Literal["customers", "orders", "categories", "products"]
 KINDS: tuple[Kind, ...] = ("customers", "orders", "categories", "products")
 
-
-@dataclass(frozen=True)
-class RecordError:
-    """One record Klaviyo refused. No PII: the CT id and Klaviyo's error code/pointer only."""
-
-    ct_id: str
-    status: int | None = None
-    code: str | None = None
-    pointer: str | None = None
+log = get_logger("bulk")
 
 
 @dataclass(frozen=True)
@@ -53,3 +47,43 @@ class Exporter(Protocol):
         """Delete one batch of this kind's objects in Klaviyo (deleteAll); `done` when none are
         left. Only categories and products support it."""
         ...
+
+
+class Tally:
+    """Per-CT-record result of a batch: a record fails if any of its payloads was rejected (its
+    first error is reported); skipped records sent nothing; every other record read was sent."""
+
+    def __init__(self) -> None:
+        self.read = 0
+        self.skipped: set[str] = set()
+        self.errors: dict[str, RecordError] = {}
+        self.not_found: list[str] = []  # partial sync: asked-for ids commercetools lacks
+
+    def skip(self, ct_id: str) -> None:
+        self.skipped.add(ct_id)
+
+    def fail(self, error: RecordError) -> None:
+        if error.ct_id not in self.skipped:
+            self.errors.setdefault(error.ct_id, error)
+
+    def fail_all(self, rejected: Iterable[Rejected[Any]]) -> None:
+        for item in rejected:
+            self.fail(item.error)
+
+    def fail_unexpected(self, ct_id: str, exc: Exception) -> None:
+        """An exception nobody expected while mapping one record (a bug, or data no model
+        foresaw) is that record's error, never the batch's: logged by type (its text can echo
+        customer data), counted and reported with the record's id."""
+        log.error("record could not be mapped; reported as a record error", ctId=ct_id,
+                  error=type(exc).__name__)
+        self.fail(RecordError(ct_id=ct_id, code=f"unexpected_{type(exc).__name__}"))
+
+    def result(self, *, cursor: str | None, done: bool) -> BatchResult:
+        failed = len(self.errors)
+        skipped = len(self.skipped)
+        return BatchResult(
+            read=self.read, sent=self.read - skipped - failed, skipped=skipped, failed=failed,
+            errors=list(self.errors.values()), cursor=cursor, done=done,
+            # ids past the cursor (a batch cut short) are the next batch's to report
+            not_found=[i for i in self.not_found if cursor is None or i <= cursor],
+        )

@@ -33,7 +33,12 @@ from shared.bulk.base import KINDS, BatchResult, Exporter, Kind
 from shared.bulk.tasks import LocalTaskQueue, PageTask, PubsubTaskQueue, TaskQueue, topic_path
 from shared.deadline import Deadline
 from shared.errors import (
-    ApiError, ConfigError, ConnectorError, DeadlineExceeded, RetryableError, auth_failure_of,
+    ApiError,
+    ConfigError,
+    ConnectorError,
+    DeadlineExceeded,
+    RetryableError,
+    auth_failure_of,
 )
 from shared.log import get_logger
 from shared.state import jobs

@@ -7,7 +7,6 @@ errors) stop in time for the Cloud Function to fail and have Pub/Sub redeliver t
 from __future__ import annotations
 
 import json
-
 from typing import TYPE_CHECKING, Any
 
 from shared.deadline import Deadline

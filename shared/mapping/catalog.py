@@ -38,8 +38,6 @@ from shared.mapping.attributes import attribute_values
 from shared.mapping.common import localized, money_value, resource_locale
 from shared.mapping.currency_countries import countries_using
 from shared.setting_syntax import (  # re-exported: the mapper's syntax, checked by config too
-    URL_PLACEHOLDERS,
-    check_url_template,
     normalise_url_template,
 )
 

@@ -31,9 +31,7 @@ from shared.mapping.orders import (
     line_item_properties,
 )
 from shared.setting_syntax import (  # re-exported: the mapper's syntax, checked by config too
-    CHECKOUT_URL_PLACEHOLDERS,
     SignalKind,
-    check_checkout_url_template,
     checkout_signal_parts,
 )
 

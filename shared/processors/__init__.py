@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from shared.config import Settings
 from shared.errors import ConfigError
-from shared.processors import catalog, customers, orders
-from shared.processors import checkout, consent, deletion
+from shared.processors import catalog, checkout, consent, customers, deletion, orders
 from shared.processors.base import Context, Processor, Trigger
 
 __all__ = ["Context", "Processor", "Trigger", "all_processors", "enabled_processors"]

@@ -33,13 +33,6 @@ from datetime import datetime, timezone
 from functools import partial
 from typing import Any
 
-from shared.bulk.sending import (
-    CatalogJob,
-    CatalogRecord,
-    Rejected,
-    job_outcome,
-    submit_catalog_jobs,
-)
 from shared.commercetools.client import predicate_string
 from shared.commercetools.messages import CtMessage
 from shared.commercetools.models.category import Category
@@ -47,8 +40,10 @@ from shared.commercetools.models.inventory import InventoryEntry
 from shared.commercetools.models.product import Product
 from shared.config import Settings
 from shared.errors import KlaviyoError, RetryableError
+from shared.klaviyo.batches import Rejected
 from shared.klaviyo.bulk import CatalogOp
 from shared.klaviyo.catalog import CATALOG_ID_PREFIX, CatalogKind, catalog_id, catalog_resource
+from shared.klaviyo.catalog_jobs import CatalogJob, CatalogRecord, job_outcome, submit_catalog_jobs
 from shared.klaviyo.client import filter_string
 from shared.log import get_logger
 from shared.mapping.catalog import (

@@ -18,15 +18,15 @@ import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 
-from shared.bulk.sending import MAX_PAYLOAD_BYTES, chunked
 from shared.commercetools.client import predicate_string
 from shared.commercetools.messages import CtMessage
-from shared.commercetools.product_reads import get_products_with_categories
 from shared.commercetools.models.order import Order
 from shared.commercetools.models.payment import Payment
+from shared.commercetools.product_reads import get_products_with_categories
 from shared.config import Settings
 from shared.errors import KlaviyoError, RetryableError
 from shared.klaviyo import MAX_BULK_EVENTS
+from shared.klaviyo.batches import MAX_PAYLOAD_BYTES, chunked
 from shared.klaviyo.limiter import SlotUnavailable
 from shared.log import get_logger
 from shared.mapping.events import KlaviyoEvent, bulk_entries

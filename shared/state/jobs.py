@@ -21,7 +21,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.bulk.base import BatchResult, Kind, RecordError
+from shared.bulk.base import BatchResult, Kind
+from shared.klaviyo.batches import RecordError
 
 Phase = Literal["deleting", "syncing"]
 

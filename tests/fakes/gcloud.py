@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+
 def main(argv: list[str]) -> int:
     path = Path(os.environ["FAKE_GCLOUD_STATE"])
     state: dict[str, Any] = json.loads(path.read_text()) if path.exists() else {

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from shared.bulk.base import KINDS, Exporter, Kind
-from shared.bulk.sending import PollPolicy
+from shared.klaviyo.catalog_jobs import PollPolicy
 
 if TYPE_CHECKING:
     from shared.commercetools.client import CommercetoolsClient

@@ -9,18 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from shared.bulk.sending import (
-    CatalogRecord,
-    Outcome,
-    PollPolicy,
-    Rejected,
-    run_catalog_jobs,
-)
 from shared.commercetools.client import CommercetoolsClient, predicate_string
 from shared.deadline import Deadline
 from shared.klaviyo import MAX_CATALOG_BULK, KlaviyoClient, catalog_id, catalog_resource
+from shared.klaviyo.batches import Outcome, Rejected
 from shared.klaviyo.bulk import CatalogOp
 from shared.klaviyo.catalog import CATALOG_ID_PREFIX, KINDS, CatalogKind
+from shared.klaviyo.catalog_jobs import CatalogRecord, PollPolicy, run_catalog_jobs
 from shared.klaviyo.client import filter_string
 
 Doc = dict[str, Any]

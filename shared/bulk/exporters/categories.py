@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 
 from pydantic import ValidationError
 
-from shared.bulk.base import BatchResult, Kind, RecordError
+from shared.bulk.base import BatchResult, Kind, Tally
 from shared.bulk.exporters._common import (
     CatalogWrite,
     ReadBudget,
@@ -32,11 +32,12 @@ from shared.bulk.exporters._common import (
     sorted_ids,
     upsert_phase,
 )
-from shared.bulk.sending import PollPolicy, Tally
 from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient
 from shared.commercetools.models.category import Category
 from shared.deadline import Deadline
 from shared.klaviyo import KlaviyoClient
+from shared.klaviyo.batches import RecordError
+from shared.klaviyo.catalog_jobs import PollPolicy
 from shared.log import get_logger
 from shared.mapping.catalog import category_attributes
 

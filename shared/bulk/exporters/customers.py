@@ -19,14 +19,14 @@ from collections.abc import Collection, Mapping, Sequence
 
 from pydantic import ValidationError
 
-from shared.bulk.base import BatchResult, Kind, RecordError
+from shared.bulk.base import BatchResult, Kind, Tally
 from shared.bulk.exporters._common import ReadBudget, next_page, sorted_ids
-from shared.bulk.sending import ProfileRecord, Tally, send_profiles
 from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient
 from shared.commercetools.models.customer import Customer
 from shared.deadline import Deadline
 from shared.errors import ConnectorError
 from shared.klaviyo import MAX_BULK_PROFILES, KlaviyoClient
+from shared.klaviyo.batches import ProfileRecord, RecordError, send_profiles
 from shared.log import get_logger
 from shared.mapping.customers import map_profile
 

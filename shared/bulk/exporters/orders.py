@@ -20,18 +20,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pydantic import ValidationError
 
-from shared.bulk.base import BatchResult, Kind, RecordError
+from shared.bulk.base import BatchResult, Kind, Tally
 from shared.bulk.exporters._common import Doc, ReadBudget, next_page, sorted_ids
-from shared.bulk.sending import EventRecord, Tally, dedupe_events, send_events
 from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient
 from shared.commercetools.models.order import Order
 from shared.commercetools.product_reads import get_products_with_categories
 from shared.deadline import Deadline
 from shared.klaviyo import MAX_BULK_EVENTS, KlaviyoClient
+from shared.klaviyo.batches import EventRecord, RecordError, dedupe_events, send_events
 from shared.log import get_logger
 from shared.mapping.events import KlaviyoEvent
 from shared.mapping.orders import (

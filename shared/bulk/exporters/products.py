@@ -29,7 +29,7 @@ from datetime import datetime, timezone
 
 from pydantic import ValidationError
 
-from shared.bulk.base import BatchResult, Kind, RecordError
+from shared.bulk.base import BatchResult, Kind, Tally
 from shared.bulk.exporters._common import (
     CatalogWrite,
     Doc,
@@ -41,12 +41,13 @@ from shared.bulk.exporters._common import (
     sorted_ids,
     upsert_phase,
 )
-from shared.bulk.sending import PollPolicy, Tally
 from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient
 from shared.commercetools.models.product import Product
 from shared.deadline import Deadline
 from shared.errors import ConnectorError
 from shared.klaviyo import KlaviyoClient
+from shared.klaviyo.batches import RecordError
+from shared.klaviyo.catalog_jobs import PollPolicy
 from shared.log import get_logger
 from shared.mapping.catalog import (
     CatalogConfig,

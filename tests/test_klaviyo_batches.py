@@ -8,28 +8,30 @@ from typing import Any
 
 import pytest
 
-from shared.bulk.base import RecordError
-from shared.bulk.sending import (
-    CatalogJob,
-    CatalogRecord,
-    EventRecord,
-    PollPolicy,
-    ProfileRecord,
-    Rejected,
-    Tally,
-    chunked,
-    dedupe_events,
-    job_outcome,
-    run_catalog_jobs,
-    send_events,
-    send_isolating,
-    send_profiles,
-    submit_catalog_jobs,
-    wait_for_catalog_jobs,
-)
+from shared.bulk.base import Tally
 from shared.deadline import Deadline
 from shared.errors import DeadlineExceeded, KlaviyoError
 from shared.klaviyo import catalog_resource
+from shared.klaviyo.batches import (
+    EventRecord,
+    ProfileRecord,
+    RecordError,
+    Rejected,
+    chunked,
+    dedupe_events,
+    send_events,
+    send_isolating,
+    send_profiles,
+)
+from shared.klaviyo.catalog_jobs import (
+    CatalogJob,
+    CatalogRecord,
+    PollPolicy,
+    job_outcome,
+    run_catalog_jobs,
+    submit_catalog_jobs,
+    wait_for_catalog_jobs,
+)
 from shared.mapping.events import KlaviyoEvent
 
 FAST = PollPolicy(first=0.001, factor=1.0, cap=0.001)

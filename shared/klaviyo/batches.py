@@ -1,6 +1,5 @@
-"""Klaviyo bulk requests for the exporters: chunking to each endpoint's limits, isolating the
-records Klaviyo rejects, and waiting for catalog jobs.
-
+"""Klaviyo bulk requests for both functions: chunking to each endpoint's limits and isolating
+the records Klaviyo rejects (the bulk exporters; realtime's batched order events).
 Klaviyo validates a bulk request as a whole: one malformed record (a bad email, a repeated
 unique_id) turns the whole request into a 400. `send_isolating` then takes the record(s) the
 error's `source.pointer` names out and sends the rest again; without a usable pointer it splits
@@ -16,23 +15,29 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from shared.bulk.base import BatchResult, RecordError
 from shared.deadline import Deadline
-from shared.errors import DeadlineExceeded, KlaviyoError
-from shared.klaviyo import MAX_BULK_EVENTS, MAX_BULK_PROFILES, MAX_CATALOG_BULK, KlaviyoClient
-from shared.klaviyo.bulk import PENDING_STATUSES, CatalogOp
-from shared.klaviyo.catalog import KINDS, CatalogKind
+from shared.errors import KlaviyoError
+from shared.klaviyo import MAX_BULK_EVENTS, MAX_BULK_PROFILES, KlaviyoClient
 from shared.log import get_logger
 from shared.mapping.events import KlaviyoEvent
 
-log = get_logger("bulk.sending")
+log = get_logger("klaviyo.batches")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RecordError:
+    """One record Klaviyo refused. No PII: the CT id and Klaviyo's error code/pointer only."""
+
+    ct_id: str
+    status: int | None = None
+    code: str | None = None
+    pointer: str | None = None
 
 # Klaviyo's bulk payload limit is 5 MB; keep room for the envelope and JSON:API wrappers.
 MAX_PAYLOAD_BYTES = 4_500_000
@@ -45,7 +50,7 @@ _EVENT_POINTER = re.compile(
 )
 
 
-def _json_size(value: Any) -> int:
+def json_size(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), default=str))
 
 
@@ -201,7 +206,7 @@ def send_profiles(
 
     outcome: Outcome[ProfileRecord] = Outcome()
     for chunk in chunked(profiles, max_count=max_count, max_bytes=max_bytes,
-                         size=lambda p: _json_size(p.attributes) + 40):
+                         size=lambda p: json_size(p.attributes) + 40):
         outcome.extend(send_isolating(chunk, send, ct_id=lambda p: p.ct_id, locate=locate))
     return outcome
 
@@ -308,7 +313,7 @@ def send_events(
 def _events_size(records: Sequence[EventRecord]) -> int:
     # Properties dominate; a profile is counted once per event (an upper bound when grouped).
     # One serialisation per request, not per event: the common case costs a single pass.
-    return _json_size([(r.event.properties, r.event.profile) for r in records]) \
+    return json_size([(r.event.properties, r.event.profile) for r in records]) \
         + 200 * len(records)
 
 
@@ -323,236 +328,3 @@ def _fit_bytes(chunks: list[list[EventRecord]], max_bytes: int) -> Iterator[list
             stack.append(chunk[:middle])
             continue
         yield chunk
-
-
-# ---- catalog jobs ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CatalogRecord:
-    """One catalog resource (built with `catalog_resource`) and the CT record it belongs to."""
-
-    ct_id: str
-    resource: dict[str, Any]
-
-
-@dataclass
-class CatalogJob:
-    kind: CatalogKind
-    op: CatalogOp
-    job_id: str
-    records: list[CatalogRecord]
-    attributes: dict[str, Any] | None = None  # final job attributes once finished
-
-    @property
-    def finished(self) -> bool:
-        return self.attributes is not None
-
-
-def _catalog_locator(kind: CatalogKind) -> Callable[[list[Any], str], list[int] | None]:
-    pattern = re.compile(rf"^/data/attributes/{re.escape(KINDS[kind].bulk_key)}/data/(\d+)(?:/|$)")
-
-    def locate(part: list[Any], pointer: str) -> list[int] | None:
-        m = pattern.match(pointer)
-        return [int(m.group(1))] if m else None
-
-    return locate
-
-
-def submit_catalog_jobs(
-    klaviyo: KlaviyoClient, kind: CatalogKind, op: CatalogOp, records: Sequence[CatalogRecord],
-    *, deadline: Deadline, max_count: int = MAX_CATALOG_BULK, max_bytes: int = MAX_PAYLOAD_BYTES,
-) -> tuple[list[CatalogJob], Outcome[CatalogRecord]]:
-    """Start catalog bulk jobs of ≤100 resources (records a job was refused for are isolated);
-    returns the started jobs and the submission outcome (`sent` = accepted into a job)."""
-    jobs: list[CatalogJob] = []
-
-    def send(part: list[CatalogRecord]) -> str:
-        job_id = klaviyo.create_catalog_bulk_job(kind, op, [r.resource for r in part],
-                                                 deadline=deadline)
-        jobs.append(CatalogJob(kind, op, job_id, list(part)))
-        return job_id
-
-    outcome: Outcome[CatalogRecord] = Outcome()
-    locate = _catalog_locator(kind)
-    for chunk in chunked(records, max_count=max_count, max_bytes=max_bytes,
-                         size=lambda r: _json_size(r.resource)):
-        outcome.extend(send_isolating(chunk, send, ct_id=lambda r: r.ct_id, locate=locate))
-    return jobs, outcome
-
-
-@dataclass(frozen=True)
-class PollPolicy:
-    """Seconds between polls of unfinished jobs: `first`, growing by `factor` up to `cap`."""
-
-    first: float = 1.0
-    factor: float = 1.5
-    cap: float = 10.0
-
-
-def wait_for_catalog_jobs(
-    klaviyo: KlaviyoClient, jobs: Sequence[CatalogJob], *, deadline: Deadline,
-    poll: PollPolicy = PollPolicy(), sleep: Callable[[float], None] = time.sleep,
-) -> Outcome[CatalogRecord]:
-    """Poll the jobs until none is `queued` or `processing`; per-record job errors become
-    rejections (the error pointer gives the record's index in its job).
-
-    Jobs are polled in the order they were started and a round stops at the first unfinished
-    one: Klaviyo works through them roughly in order, so later ones are rarely done earlier and
-    polling them would spend the catalog-bulk rate budget (shared with job creation) for nothing.
-    """
-    pending = [job for job in jobs if not job.finished]
-    delay = poll.first
-    requests = 0
-    while pending:
-        still: list[CatalogJob] = []
-        for position, job in enumerate(pending):
-            attributes = klaviyo.get_catalog_bulk_job(job.kind, job.op, job.job_id,
-                                                      deadline=deadline)
-            requests += 1
-            if attributes.get("status") in PENDING_STATUSES:
-                still = pending[position:]
-                break
-            job.attributes = attributes
-        pending = still
-        if pending:
-            if delay >= deadline.remaining():
-                raise DeadlineExceeded(
-                    f"{len(pending)} catalog job(s) still running at the deadline")
-            sleep(delay)
-            delay = min(poll.cap, delay * poll.factor)
-    outcome = job_outcome(jobs)
-    outcome.requests = requests
-    return outcome
-
-
-def job_outcome(jobs: Sequence[CatalogJob]) -> Outcome[CatalogRecord]:
-    """Sent/rejected records of finished jobs (from their errors and status)."""
-    outcome: Outcome[CatalogRecord] = Outcome()
-    for job in jobs:
-        attributes = job.attributes or {}
-        locate = _catalog_locator(job.kind)
-        bad: dict[int, RecordError] = {}
-        unplaced = 0
-        for error in attributes.get("errors") or []:
-            if not isinstance(error, dict):
-                continue
-            pointer = (error.get("source") or {}).get("pointer")
-            indices = locate(job.records, pointer) if isinstance(pointer, str) else None
-            if not indices or not 0 <= indices[0] < len(job.records):
-                unplaced += 1
-                continue
-            index = indices[0]
-            status = error.get("status")
-            bad.setdefault(index, RecordError(
-                ct_id=job.records[index].ct_id,
-                status=int(status) if isinstance(status, (int, str)) and str(status).isdigit()
-                else None,
-                code=error.get("code"), pointer=pointer))
-        failed_count = attributes.get("failed_count") or 0
-        if attributes.get("status") == "cancelled" or unplaced or failed_count > len(bad):
-            # Klaviyo says records failed but not which: report every record not known to be
-            # fine, rather than count a failure as sent.
-            log.warning("catalog job failures not attributable to records", jobId=job.job_id,
-                        kind=job.kind, op=job.op, status=attributes.get("status"),
-                        failedCount=failed_count, attributed=len(bad))
-            if attributes.get("status") == "cancelled" or failed_count > len(bad):
-                for index, record in enumerate(job.records):
-                    bad.setdefault(index, RecordError(ct_id=record.ct_id, status=None,
-                                                      code=f"job_{attributes.get('status')}"))
-        for index, record in enumerate(job.records):
-            if index in bad:
-                outcome.rejected.append(Rejected(record, bad[index]))
-            else:
-                outcome.sent.append(record)
-    return outcome
-
-
-def run_catalog_jobs(
-    klaviyo: KlaviyoClient,
-    groups: Sequence[tuple[CatalogKind, CatalogOp, Sequence[CatalogRecord]]],
-    *, deadline: Deadline, poll: PollPolicy = PollPolicy(),
-    sleep: Callable[[float], None] = time.sleep,
-) -> Outcome[CatalogRecord]:
-    """Start every group's jobs, then wait for all of them (one phase)."""
-    outcome: Outcome[CatalogRecord] = Outcome()
-    started: list[CatalogJob] = []
-    for kind, op, records in groups:
-        if not records:
-            continue
-        jobs, submitted = submit_catalog_jobs(klaviyo, kind, op, records, deadline=deadline)
-        started.extend(jobs)
-        outcome.rejected.extend(submitted.rejected)
-        outcome.requests += submitted.requests
-    if started:
-        done = wait_for_catalog_jobs(klaviyo, started, deadline=deadline, poll=poll, sleep=sleep)
-        outcome.sent.extend(done.sent)
-        outcome.rejected.extend(done.rejected)
-        outcome.requests += done.requests
-    return outcome
-
-
-# ---- counting -------------------------------------------------------------------------------
-
-
-class Tally:
-    """Per-CT-record result of a batch: a record fails if any of its payloads was rejected (its
-    first error is reported); skipped records sent nothing; every other record read was sent."""
-
-    def __init__(self) -> None:
-        self.read = 0
-        self.skipped: set[str] = set()
-        self.errors: dict[str, RecordError] = {}
-        self.not_found: list[str] = []  # partial sync: asked-for ids commercetools lacks
-
-    def skip(self, ct_id: str) -> None:
-        self.skipped.add(ct_id)
-
-    def fail(self, error: RecordError) -> None:
-        if error.ct_id not in self.skipped:
-            self.errors.setdefault(error.ct_id, error)
-
-    def fail_all(self, rejected: Iterable[Rejected[Any]]) -> None:
-        for item in rejected:
-            self.fail(item.error)
-
-    def fail_unexpected(self, ct_id: str, exc: Exception) -> None:
-        """An exception nobody expected while mapping one record (a bug, or data no model
-        foresaw) is that record's error, never the batch's: logged by type (its text can echo
-        customer data), counted and reported with the record's id."""
-        log.error("record could not be mapped; reported as a record error", ctId=ct_id,
-                  error=type(exc).__name__)
-        self.fail(RecordError(ct_id=ct_id, code=f"unexpected_{type(exc).__name__}"))
-
-    def result(self, *, cursor: str | None, done: bool) -> BatchResult:
-        failed = len(self.errors)
-        skipped = len(self.skipped)
-        return BatchResult(
-            read=self.read, sent=self.read - skipped - failed, skipped=skipped, failed=failed,
-            errors=list(self.errors.values()), cursor=cursor, done=done,
-            # ids past the cursor (a batch cut short) are the next batch's to report
-            not_found=[i for i in self.not_found if cursor is None or i <= cursor],
-        )
-
-
-__all__ = [
-    "MAX_PAYLOAD_BYTES",
-    "CatalogJob",
-    "CatalogRecord",
-    "EventRecord",
-    "Outcome",
-    "PollPolicy",
-    "ProfileRecord",
-    "Rejected",
-    "Tally",
-    "chunked",
-    "dedupe_events",
-    "is_record_rejection",
-    "job_outcome",
-    "run_catalog_jobs",
-    "send_events",
-    "send_isolating",
-    "send_profiles",
-    "submit_catalog_jobs",
-    "wait_for_catalog_jobs",
-]
