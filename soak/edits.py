@@ -45,7 +45,7 @@ class LiveEdits:
     """A seeded plan of edit bursts, applied to the commercetools fake from a thread."""
 
     def __init__(self, world: World, ct: Any, seed: int, *, bursts: int,
-                 gap: tuple[float, float] = (0.01, 0.08),
+                 gap: tuple[float, float] = (0.05, 0.4),
                  pause: tuple[float, float] = (0.05, 0.4)) -> None:
         self.world, self.ct, self.gap, self.pause = world, ct, gap, pause
         self.rnd = random.Random(seed * 7919 + 14)

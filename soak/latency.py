@@ -15,16 +15,23 @@ from typing import Any
 
 
 class Latency:
-    def __init__(self, seed: int, seconds: tuple[float, float]) -> None:
-        self.seconds = seconds
+    """`seconds`: the usual answer time (uniform); `spike`: (probability, low, high), the odd
+    answer that takes far longer (what lets an older read's write land after a newer one's)."""
+
+    def __init__(self, seed: int, seconds: tuple[float, float],
+                 spike: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:
+        self.seconds, self.spike = seconds, spike
         self._rnd = random.Random(seed)
         self._lock = threading.Lock()
 
     def pause(self) -> None:
-        if self.seconds[1] <= 0:
+        if self.seconds[1] <= 0 and self.spike[0] <= 0:
             return
         with self._lock:
-            delay = self._rnd.uniform(*self.seconds)
+            if self._rnd.random() < self.spike[0]:
+                delay = self._rnd.uniform(self.spike[1], self.spike[2])
+            else:
+                delay = self._rnd.uniform(*self.seconds)
         time.sleep(delay)
 
 

@@ -9,7 +9,11 @@ ones) pushed by the Pub/Sub emulator to the realtime function, with faults injec
    deploy's retry and dead-letter policy (the emulator pushes with two loops per subscription, so
    one subscription would allow only two concurrent deliveries; Cloud Run scales out).
 3. Faults, seeded: Klaviyo answers 429 with Retry-After, 500/503, slow answers near the client's
-   timeout, dropped connections; commercetools answers 503.
+   timeout, dropped connections; commercetools answers 503. Latency on every answer of both
+   fakes, with the odd long one (soak/latency.py).
+   While the deliveries are in flight, commercetools changes (soak/edits.py): bursts of edits to
+   the same customers, products, categories and orders, each with its own delivery, so the end
+   check is against a state that moved under the function's feet.
 4. When every message is acknowledged (or dead-lettered), Klaviyo's state is compared with what the
    final commercetools data implies: missing, duplicate, stale and left-over objects.
 
@@ -83,6 +87,7 @@ class RealtimeConfig:
     # its write (soak/latency.py), so overlapping deliveries of one resource interleave.
     ct_latency: tuple[float, float] = (0.0, 0.1)
     klaviyo_latency: tuple[float, float] = (0.0, 0.08)
+    latency_spike: tuple[float, float, float] = (0.05, 0.4, 1.5)  # probability, seconds low, high
 
 
 @dataclass
@@ -189,6 +194,7 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
 
         deadline = config.deadline_seconds
         klaviyo.latency.seconds, ct.latency.seconds = config.klaviyo_latency, config.ct_latency
+        klaviyo.latency.spike = ct.latency.spike = config.latency_spike
         klaviyo.random_faults = RandomFaults(
             config.seed, rate=config.klaviyo_fault_rate, mix=dict(KLAVIYO_MIX),
             slow=(0.6 * deadline, 1.1 * deadline))
@@ -281,6 +287,7 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         klaviyo_faults, ct_faults = klaviyo.random_faults, ct.random_faults
         klaviyo.random_faults = ct.random_faults = None
         klaviyo.latency.seconds = ct.latency.seconds = (0.0, 0.0)
+        klaviyo.latency.spike = ct.latency.spike = (0.0, 0.0, 0.0)
         topics.stop_pushing()
         time.sleep(0.5)
         record.poll()
@@ -378,7 +385,9 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         f"delivering ({len(edits.deliveries)} more messages): "
         + ", ".join(f"{k} {v}" for k, v in sorted(edits.edits.items())),
         f"  latency         commercetools {config.ct_latency[0]:g}-{config.ct_latency[1]:g} s, "
-        f"Klaviyo {config.klaviyo_latency[0]:g}-{config.klaviyo_latency[1]:g} s per answer",
+        f"Klaviyo {config.klaviyo_latency[0]:g}-{config.klaviyo_latency[1]:g} s per answer; "
+        f"{config.latency_spike[0]:.0%} of answers {config.latency_spike[1]:g}-"
+        f"{config.latency_spike[2]:g} s",
         f"  faults injected Klaviyo {klaviyo_faults.injected} of {klaviyo_faults.requests} "
         f"requests {dict(sorted(klaviyo_faults.counts.items()))}; commercetools "
         f"{ct_faults.injected} of {ct_faults.requests} {dict(ct_faults.counts)}",

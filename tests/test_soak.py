@@ -13,8 +13,9 @@ from soak.bulk import BulkConfig, run_bulk
 from soak.realtime import RealtimeConfig, run_realtime
 from tests.emulators import PUBSUB_BIN, Emulator
 
-# CI size: ~2,000 deliveries (about 100 s to drain on the 2-core CI machine) and 1,200 bulk
-# records (about 60 s, most of it Pub/Sub's backoff after the worker's deaths).
+# CI size: ~2,000 deliveries plus ~250 from live commercetools edits (about 120 s to drain on
+# the 2-core CI machine) and 1,200 bulk records (about 60 s, most of it Pub/Sub's backoff after
+# the worker's deaths).
 REALTIME_MESSAGES = int(os.environ.get("SOAK_REALTIME_MESSAGES", "2000"))
 BULK_RECORDS = int(os.environ.get("SOAK_BULK_RECORDS", "1200"))
 
@@ -44,6 +45,13 @@ def test_realtime_soak(own_pubsub_emulator: str) -> None:
     assert figures["dead_letters"] == 0 and figures["dlq_probe_dead_lettered"]
     assert figures["malformed_acknowledged_first_time"] == figures["malformed"]
     assert sum(figures["faults_klaviyo"].values()) > 0 and sum(figures["faults_ct"].values()) > 0
+    # commercetools changed while the deliveries were in flight (soak/edits.py), every kind of
+    # edit at least once; the end check is against its final state
+    edits = figures["ct_edits"]
+    for kind in ("customer name", "email changed before fulfilment", "product renamed",
+                 "product unpublished", "product published", "category renamed",
+                 "order confirmed"):
+        assert edits.get(kind, 0) > 0, (kind, edits)
     assert figures["mismatches"] == {"missing": 0, "duplicate": 0, "stale": 0, "unexpected": 0}
     assert figures["auth_outage"]["klaviyo_401"] == 0  # (no outage window in this run)
 
