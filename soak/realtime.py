@@ -9,7 +9,11 @@ ones) pushed by the Pub/Sub emulator to the realtime function, with faults injec
    deploy's retry and dead-letter policy (the emulator pushes with two loops per subscription, so
    one subscription would allow only two concurrent deliveries; Cloud Run scales out).
 3. Faults, seeded: Klaviyo answers 429 with Retry-After, 500/503, slow answers near the client's
-   timeout, dropped connections; commercetools answers 503.
+   timeout, dropped connections; commercetools answers 503. Latency on every answer of both
+   fakes, with the odd long one (soak/latency.py).
+   While the deliveries are in flight, commercetools changes (soak/edits.py): bursts of edits to
+   the same customers, products, categories and orders, each with its own delivery, so the end
+   check is against a state that moved under the function's feet.
 4. When every message is acknowledged (or dead-lettered), Klaviyo's state is compared with what the
    final commercetools data implies: missing, duplicate, stale and left-over objects.
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -47,6 +52,7 @@ from soak.common import (
     seconds,
     settings_from,
 )
+from soak.edits import LiveEdits
 from soak.expected import KlaviyoState, compare, expected_state, klaviyo_state
 from soak.world import RESOURCES, World, build_world
 
@@ -74,6 +80,14 @@ class RealtimeConfig:
     # Every message of that window must end written (redelivered), none acknowledged and lost.
     auth_outage_at: float = 0.0
     auth_outage_seconds: float = 0.0
+    # Bursts of commercetools edits made while the deliveries are in flight (soak/edits.py);
+    # None: one per 20 messages. Each edit publishes its own delivery.
+    live_edit_bursts: int | None = None
+    # Latency on every answer, seconds (uniform): commercetools after its read, Klaviyo before
+    # its write (soak/latency.py), so overlapping deliveries of one resource interleave.
+    ct_latency: tuple[float, float] = (0.0, 0.1)
+    klaviyo_latency: tuple[float, float] = (0.0, 0.08)
+    latency_spike: tuple[float, float, float] = (0.05, 0.4, 1.5)  # probability, seconds low, high
 
 
 @dataclass
@@ -119,13 +133,14 @@ def _clear(ct: Any, docs: dict[str, dict[str, dict[str, Any]]]) -> None:
 
 def run_realtime(config: RealtimeConfig, *, pubsub_host: str | None = None,
                  progress: Callable[[str], None] | None = None) -> Report:
+    from soak.latency import slow_fakes
     from tests.fakes.chaos import CT_MIX, KLAVIYO_MIX, RandomFaults
-    from tests.fakes.commercetools import FakeCommercetools
-    from tests.fakes.klaviyo import FakeKlaviyo
 
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
     world = build_world(config.messages, config.seed)
-    klaviyo, ct = FakeKlaviyo().start(), FakeCommercetools().start()
+    klaviyo, ct = slow_fakes(config.seed)  # no latency while seeding
+    klaviyo.start()
+    ct.start()
     tmp = None if config.workdir else tempfile.TemporaryDirectory(prefix="soak-realtime-")
     workdir = Path(config.workdir or tmp.name)  # type: ignore[union-attr]
     workdir.mkdir(parents=True, exist_ok=True)
@@ -166,7 +181,10 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         dead_sub = topics.pull_subscription(dead_letter)
         endpoint = f"http://127.0.0.1:{server.port}/"
         shards = [topics.topic("soak-ct-messages") for _ in range(config.shards)]
-        for topic in shards:
+        # The live edits' deliveries have topics of their own, so they are not queued behind
+        # the world's backlog: a burst's deliveries overlap in the function's workers.
+        edit_shards = [topics.topic("soak-ct-edits") for _ in range(max(2, config.shards // 2))]
+        for topic in shards + edit_shards:
             topics.push(topic, endpoint, dead_letter)
         probe_topic = None
         if config.dlq_probe:  # an endpoint that refuses connections: dead-lettered after 5
@@ -175,6 +193,8 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
                         max_attempts=5, min_backoff=1)
 
         deadline = config.deadline_seconds
+        klaviyo.latency.seconds, ct.latency.seconds = config.klaviyo_latency, config.ct_latency
+        klaviyo.latency.spike = ct.latency.spike = config.latency_spike
         klaviyo.random_faults = RandomFaults(
             config.seed, rate=config.klaviyo_fault_rate, mix=dict(KLAVIYO_MIX),
             slow=(0.6 * deadline, 1.1 * deadline))
@@ -183,12 +203,30 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
 
         started = time.time()
         futures = []
+        publish_lock = threading.Lock()
+        labels = {str(i): d.label for i, d in enumerate(world.deliveries)}
+
+        def publish_edit(delivery: Any) -> None:
+            with publish_lock:
+                tag = f"e{len(labels)}"
+                labels[tag] = delivery.label
+                futures.append(topics.publisher.publish(edit_shards[len(labels) % len(edit_shards)],
+                                                        delivery.data, soak=tag))
+
+        bursts = (config.live_edit_bursts if config.live_edit_bursts is not None
+                  else len(world.deliveries) // 20)
+        edits = LiveEdits(world, ct, config.seed, bursts=bursts)
+        edits.start(publish_edit)
         for i, delivery in enumerate(world.deliveries):
-            futures.append(topics.publisher.publish(shards[i % len(shards)], delivery.data,
-                                                    soak=str(i)))
+            with publish_lock:
+                futures.append(topics.publisher.publish(shards[i % len(shards)],
+                                                        delivery.data, soak=str(i)))
         if probe_topic:
             futures.append(topics.publisher.publish(probe_topic, b"{}", soak="probe"))
-        for future in futures:
+        edits.done.wait(config.drain_timeout)
+        with publish_lock:
+            pending = list(futures)
+        for future in pending:
             future.result(timeout=60)
         published = time.time()
         say(f"published {len(futures)} messages in {published - started:.1f} s")
@@ -225,6 +263,7 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
                         probe_dead = True
                     else:
                         dead[tag] = dead.get(tag, 0) + 1
+            wanted = set(labels) - {"probe"}
             if (wanted <= acked | set(dead) and (probe_dead or not probe_topic)
                     and outage_state in ("none", "after")):
                 break
@@ -240,11 +279,15 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         if not drained:
             problems.append(f"not drained after {config.drain_timeout:.0f} s: "
                             f"{len(wanted - acked - set(dead))} messages never acknowledged")
+        if edits.error is not None:
+            problems.append(f"the live edits failed: {edits.error!r}")
         if probe_topic and not probe_dead:
             problems.append("the dead-letter probe never reached the dead-letter topic")
         klaviyo.api_key = real_key
         klaviyo_faults, ct_faults = klaviyo.random_faults, ct.random_faults
         klaviyo.random_faults = ct.random_faults = None
+        klaviyo.latency.seconds = ct.latency.seconds = (0.0, 0.0)
+        klaviyo.latency.spike = ct.latency.spike = (0.0, 0.0, 0.0)
         topics.stop_pushing()
         time.sleep(0.5)
         record.poll()
@@ -284,7 +327,7 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
                         "first delivery")
     if dead:
         problems.append(f"{len(dead)} well-formed messages dead-lettered: "
-                        f"{sorted({world.deliveries[int(t)].label for t in dead})[:10]}")
+                        f"{sorted({labels.get(t, t) for t in dead})[:10]}")
 
     expected = expected_state(reader, settings)
     actual, duplicates = klaviyo_state(klaviyo)
@@ -309,6 +352,7 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         "valid": counts["valid"], "duplicates": counts["duplicate"],
         "malformed": counts["malformed"], "shards": config.shards,
         "world": {r: len(world.final[r]) for r in RESOURCES},
+        "ct_edits": dict(edits.edits), "edit_messages": len(edits.deliveries),
         "deliveries": deliveries, "redeliveries": deliveries - len(by_tag),
         "non_2xx_answers": dict(failed_answers),
         "max_deliveries_of_one_message": max((len(v) for v in by_tag.values()), default=0),
@@ -337,6 +381,13 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         f"  messages        {figures['messages']} (valid {figures['valid']}, duplicates "
         f"{figures['duplicates']}, malformed {figures['malformed']}); commercetools "
         + ", ".join(f"{k} {v}" for k, v in figures["world"].items()),
+        f"  live CT edits   {sum(edits.edits.values())} edits in {bursts} bursts while "
+        f"delivering ({len(edits.deliveries)} more messages): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(edits.edits.items())),
+        f"  latency         commercetools {config.ct_latency[0]:g}-{config.ct_latency[1]:g} s, "
+        f"Klaviyo {config.klaviyo_latency[0]:g}-{config.klaviyo_latency[1]:g} s per answer; "
+        f"{config.latency_spike[0]:.0%} of answers {config.latency_spike[1]:g}-"
+        f"{config.latency_spike[2]:g} s",
         f"  faults injected Klaviyo {klaviyo_faults.injected} of {klaviyo_faults.requests} "
         f"requests {dict(sorted(klaviyo_faults.counts.items()))}; commercetools "
         f"{ct_faults.injected} of {ct_faults.requests} {dict(ct_faults.counts)}",

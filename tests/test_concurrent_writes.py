@@ -25,6 +25,7 @@ from tests.test_realtime_catalog import (
     change,
     product_doc,
     published,
+    unpublished,
     variant_skus,
 )
 from tests.test_realtime_customers import CUSTOMER, customer_created, profile_imports
@@ -103,6 +104,27 @@ def test_product_unpublished_while_its_item_is_created_is_not_resurrected(
     meanwhile(0.2, lambda: ct.add("products", product_doc("p-1", ("SKU-1",), published=False)))
     assert realtime.deliver(published("p-1")) == 200
     assert P + "p-1" not in klaviyo.items and klaviyo.variants == {}
+
+
+def test_product_republished_while_its_item_is_removed_is_written_again(
+    make_realtime: Any, ct: Any, klaviyo: Any, meanwhile: Any,
+) -> None:
+    # Found by the realtime soak with live edits: an unpublish delivery read "unpublished",
+    # the product was republished (and written) meanwhile, then the delete landed: published in
+    # commercetools, missing in Klaviyo.
+    realtime = make_realtime(**CATALOG_ENV)
+    seed_catalog(ct)
+    assert realtime.deliver(published("p-1")) == 200
+    hidden = product_doc("p-1", ("SKU-1",), published=False)
+    hidden["version"] = 2
+    ct.add("products", hidden)
+    klaviyo.inject(None, delay=0.6, path=f"/api/catalog-items/{P}p-1", method="DELETE")
+    shown = product_doc("p-1", ("SKU-1",))
+    shown["version"] = 3
+    meanwhile(0.2, lambda: ct.add("products", shown))
+    assert realtime.deliver(unpublished("p-1")) == 200
+    assert P + "p-1" in klaviyo.items
+    assert variant_skus(klaviyo, "p-1") == {"SKU-1"}
 
 
 def test_product_renamed_while_it_is_written_ends_renamed(

@@ -13,8 +13,9 @@ from soak.bulk import BulkConfig, run_bulk
 from soak.realtime import RealtimeConfig, run_realtime
 from tests.emulators import PUBSUB_BIN, Emulator
 
-# CI size: ~2,000 deliveries (about 100 s to drain on the 2-core CI machine) and 1,200 bulk
-# records (about 60 s, most of it Pub/Sub's backoff after the worker's deaths).
+# CI size: ~2,000 deliveries plus ~250 from live commercetools edits (about 120 s to drain on
+# the 2-core CI machine) and 1,200 bulk records (about 60 s, most of it Pub/Sub's backoff after
+# the worker's deaths).
 REALTIME_MESSAGES = int(os.environ.get("SOAK_REALTIME_MESSAGES", "2000"))
 BULK_RECORDS = int(os.environ.get("SOAK_BULK_RECORDS", "1200"))
 
@@ -36,7 +37,10 @@ def test_realtime_soak(own_pubsub_emulator: str) -> None:
     # The auth-outage window (`python -m soak realtime --auth-outage 5 10`) is not run here: on
     # the Pub/Sub emulator, messages refused twice within the window were not pushed again
     # within 10 minutes (the emulator's push loop; production Pub/Sub follows the retry policy).
-    report = run_realtime(RealtimeConfig(messages=REALTIME_MESSAGES, seed=7, drain_timeout=600),
+    report = run_realtime(RealtimeConfig(messages=REALTIME_MESSAGES, seed=7, drain_timeout=600,
+                                         live_edit_bursts=0, ct_latency=(0.0, 0.0),
+                                         klaviyo_latency=(0.0, 0.0),
+                                         latency_spike=(0.0, 0.0, 0.0)),
                           pubsub_host=own_pubsub_emulator, progress=lambda _: None)
     print(report.text())
     assert report.ok, report.text()
@@ -46,6 +50,28 @@ def test_realtime_soak(own_pubsub_emulator: str) -> None:
     assert sum(figures["faults_klaviyo"].values()) > 0 and sum(figures["faults_ct"].values()) > 0
     assert figures["mismatches"] == {"missing": 0, "duplicate": 0, "stale": 0, "unexpected": 0}
     assert figures["auth_outage"]["klaviyo_401"] == 0  # (no outage window in this run)
+
+
+@pytest.mark.emulator
+@pytest.mark.timeout(900)
+@pytest.mark.xfail(strict=False, reason=(
+    "known race, not fixed yet: a variant write still in flight when a concurrent unpublish "
+    "removed the item can land after the removal (resurrected variant, e.g. SKU-153-2 seed 7)"))
+def test_realtime_soak_with_live_edits(own_pubsub_emulator: str) -> None:
+    """commercetools changes while the deliveries are in flight (soak/edits.py), with latency
+    on both fakes; the end check is against its final state."""
+    report = run_realtime(RealtimeConfig(messages=REALTIME_MESSAGES, seed=7, drain_timeout=600),
+                          pubsub_host=own_pubsub_emulator, progress=lambda _: None)
+    print(report.text())
+    figures = report.figures
+    edits = figures["ct_edits"]
+    for kind in ("customer name", "email changed before fulfilment", "product renamed",
+                 "product unpublished", "product published", "category renamed",
+                 "order confirmed"):
+        assert edits.get(kind, 0) > 0, (kind, edits)
+    assert report.ok, report.text()
+    assert figures["dead_letters"] == 0
+    assert figures["mismatches"] == {"missing": 0, "duplicate": 0, "stale": 0, "unexpected": 0}
 
 
 @pytest.mark.emulator

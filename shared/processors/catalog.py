@@ -477,16 +477,28 @@ def remove_product(message: CtMessage, ctx: Context) -> int:
     An old ProductUnpublished can arrive after a newer publish; deleting then would remove a
     live product (reference plugin bug). Variants go first: once the item is gone Klaviyo can
     no longer list them, so a crash in between would leave them orphaned.
+
+    The product can be republished (and written by that delivery) between the read and the
+    delete; so after the delete it is read again, and written again if it is published now.
     """
     product_id = message.resource.id
     document = ctx.ct.get_product(product_id, deadline=ctx.deadline)
     # Read the flag straight from the document: a product that fails model validation must
     # still not block (or wrongly allow) the deletion decision.
-    if document is not None and (document.get("masterData") or {}).get("published"):
+    if _is_published(document):
         log.info("product is published in commercetools; stale message, nothing deleted",
                  ctProductId=product_id)
         return 0
-    return _remove_item(ctx, product_id)
+    writes = _remove_item(ctx, product_id)
+    if not _is_published(ctx.ct.get_product(product_id, deadline=ctx.deadline)):
+        return writes
+    log.info("product republished while it was removed; writing it again",
+             ctProductId=product_id)
+    return writes + sync_product(message, ctx)
+
+
+def _is_published(document: dict[str, Any] | None) -> bool:
+    return document is not None and bool((document.get("masterData") or {}).get("published"))
 
 
 def _remove_item(ctx: Context, product_id: str) -> int:
