@@ -39,7 +39,8 @@ def _check_placeholders(template: str, allowed: frozenset[str]) -> None:
 
 
 def check_url_template(template: str) -> None:
-    """Raise ValueError unless every placeholder is one of URL_PLACEHOLDERS (`{{` is a literal `{`)."""
+    """Raise ValueError unless every placeholder is one of URL_PLACEHOLDERS (`{{` is a literal
+    `{`)."""
     _check_placeholders(normalise_url_template(template), URL_PLACEHOLDERS)
 
 

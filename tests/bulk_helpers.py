@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from shared.bulk.base import BatchResult, Kind
 from shared.bulk.runner import Runner, RunnerConfig
@@ -17,7 +17,7 @@ from shared.state.store import JobStore
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:

@@ -49,7 +49,8 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -
 class Emulator:
     def __init__(self, binary: str, log: IO[bytes]) -> None:
         if not os.path.exists(binary):
-            pytest.fail(f"{binary} is missing: the google-cloud-cli emulators are not on this machine")
+            pytest.fail(f"{binary} is missing: "
+                        "the google-cloud-cli emulators are not on this machine")
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(

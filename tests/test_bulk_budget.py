@@ -5,6 +5,7 @@ the other families to the process limiter. Virtual clock, then the real client a
 from __future__ import annotations
 
 import threading
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -55,7 +56,8 @@ def test_partitions_together_stay_under_the_account_limits(k: int, share: float)
         starts.append(start)
         time.now = max(time.now, start)
     assert len(set(slots)) == len(slots)  # no slot used twice
-    assert all(slot % k == owner for slot, owner in zip(slots, owners))  # each its own slots
+    # each its own slots
+    assert all(slot % k == owner for slot, owner in zip(slots, owners, strict=True))
     steady = 150 * share
     assert _max_in_window(starts, 60.0) <= steady + 1
     assert _max_in_window(starts, 1.0) <= 10
@@ -109,6 +111,19 @@ def test_no_family_for_catalog_kinds() -> None:
     assert budget.share_for("products", index=0, count=1, share=0.9) is None
 
 
+class _RecordingPacer(budget.SlotPacer):
+    """A pacer that remembers the slots it handed out."""
+
+    def __init__(self, share: budget.Share) -> None:
+        super().__init__(share)
+        self.slots: list[int] = []
+
+    def acquire(self, *, deadline: Deadline = Deadline.never()) -> int:
+        slot = super().acquire(deadline=deadline)
+        self.slots.append(slot)
+        return slot
+
+
 def test_paced_client_against_the_fake(klaviyo: Any) -> None:
     """The real KlaviyoClient through PacedLimiter: its bulk POSTs start at the partition's slots
     (two partitions of 8 interleave and never share a slot's second)."""
@@ -123,17 +138,15 @@ def test_paced_client_against_the_fake(klaviyo: Any) -> None:
     share = 20.0  # 8 partitions at 20×/min slots of 60/(150×20) s: fast enough for a test
     gap = 8 * 60 / (150 * share)  # one partition's slots are this far apart
     for index in (0, 1):
-        pacer = budget.SlotPacer(budget.share_for("customers", index=index, count=8, share=1.0,
-                                                  per_minute=150 * share))
-        slots: list[int] = []
-        taken = pacer.acquire
-        pacer.acquire = lambda **kw: slots.append(taken(**kw)) or slots[-1]  # type: ignore[method-assign]
+        pacer = _RecordingPacer(budget.share_for("customers", index=index, count=8, share=1.0,
+                                                 per_minute=150 * share))
+        slots = pacer.slots
         began = real_time.time()
         with budget.pacing(pacer):
             for _ in range(3):
                 client.create_profile_bulk_import_job([profile], deadline=Deadline.after(10))
         assert real_time.time() - began >= 2 * gap * 0.95  # three requests, three own slots
         assert len(slots) == 3 and all(s % 8 == index for s in slots)
-        assert all(b > a for a, b in zip(slots, slots[1:]))  # never the same slot twice
+        assert all(b > a for a, b in pairwise(slots))  # never the same slot twice
     posts = klaviyo.requests_to("POST", "/api/profile-bulk-import-jobs")
     assert len(posts) == 6

@@ -3,7 +3,7 @@ derived from it: read / total, percentage, rate, ETA."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +14,7 @@ from shared.bulk.tasks import LocalTaskQueue
 from shared.config import load_settings
 from shared.state.jobs import Counts, Job, JobStatus, progress
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _job(**fields: Any) -> Job:

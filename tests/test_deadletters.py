@@ -66,7 +66,9 @@ def remaining(subscriber: Any, subscription: str) -> list[str]:
 
 
 @pytest.fixture
-def realtime_env(ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def realtime_env(
+    ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     for name, value in {**ct_env, "KLAVIYO_API_KEY": klaviyo.api_key,
                         "KLAVIYO_BASE_URL": klaviyo.url, "REALTIME_DEADLINE_SECONDS": "2",
                         "GOOGLE_CLOUD_PROJECT": PROJECT}.items():
@@ -82,7 +84,8 @@ def test_list_shows_ids_and_types_but_no_payload(dead_letters, capsys, monkeypat
     first = publish(customer_message("cust-1", "ct-msg-1", email="jane.doe@example.com"))
     second = publish(b"not json at all", attempts=7)
 
-    assert deadletters.main(["list", "--subscription", subscription, "--wait", "1".rsplit("/", 1)[-1]]) == 0
+    assert deadletters.main(["list", "--subscription", subscription,
+                             "--wait", "1".rsplit("/", 1)[-1]]) == 0
     out = capsys.readouterr().out
     assert first in out and second in out
     assert "customer" in out and "cust-1" in out and "CustomerCreated" in out and "ct-msg-1" in out
@@ -93,7 +96,9 @@ def test_list_shows_ids_and_types_but_no_payload(dead_letters, capsys, monkeypat
     assert remaining(subscriber, subscription) == sorted([first, second])
 
 
-def test_replay_acks_only_what_went_through(dead_letters, realtime_env, ct, klaviyo, capsys) -> None:
+def test_replay_acks_only_what_went_through(
+    dead_letters, realtime_env, ct, klaviyo, capsys
+) -> None:
     publish, subscription, subscriber = dead_letters
     ct.add("customers", {"id": "cust-ok", "email": "ok@example.com", "firstName": "Ok",
                          "addresses": []})
@@ -119,12 +124,14 @@ def test_replay_acks_only_what_went_through(dead_letters, realtime_env, ct, klav
     # once commercetools is back, replaying the one by its CT message id clears it
     ct.reset()
     ct.add("customers", {"id": "cust-down", "email": "down@example.com", "addresses": []})
-    assert deadletters.main(["replay", "--ids", "ct-msg-down", "--subscription", subscription, "--wait", "1"]) == 0
+    assert deadletters.main(["replay", "--ids", "ct-msg-down", "--subscription", subscription,
+                             "--wait", "1"]) == 0
     assert klaviyo.find_profile(email="down@example.com") is not None
     assert remaining(subscriber, subscription) == [garbage]
 
     # a terminal failure is only dropped on request
-    assert deadletters.main(["replay", "--ids", garbage, "--subscription", subscription, "--wait", "1"]) == 1
+    assert deadletters.main(["replay", "--ids", garbage, "--subscription", subscription,
+                             "--wait", "1"]) == 1
     assert remaining(subscriber, subscription) == [garbage]
     assert deadletters.main(["replay", "--ids", garbage, "--drop-failed",
                              "--subscription", subscription, "--wait", "1"]) == 0
@@ -135,7 +142,8 @@ def test_replay_of_unknown_id_touches_nothing(dead_letters, realtime_env, capsys
     publish, subscription, subscriber = dead_letters
     kept = publish(customer_message("cust-1", "ct-msg-1"))
     calls: list[Any] = []
-    code = deadletters.main(["replay", "--ids", "nope", "--subscription", subscription, "--wait", "1"],
+    code = deadletters.main(["replay", "--ids", "nope", "--subscription", subscription,
+                             "--wait", "1"],
                             runner=lambda: calls.append)
     assert code == 1 and calls == []
     assert "not found: nope" in capsys.readouterr().err

@@ -1,4 +1,5 @@
-"""Smoke tests: the real Firestore and Pub/Sub emulators start and behave (used by the bulk sync)."""
+"""Smoke tests: the real Firestore and Pub/Sub emulators start and behave (used by the bulk
+sync)."""
 
 from __future__ import annotations
 

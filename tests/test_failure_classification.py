@@ -453,7 +453,8 @@ def test_commercetools_scope_lost_is_redelivered(
     ct.inject(403, times=None)
     assert realtime.deliver(resource_updated_customer()) == 500
     errors = [r for r in error_lines(caplog) if r.name.startswith("connector")]
-    assert len(errors) == 1 and "CTP_CLIENT_ID/CTP_CLIENT_SECRET/CTP_SCOPES" in errors[0].getMessage()
+    assert len(errors) == 1
+    assert "CTP_CLIENT_ID/CTP_CLIENT_SECRET/CTP_SCOPES" in errors[0].getMessage()
     assert klaviyo.requests == []
 
 

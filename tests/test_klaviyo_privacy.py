@@ -90,7 +90,8 @@ def test_fake_rejects_what_klaviyo_rejects(klaviyo_client, klaviyo, profile: dic
 @pytest.mark.parametrize(
     ("kwargs", "profile"),
     [
-        ({"email": "a@shop.example"}, {"type": "profile", "attributes": {"email": "a@shop.example"}}),
+        ({"email": "a@shop.example"},
+         {"type": "profile", "attributes": {"email": "a@shop.example"}}),
         ({"phone_number": "+447700900123"},
          {"type": "profile", "attributes": {"phone_number": "+447700900123"}}),
         ({"profile_id": "01ABC"}, {"type": "profile", "id": "01ABC", "attributes": {}}),

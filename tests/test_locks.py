@@ -1,4 +1,5 @@
-"""`python -m deploy.locks`: show and force-release the bulk locks (Firestore emulator + local file)."""
+"""`python -m deploy.locks`: show and force-release the bulk locks (Firestore emulator + local
+file)."""
 
 from __future__ import annotations
 

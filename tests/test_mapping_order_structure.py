@@ -616,7 +616,7 @@ def test_order_events_use_the_lookup_for_every_event() -> None:
     assert events[1].properties["Categories"] == ["Women"]
 
 
-# ---- Klaviyo limits: exact cut counts and each fallback of the size budget -------------------------
+# ---- Klaviyo limits: exact cut counts and each fallback of the size budget ---------------------
 
 from shared.mapping.orders import MAX_DEPTH, MAX_PROPERTIES_BYTES, _size  # noqa: E402
 

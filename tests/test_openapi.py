@@ -1,4 +1,5 @@
-"""deploy/openapi.yaml: a valid Swagger 2.0 API Gateway spec of exactly what the bulk function serves."""
+"""deploy/openapi.yaml: a valid Swagger 2.0 API Gateway spec of exactly what the bulk function
+serves."""
 
 from __future__ import annotations
 

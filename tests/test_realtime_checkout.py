@@ -1,4 +1,5 @@
-"""Started Checkout end to end: cart change notifications → realtime function → CT and Klaviyo fakes."""
+"""Started Checkout end to end: cart change notifications → realtime function → CT and Klaviyo
+fakes."""
 
 from __future__ import annotations
 
@@ -243,7 +244,8 @@ def test_custom_field_signal(make_realtime, ct, klaviyo) -> None:  # type: ignor
 
 
 def test_any_update_signal_and_renamed_metric(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
-    realtime = make_realtime(CHECKOUT_SIGNAL="any_update", METRIC_STARTED_CHECKOUT="Checkout Started")
+    realtime = make_realtime(CHECKOUT_SIGNAL="any_update",
+                             METRIC_STARTED_CHECKOUT="Checkout Started")
     store(ct, shippingAddress=None)
 
     assert realtime.deliver(cart_change("ResourceCreated", version=1)) == 200

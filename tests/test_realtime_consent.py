@@ -153,7 +153,8 @@ def test_consent_field_removed_unsubscribes(consent, ct, klaviyo) -> None:  # ty
 def test_consent_given_later_subscribes(consent, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
     ct.add("customers", CUSTOMER)
 
-    assert consent.deliver(message("CustomerCustomFieldAdded", name="newsletter", value=True)) == 200
+    assert consent.deliver(
+        message("CustomerCustomFieldAdded", name="newsletter", value=True)) == 200
 
     (request,) = subscription_requests(klaviyo)
     assert request.json == subscribe_body(EMAIL_SUBSCRIBED)

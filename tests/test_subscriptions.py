@@ -102,7 +102,8 @@ def test_create_then_rerun_changes_nothing(cli, ct) -> None:
     assert code == 0 and f"subscription {KEY!r}: created (version 1" in out
     created = ct_subscriptions.stored(ct)[KEY]
     needed = subscriptions.needed_subscription(
-        enabled_processors(subscriptions._settings()), project_id="demo", topic="ct-klaviyo-ct-messages")
+        enabled_processors(subscriptions._settings()), project_id="demo",
+        topic="ct-klaviyo-ct-messages")
     assert created["destination"] == PUBSUB
     assert created["format"] == {"type": "Platform"}
     assert created["messages"] == needed.messages_json()
@@ -127,7 +128,8 @@ def test_create_updates_in_place_when_processors_or_topic_change(cli, ct) -> Non
     # show, with the processors enabled again: the difference is named
     code, out, _ = cli("show", DISABLED_PROCESSORS="")
     assert code == 1
-    assert "payment: PaymentTransactionAdded, PaymentTransactionStateChanged  [differs: missing" in out
+    assert ("payment: PaymentTransactionAdded, PaymentTransactionStateChanged  [differs: missing"
+            in out)
     assert "customer (handled: ResourceUpdated)  [differs: missing]" in out
 
     code, out, _ = cli("create", "--topic", "other-topic", DISABLED_PROCESSORS="")
@@ -142,7 +144,8 @@ def test_a_subscription_for_all_messages_of_a_resource_is_narrowed(cli, ct) -> N
     code, out, _ = cli("show")
     assert code == 1 and "[differs: has all messages of this resource]" in out
     assert cli("create")[0] == 0
-    types = {m["resourceTypeId"]: m.get("types") for m in ct_subscriptions.stored(ct)[KEY]["messages"]}
+    stored = ct_subscriptions.stored(ct)[KEY]["messages"]
+    types = {m["resourceTypeId"]: m.get("types") for m in stored}
     assert types["customer"] and "CustomerCreated" in types["customer"]
 
 

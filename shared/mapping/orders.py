@@ -858,10 +858,12 @@ def order_events(
     # Built once and handed on: passing them only saves work (equivalent mutants: no mutate).
     items = item_entries(order, lookup, config)  # pragma: no mutate
     properties = order_properties(order, lookup, config, items=items)  # pragma: no mutate
-    events = placed_order_events(order, lookup, config, items=items, properties=properties)  # pragma: no mutate
+    events = placed_order_events(  # pragma: no mutate
+        order, lookup, config, items=items, properties=properties)
     for metric in state_metrics(config, order_state=order.order_state,
                                 shipment_state=order.shipment_state):
-        event = state_change_event(order, metric, lookup, config, properties=properties)  # pragma: no mutate
+        event = state_change_event(  # pragma: no mutate
+            order, metric, lookup, config, properties=properties)
         if event is not None:
             events.append(event)
     for payment in payments:

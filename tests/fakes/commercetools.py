@@ -38,7 +38,7 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -62,7 +62,7 @@ MAX_LIMIT, MAX_OFFSET, DEFAULT_LIMIT = 500, 10_000, 20
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def ct_error(status: int, code: str, message: str, **extra: Any) -> Response:
