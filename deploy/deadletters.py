@@ -297,9 +297,9 @@ def main(argv: Sequence[str] | None = None,
                                help="also acknowledge messages that fail terminally")
     args = parser.parse_args(argv)
 
-    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1 import SubscriberClient
 
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = SubscriberClient()
     path = args.subscription if args.subscription.startswith("projects/") else \
         subscriber.subscription_path(_project(args.project), args.subscription)
     puller = Puller(subscriber, path, wait=args.wait)

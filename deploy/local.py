@@ -75,7 +75,7 @@ def _at_root(app: Any) -> Any:
     return wrapped
 
 
-def build_app(sandbox: Any = None) -> Any:  # type: ignore[no-untyped-def]
+def build_app(sandbox: Any = None) -> Any:
     import functions_framework
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 

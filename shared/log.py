@@ -59,7 +59,7 @@ class Logger:
 
 
 _configured = False
-_handler: logging.StreamHandler | None = None  # type: ignore[type-arg]
+_handler: logging.StreamHandler[Any] | None = None
 
 
 def configure(level: str = "INFO", *, stream: Any = None) -> None:

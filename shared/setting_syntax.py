@@ -53,8 +53,10 @@ def checkout_signal_parts(text: str) -> tuple[SignalKind, str | None]:
     """`shipping_address` | `any_update` | `custom_field:<name>` → (kind, field name); ValueError
     otherwise."""
     text = text.strip()
-    if text == "shipping_address" or text == "any_update":
-        return text, None
+    if text == "shipping_address":
+        return "shipping_address", None
+    if text == "any_update":
+        return "any_update", None
     kind, _, name = text.partition(":")
     if kind == "custom_field" and name.strip():
         return "custom_field", name.strip()

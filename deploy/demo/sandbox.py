@@ -154,7 +154,7 @@ class Sandbox:
             profile["requests"] = _first(index, keys)
         by_metric: dict[str, list[dict[str, Any]]] = {}
         for event in events:
-            email = ((fake.profiles.get(event.get("profile_id")) or {}).get("attributes")
+            email = ((fake.profiles.get(event.get("profile_id") or "") or {}).get("attributes")
                      or {}).get("email")
             record = {"id": event.get("id"), "unique_id": event.get("unique_id"),
                       "time": event.get("time"), "value": event.get("value"),

@@ -240,11 +240,11 @@ def product_lookup(
         current = product.master_data.current
         paths: list[str] = []
         for ref in current.categories:
-            category = by_id.get(ref.id) or ref.obj
-            if category is None:
+            found = by_id.get(ref.id) or ref.obj
+            if found is None:
                 continue
             try:
-                paths.extend(category_breadcrumbs(category, names, locale))
+                paths.extend(category_breadcrumbs(found, names, locale))
             except ValidationError:
                 continue
         lookup[product.id] = ProductInfo(
