@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
 # what mypy checks (tests, bench and soak join as they become clean)
-MYPY_PATHS := shared realtime bulk deploy
+MYPY_PATHS := shared realtime bulk deploy tests/fakes
 
 .PHONY: install run lint test clean
 
