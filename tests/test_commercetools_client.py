@@ -16,7 +16,8 @@ from shared.errors import CommercetoolsError, ConfigError, DeadlineExceeded
 from shared.retry import MAX_AUTH_ATTEMPTS
 from tests.fakes.commercetools import FakeCommercetools, parse_predicate
 
-Fake, Client = FakeCommercetools, CommercetoolsClient
+Fake = FakeCommercetools
+Client = CommercetoolsClient
 
 pytest_plugins = ["tests.fakes.commercetools"]  # no-op when tests/conftest.py loads it already
 

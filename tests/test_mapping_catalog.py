@@ -17,7 +17,6 @@ from shared.mapping.catalog import (
     category_attributes,
     category_ids,
     category_name,
-    check_url_template,
     inventory_quantity,
     item_attributes,
     localized_json,
@@ -29,6 +28,7 @@ from shared.mapping.catalog import (
     variant_attributes,
 )
 from shared.mapping.currency_countries import COUNTRIES_BY_CURRENCY, countries_using
+from shared.setting_syntax import check_url_template
 
 NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 EUR_COUNTRIES = COUNTRIES_BY_CURRENCY["EUR"]

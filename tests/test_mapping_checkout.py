@@ -14,7 +14,6 @@ from shared.mapping.checkout import (
     CheckoutMappingConfig,
     CheckoutSignal,
     basket_hash,
-    check_checkout_url_template,
     checkout_profile,
     checkout_unique_id,
     checkout_url,
@@ -23,6 +22,7 @@ from shared.mapping.checkout import (
     started_checkout_event,
 )
 from shared.mapping.orders import ProductInfo
+from shared.setting_syntax import check_checkout_url_template
 
 
 def eur(cents: int) -> dict[str, Any]:
