@@ -104,7 +104,7 @@ def make_runner(
     **config: float | int,
 ) -> Runner:
     factory = exporters.__getitem__ if isinstance(exporters, dict) else exporters
-    return Runner(store, queue or ListQueue(), factory,  # type: ignore[arg-type]
+    return Runner(store, queue or ListQueue(), factory,
                   config=RunnerConfig(**{"batch_deadline_seconds": 5.0, "lease_seconds": 60.0,
                                          **config}),  # type: ignore[arg-type]
                   clock=clock or Clock(), worker_id="test-worker")

@@ -23,7 +23,7 @@ BULK_SOURCE = str(Path(__file__).resolve().parents[1] / "bulk" / "main.py")
 
 @pytest.fixture
 def runner() -> Runner:
-    exporters = {k: ListExporter(k, [f"{k[:3]}-{i}" for i in range(5)], page=2)  # type: ignore[arg-type]
+    exporters = {k: ListExporter(k, [f"{k[:3]}-{i}" for i in range(5)], page=2)
                  for k in ("customers", "orders", "categories", "products")}
     return make_runner(MemoryStore(), exporters)
 

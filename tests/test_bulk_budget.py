@@ -16,6 +16,13 @@ from shared.errors import DeadlineExceeded
 from shared.klaviyo.limiter import RateLimiter
 
 
+def _share(kind: budget.Kind, **slots: Any) -> budget.Share:
+    """The partition's slots, for a kind that has a paced family."""
+    share = budget.share_for(kind, **slots)
+    assert share is not None
+    return share
+
+
 class VirtualTime:
     def __init__(self, start: float = 1_000_000.123) -> None:
         self.now = start
@@ -41,7 +48,7 @@ def _max_in_window(starts: list[float], width: float) -> int:
 @pytest.mark.parametrize("k,share", [(1, 0.9), (4, 0.9), (8, 0.9), (10, 1.0)])
 def test_partitions_together_stay_under_the_account_limits(k: int, share: float) -> None:
     time = VirtualTime()
-    pacers = [budget.SlotPacer(budget.share_for("orders", index=i, count=k, share=share),
+    pacers = [budget.SlotPacer(_share("orders", index=i, count=k, share=share),
                                clock=time.clock, sleep=lambda s: None) for i in range(k)]
     starts: list[float] = []
     slots: list[int] = []
@@ -67,7 +74,7 @@ def test_partitions_together_stay_under_the_account_limits(k: int, share: float)
 
 def test_a_chain_moving_to_another_instance_never_reuses_a_slot() -> None:
     time = VirtualTime()
-    share = budget.share_for("customers", index=2, count=4, share=0.9)
+    share = _share("customers", index=2, count=4, share=0.9)
     first = budget.SlotPacer(share, clock=time.clock, sleep=time.sleep)
     used = [first.acquire() for _ in range(3)]
     # The next task runs at once on another instance with the slot saved on the partition.
@@ -81,7 +88,7 @@ def test_a_chain_moving_to_another_instance_never_reuses_a_slot() -> None:
 
 def test_a_slot_after_the_deadline_raises_at_once() -> None:
     time = VirtualTime()
-    pacer = budget.SlotPacer(budget.share_for("orders", index=7, count=8, share=0.1),
+    pacer = budget.SlotPacer(_share("orders", index=7, count=8, share=0.1),
                              clock=time.clock, sleep=time.sleep)
     pacer.acquire()
     with pytest.raises(DeadlineExceeded):
@@ -93,7 +100,7 @@ def test_only_the_partitions_family_is_paced() -> None:
     time = VirtualTime()
     inner = RateLimiter(clock=time.clock, sleep=time.sleep)
     paced = budget.PacedLimiter(inner)
-    pacer = budget.SlotPacer(budget.share_for("orders", index=0, count=8, share=0.9),
+    pacer = budget.SlotPacer(_share("orders", index=0, count=8, share=0.9),
                              clock=time.clock, sleep=time.sleep)
     with budget.pacing(pacer):
         t0 = time.now
@@ -138,7 +145,7 @@ def test_paced_client_against_the_fake(klaviyo: Any) -> None:
     share = 20.0  # 8 partitions at 20×/min slots of 60/(150×20) s: fast enough for a test
     gap = 8 * 60 / (150 * share)  # one partition's slots are this far apart
     for index in (0, 1):
-        pacer = _RecordingPacer(budget.share_for("customers", index=index, count=8, share=1.0,
+        pacer = _RecordingPacer(_share("customers", index=index, count=8, share=1.0,
                                                  per_minute=150 * share))
         slots = pacer.slots
         began = real_time.time()

@@ -3,6 +3,7 @@ derived from it: read / total, percentage, rate, ETA."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +41,9 @@ def test_progress_without_a_total_and_when_done() -> None:
 
 
 @pytest.fixture
-def runner_for(ct: Any, ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.MonkeyPatch):
+def runner_for(
+    ct: Any, ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], Any]:
     from shared.klaviyo import limiter
 
     monkeypatch.setattr(limiter, "_shared", None)

@@ -12,6 +12,11 @@ import pytest
 from deploy import deadletters
 from shared.config import get_settings
 from tests.emulators import PROJECT
+from tests.fakes.commercetools import FakeCommercetools
+from tests.fakes.klaviyo import FakeKlaviyo
+
+# (publish, subscription path, subscriber)
+DeadLetters = tuple[Any, str, Any]
 
 pytestmark = pytest.mark.emulator
 
@@ -34,7 +39,7 @@ SUBSCRIPTION_TEST = {
 
 
 @pytest.fixture
-def dead_letters(pubsub_topic: str) -> Iterator[tuple[Any, str, Any]]:
+def dead_letters(pubsub_topic: str) -> Iterator[DeadLetters]:
     """(publish, subscription path, subscriber): a dead-letter topic with its pull subscription."""
     from google.cloud import pubsub_v1
 
@@ -78,7 +83,9 @@ def realtime_env(
     get_settings.cache_clear()
 
 
-def test_list_shows_ids_and_types_but_no_payload(dead_letters, capsys, monkeypatch) -> None:
+def test_list_shows_ids_and_types_but_no_payload(
+    dead_letters: DeadLetters, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     publish, subscription, subscriber = dead_letters
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
     first = publish(customer_message("cust-1", "ct-msg-1", email="jane.doe@example.com"))
@@ -97,7 +104,8 @@ def test_list_shows_ids_and_types_but_no_payload(dead_letters, capsys, monkeypat
 
 
 def test_replay_acks_only_what_went_through(
-    dead_letters, realtime_env, ct, klaviyo, capsys
+    dead_letters: DeadLetters, realtime_env: None, ct: FakeCommercetools, klaviyo: FakeKlaviyo,
+    capsys: pytest.CaptureFixture[str]
 ) -> None:
     publish, subscription, subscriber = dead_letters
     ct.add("customers", {"id": "cust-ok", "email": "ok@example.com", "firstName": "Ok",
@@ -138,7 +146,9 @@ def test_replay_acks_only_what_went_through(
     assert remaining(subscriber, subscription) == []
 
 
-def test_replay_of_unknown_id_touches_nothing(dead_letters, realtime_env, capsys) -> None:
+def test_replay_of_unknown_id_touches_nothing(
+    dead_letters: DeadLetters, realtime_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     publish, subscription, subscriber = dead_letters
     kept = publish(customer_message("cust-1", "ct-msg-1"))
     calls: list[Any] = []

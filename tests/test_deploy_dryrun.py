@@ -91,9 +91,14 @@ def test_no_secret_value_is_printed(dry_run: str, env: dict[str, str]) -> None:
     assert "FIRESTORE_EMULATOR_HOST" not in dry_run
 
 
+def _deployed_name(command: str) -> str:
+    found = re.search(r"functions deploy (\S+)", command)
+    assert found is not None, command
+    return found.group(1)
+
+
 def test_the_functions_are_deployed_as_the_issue_asks(dry_run: str) -> None:
-    deploys = {re.search(r"functions deploy (\S+)", c).group(1): c
-               for c in commands(dry_run) if "gcloud functions deploy" in c}
+    deploys = {_deployed_name(c): c for c in commands(dry_run) if "gcloud functions deploy" in c}
     assert set(deploys) == {"ct-klaviyo-realtime", "ct-klaviyo-bulk-worker", "ct-klaviyo-bulk-api"}
     for command in deploys.values():
         assert " --gen2 " in command and " --runtime=python311 " in command
