@@ -236,10 +236,10 @@ def render(results: Mapping[str, Any]) -> str:
             parts.append(f"  runtime dependencies: {deps['packages']} packages, "
                          f"{deps['megabytes']} MB installed; largest: " + ", ".join(
                              f"{d['package']} {d['megabytes']}" for d in deps["largest"][:6]))
-    rows = results.get("targets") or []
-    if rows:
+    targets: list[dict[str, Any]] = results.get("targets") or []
+    if targets:
         parts.append("\nTARGETS")
         parts.append(_table(["target", "goal", "value", "unit", "result", "note"],
                             [[r["id"], r["target"], r["value"], r["unit"], r["result"],
-                              r["note"]] for r in rows]))
+                              r["note"]] for r in targets]))
     return "\n".join(parts) + "\n"

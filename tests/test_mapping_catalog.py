@@ -459,7 +459,7 @@ def attributed(variant_attributes: list[dict[str, Any]],
     return product(current=current)
 
 
-VARIANT_ATTRIBUTES = [
+VARIANT_ATTRIBUTES: list[dict[str, Any]] = [
     {"name": "size", "value": "32"},
     {"name": "color", "value": {"key": "blue", "label": {"en": "Blue", "de": "Blau"}}},
     {"name": "tags", "value": ["a", "b"]},

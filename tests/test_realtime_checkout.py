@@ -60,7 +60,7 @@ CATEGORIES = [
      "ancestors": [{"typeId": "category", "id": "cat-men"}]},
 ]
 
-EXPECTED_EVENT = {
+EXPECTED_EVENT: dict[str, Any] = {
     "data": {"type": "event", "attributes": {
         "properties": {
             "CartId": "cart-1",
