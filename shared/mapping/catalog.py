@@ -37,9 +37,7 @@ from shared.klaviyo.catalog import catalog_ref
 from shared.mapping.attributes import attribute_values
 from shared.mapping.common import localized, money_value, resource_locale
 from shared.mapping.currency_countries import countries_using
-from shared.setting_syntax import (  # re-exported: the mapper's syntax, checked by config too
-    normalise_url_template,
-)
+from shared.setting_syntax import normalise_url_template
 
 if TYPE_CHECKING:
     from shared.config import Settings

@@ -30,10 +30,7 @@ from shared.mapping.orders import (
     limit_properties,
     line_item_properties,
 )
-from shared.setting_syntax import (  # re-exported: the mapper's syntax, checked by config too
-    SignalKind,
-    checkout_signal_parts,
-)
+from shared.setting_syntax import SignalKind, checkout_signal_parts
 
 log = get_logger(__name__)
 
