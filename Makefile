@@ -1,11 +1,14 @@
 # Quick start: `make run` serves both functions on localhost (a demo when nothing is configured;
-# `make run PORT=8090` for another port); `make test` runs the whole suite.
+# `make run PORT=8090` for another port); `make test` runs the linters (`make lint`) and then the
+# whole suite.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
+# what mypy checks (soak joins once it is typed; pyproject.toml lists the modules not yet clean)
+MYPY_PATHS := shared realtime bulk deploy tests bench
 
-.PHONY: install run test clean
+.PHONY: install run lint test clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@echo "make: creating $(VENV) and installing requirements-dev.txt into it (first run only; about a minute or two)..."
@@ -19,8 +22,12 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m deploy.local --port $(PORT)
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy $(MYPY_PATHS)
+
+test: lint
 	$(PY) -m pytest
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

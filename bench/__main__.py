@@ -70,9 +70,11 @@ def calibration_seconds() -> float:
 def _meta(args: argparse.Namespace) -> dict[str, Any]:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                                capture_output=True, text=True, timeout=10, check=False).stdout.strip()
+                                capture_output=True, text=True, timeout=10,
+                                check=False).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=ROOT, capture_output=True, text=True, timeout=10, check=False).stdout
+                               cwd=ROOT, capture_output=True, text=True, timeout=10,
+                               check=False).stdout
         commit += "+changes" if dirty.strip() else ""
     except (OSError, subprocess.SubprocessError):
         commit = "?"

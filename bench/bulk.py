@@ -175,7 +175,7 @@ def run_kind(kind: str, n: int, fakes: FakeServers, *,
     if profiler is not None:
         profiler.enable()
     with http_clock.installed():
-        job = runner.start(kind)  # type: ignore[arg-type]
+        job = runner.start(kind)
         if synchronous:
             while runner.queue.tasks:
                 runner.run_task(runner.queue.tasks.pop(0))

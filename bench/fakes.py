@@ -93,7 +93,7 @@ class IndexedKlaviyo(FakeKlaviyo):
         super().reset()
         self._ident_index: dict[str, dict[Any, str]] = {n: {} for n in MATCHED_IDENTIFIERS}
 
-    def _apply_profile(  # type: ignore[override]  (an instance method here)
+    def _apply_profile(  # type: ignore[override]  # an instance method: it indexes
             self, profile: dict[str, Any], attrs: dict[str, Any]) -> None:
         FakeKlaviyo._apply_profile(profile, attrs)
         stored = profile["attributes"]

@@ -20,7 +20,7 @@ below the endpoints' limits).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,7 +120,7 @@ def reference_events_per_order(event_metrics: Mapping[str, int], orders: int,
     return total / orders if orders else 0.0
 
 
-def floors(bulk: list[Mapping[str, Any]], n: int = 100_000) -> dict[str, Any]:
+def floors(bulk: Sequence[Mapping[str, Any]], n: int = 100_000) -> dict[str, Any]:
     """Our floor and the reference's for n customers + n orders, from measured request mixes."""
     by_kind = {r["kind"]: r for r in bulk}
     ours: dict[str, Any] = {}

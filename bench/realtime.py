@@ -136,7 +136,7 @@ def _measure(client: Any, fakes: FakeServers, clock: HttpClock, name: str,
         profiler.dump_stats(profile_to / f"realtime-{slug}.prof")
     klaviyo_requests = fakes.call("klaviyo_count") - klaviyo_before
     ct_requests = fakes.call("ct_count") - ct_before
-    own = [c - h for c, h in zip(cpu, http)]
+    own = [c - h for c, h in zip(cpu, http, strict=True)]
     ms = 1000.0
     return {
         "message": name,

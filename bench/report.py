@@ -110,11 +110,11 @@ def _table(headers: list[str], rows: list[list[Any]]) -> str:
     cells = [[_fmt(c) for c in row] for row in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h)
               for i, h in enumerate(headers)]
-    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths))
+    line = "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True))
     out = [line, "  ".join("-" * w for w in widths)]
     for r in cells:
         out.append("  ".join(c.rjust(w) if _numeric(c) else c.ljust(w)
-                             for c, w in zip(r, widths)))
+                             for c, w in zip(r, widths, strict=True)))
     return "\n".join(out)
 
 
@@ -205,7 +205,8 @@ def render(results: Mapping[str, Any]) -> str:
                     if r.get("cpu_per_http_call_ms"))
         if calls:
             parts.append(f"  realtime CPU per HTTP call (all rows): {seconds / calls:.3f} ms "
-                         "(JSON body encoding and requests: preparing, sending, reading; not the wait)")
+                         "(JSON body encoding and requests: preparing, sending, reading; "
+                         "not the wait)")
         parts.append("  first CPU ms: the row's first delivery; in a row that is the first of its "
                      "message type it includes building the models it uses (built on first use, "
                      "not at import: paid once per instance)")
@@ -235,10 +236,10 @@ def render(results: Mapping[str, Any]) -> str:
             parts.append(f"  runtime dependencies: {deps['packages']} packages, "
                          f"{deps['megabytes']} MB installed; largest: " + ", ".join(
                              f"{d['package']} {d['megabytes']}" for d in deps["largest"][:6]))
-    rows = results.get("targets") or []
-    if rows:
+    targets: list[dict[str, Any]] = results.get("targets") or []
+    if targets:
         parts.append("\nTARGETS")
         parts.append(_table(["target", "goal", "value", "unit", "result", "note"],
                             [[r["id"], r["target"], r["value"], r["unit"], r["result"],
-                              r["note"]] for r in rows]))
+                              r["note"]] for r in targets]))
     return "\n".join(parts) + "\n"

@@ -306,7 +306,7 @@ def run_one(env: dict[str, Any], kind: str, partitions: int, factor: float,
 
     get_settings.cache_clear()
     settings = get_settings()
-    driver = Runner(MemoryStore(store), SharedQueue(tasks), lambda k: None,  # type: ignore[arg-type]
+    driver = Runner(MemoryStore(store), SharedQueue(tasks), lambda k: None,  # type: ignore[arg-type, return-value]
                     config=RunnerConfig.from_settings(settings))
     _get(env["KLAVIYO_BASE_URL"] + "/_reset")
     started = time.monotonic()

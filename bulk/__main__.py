@@ -10,8 +10,8 @@
 Always the embedded runner (state in BULK_LOCAL_STATE_FILE, tasks on a worker thread), with the
 same job runner and exporters as the Cloud Functions. Progress (a tqdm bar of records read
 against the job's total, with rate and ETA) and log lines go to stderr, the summary to stdout
-(with --json, only the JSON). Exit status: 0 completed, 1 failed or stopped, 2 bad usage/configuration, 3 a sync of
-that kind is already running, 130 interrupted.
+(with --json, only the JSON). Exit status: 0 completed, 1 failed or stopped, 2 bad
+usage/configuration, 3 a sync of that kind is already running, 130 interrupted.
 """
 
 from __future__ import annotations

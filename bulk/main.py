@@ -8,8 +8,8 @@ instance, at import; which backend (Firestore + Pub/Sub, or embedded) is decided
 
 from __future__ import annotations
 
-import functions_framework
 import flask
+import functions_framework
 from cloudevents.http.event import CloudEvent
 
 from shared import log

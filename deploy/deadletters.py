@@ -34,7 +34,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from deploy.operator import one_line_errors
@@ -87,7 +87,7 @@ def _timestamp(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, datetime):
-        return value.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+        return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return str(value)
 
 
@@ -193,7 +193,8 @@ def print_table(rows: list[list[str]], out: Any = None) -> None:
     out = out or sys.stdout
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     for r in rows:
-        print("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip(), file=out)
+        cells = (cell.ljust(w) for cell, w in zip(r, widths, strict=True))
+        print("  ".join(cells).rstrip(), file=out)
 
 
 # ---- replay -----------------------------------------------------------------------------------
@@ -280,7 +281,8 @@ def main(argv: Sequence[str] | None = None,
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--subscription",
                         default=os.environ.get("CT_DEAD_LETTER_SUBSCRIPTION", DEFAULT_SUBSCRIPTION),
-                        help=f"dead-letter pull subscription id or path (default {DEFAULT_SUBSCRIPTION})")
+                        help="dead-letter pull subscription id or path "
+                             f"(default {DEFAULT_SUBSCRIPTION})")
     common.add_argument("--project", help="Google Cloud project (default GOOGLE_CLOUD_PROJECT)")
     common.add_argument("--max", type=int, default=1000, help="at most this many messages (1000)")
     common.add_argument("--wait", type=float, default=5.0,
@@ -295,9 +297,9 @@ def main(argv: Sequence[str] | None = None,
                                help="also acknowledge messages that fail terminally")
     args = parser.parse_args(argv)
 
-    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1 import SubscriberClient
 
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = SubscriberClient()
     path = args.subscription if args.subscription.startswith("projects/") else \
         subscriber.subscription_path(_project(args.project), args.subscription)
     puller = Puller(subscriber, path, wait=args.wait)

@@ -14,8 +14,8 @@ Settings that point the deployment at a test double are refused unless --allow-t
 commercetools URL on a loopback, private or link-local address or `localhost`, or over plain
 http; any KLAVIYO_BASE_URL other than Klaviyo's own.
 
-The list of settings is `shared.config.Settings` itself: a setting added there is deployed as soon as
-it is set, with no list to update here.
+The list of settings is `shared.config.Settings` itself: a setting added there is deployed as
+soon as it is set, with no list to update here.
 """
 
 from __future__ import annotations

@@ -75,11 +75,12 @@ def _at_root(app: Any) -> Any:
     return wrapped
 
 
-def build_app(sandbox: Any = None) -> Any:  # type: ignore[no-untyped-def]
+def build_app(sandbox: Any = None) -> Any:
     import functions_framework
     from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-    realtime = functions_framework.create_app("handle_ct_message", str(ROOT / "realtime" / "main.py"))
+    realtime = functions_framework.create_app("handle_ct_message",
+                                              str(ROOT / "realtime" / "main.py"))
     bulk = functions_framework.create_app("sync_api", str(ROOT / "bulk" / "main.py"))
     mounts: dict[str, Any] = {"/realtime": _at_root(realtime)}
     if sandbox is not None:

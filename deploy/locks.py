@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None, *, store: JobStore | None = None,
             return 1
     client = getattr(store, "client", None)
     by = operator_identity(getattr(client, "_credentials", None))
-    job = store.force_release(kind, now=clock(), reason=RELEASE_REASON,  # type: ignore[arg-type]
+    job = store.force_release(kind, now=clock(), reason=RELEASE_REASON,
                               by=by)
     log.warning("bulk audit", action="release", caller=by, kind=kind,
                 jobId=job.id if job else lock.jobId, outcome="released" if job else "not_held")

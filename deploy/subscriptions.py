@@ -1,7 +1,8 @@
 """The commercetools subscription that feeds the realtime function.
 
     python -m deploy.subscriptions show   [--key KEY] [--project GCP_PROJECT] [--topic TOPIC]
-    python -m deploy.subscriptions create [--key KEY] [--project GCP_PROJECT] [--topic TOPIC] [--recreate]
+    python -m deploy.subscriptions create [--key KEY] [--project GCP_PROJECT] [--topic TOPIC]
+                                          [--recreate]
     python -m deploy.subscriptions delete [--key KEY]
 
 The subscription delivers, in the Platform format, to the Google Pub/Sub topic the realtime
@@ -17,8 +18,8 @@ only replaced with `--recreate`. `show` prints what exists next to what is neede
 they differ (or the subscription is missing). `delete` removes it.
 
 commercetools credentials come from the same CTP_* variables (or `.env`) as the functions; the API
-client needs the `manage_subscriptions:<project key>` scope (or manage_project). `--scopes` overrides
-CTP_SCOPES for this command, e.g. when the functions' own client is read-only.
+client needs the `manage_subscriptions:<project key>` scope (or manage_project). `--scopes`
+overrides CTP_SCOPES for this command, e.g. when the functions' own client is read-only.
 """
 
 from __future__ import annotations
@@ -95,7 +96,8 @@ def needed_subscription(processors: Iterable[Processor], *, project_id: str, top
         if trigger.changes:
             unknown = set(trigger.changes) - CHANGE_TYPES
             if unknown:
-                raise ValueError(f"processor {processor.name}: unknown change types {sorted(unknown)}")
+                raise ValueError(f"processor {processor.name}: "
+                                 f"unknown change types {sorted(unknown)}")
             change_types.setdefault(trigger.resource, set()).update(trigger.changes)
     if not messages and not change_types:
         raise ConfigError("no processor is enabled: there is nothing to subscribe to")
@@ -216,7 +218,8 @@ def report(key: str, project_key: str, subscription: Json | None, needed: Needed
     elif in_sync(subscription, needed):
         lines.append("=> up to date")
     elif not _same_format(subscription.get("format"), needed.format):
-        lines.append("=> differs, and the format cannot be updated: `create --recreate` replaces it")
+        lines.append("=> differs, and the format cannot be updated: "
+                     "`create --recreate` replaces it")
     else:
         lines.append("=> differs: `create` updates it in place")
     return lines
@@ -242,7 +245,9 @@ class SubscriptionApi:
         self._deadline_seconds = deadline_seconds
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, scopes: Sequence[str] | None = None) -> SubscriptionApi:
+    def from_settings(
+        cls, settings: Settings, *, scopes: Sequence[str] | None = None
+    ) -> SubscriptionApi:
         session = CommercetoolsSession(
             api_url=settings.ctp_api_url,
             auth_url=settings.ctp_auth_url,
@@ -317,7 +322,9 @@ def _error(response: requests.Response) -> CommercetoolsError:
 # ---- commands ---------------------------------------------------------------------------------
 
 
-def create(api: SubscriptionApi, key: str, needed: Needed, *, recreate: bool = False) -> tuple[str, Json]:
+def create(
+    api: SubscriptionApi, key: str, needed: Needed, *, recreate: bool = False
+) -> tuple[str, Json]:
     """Create or update the subscription; returns (what was done, the subscription)."""
     existing = api.get(key)
     if existing is None:
@@ -325,8 +332,10 @@ def create(api: SubscriptionApi, key: str, needed: Needed, *, recreate: bool = F
     if not _same_format(existing.get("format"), needed.format):
         if not recreate:
             raise ConfigError(
-                f"subscription {key!r} uses the {existing.get('format', {}).get('type')} format and "
-                "commercetools cannot change a format in place; run `create --recreate` to replace it"
+                f"subscription {key!r} uses the {existing.get('format', {}).get('type')} "
+                "format and "
+                "commercetools cannot change a format in place; "
+                "run `create --recreate` to replace it"
             )
         api.delete(key, existing["version"])
         return "recreated", api.create(needed.draft(key))
@@ -347,7 +356,8 @@ def delete(api: SubscriptionApi, key: str) -> bool:
 
 def _settings() -> Settings:
     # Subscriptions need commercetools credentials and the processor settings, not Klaviyo: a
-    # missing KLAVIYO_API_KEY must not stop an operator from inspecting or removing the subscription.
+    # missing KLAVIYO_API_KEY must not stop an operator from inspecting or removing the
+    # subscription.
     try:
         return load_settings()
     except ConfigError as exc:
@@ -378,12 +388,14 @@ def main(argv: Sequence[str] | None = None, *, api: SubscriptionApi | None = Non
             settings, scopes=args.scopes.split() if args.scopes else None)
         if args.command == "delete":
             removed = delete(api, args.key)
-            print(f"subscription {args.key!r}: " + ("deleted" if removed else "absent, nothing to do"))
+            print(f"subscription {args.key!r}: "
+                  + ("deleted" if removed else "absent, nothing to do"))
             return 0
         project = args.project or settings.google_cloud_project
         if not project:
             raise ConfigError("invalid configuration: --project or GOOGLE_CLOUD_PROJECT (missing)")
-        needed = needed_subscription(enabled_processors(settings), project_id=project, topic=args.topic)
+        needed = needed_subscription(enabled_processors(settings), project_id=project,
+                                     topic=args.topic)
         if args.command == "show":
             existing = api.get(args.key)
             print("\n".join(report(args.key, api.project_key, existing, needed)))

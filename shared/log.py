@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
@@ -20,7 +20,7 @@ class JsonFormatter(logging.Formatter):
         entry: dict[str, Any] = {
             "severity": record.levelname if record.levelname != "WARN" else "WARNING",
             "message": record.getMessage(),
-            "time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
             "logger": record.name,
         }
         for key, value in record.__dict__.items():
@@ -59,7 +59,7 @@ class Logger:
 
 
 _configured = False
-_handler: logging.StreamHandler | None = None  # type: ignore[type-arg]
+_handler: logging.StreamHandler[Any] | None = None
 
 
 def configure(level: str = "INFO", *, stream: Any = None) -> None:

@@ -63,7 +63,8 @@ def call_with_retry(
             delay = backoff_delay(attempt, base=base, cap=cap,
                                   retry_after=getattr(exc, "retry_after", None), uniform=uniform)
             if delay >= deadline.remaining():
-                raise DeadlineExceeded(f"deadline reached after {attempt} attempt(s): {exc}") from exc
+                raise DeadlineExceeded(
+                    f"deadline reached after {attempt} attempt(s): {exc}") from exc
             if on_retry is not None:
                 on_retry(attempt, exc, delay)
             sleep(delay)

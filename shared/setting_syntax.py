@@ -39,7 +39,8 @@ def _check_placeholders(template: str, allowed: frozenset[str]) -> None:
 
 
 def check_url_template(template: str) -> None:
-    """Raise ValueError unless every placeholder is one of URL_PLACEHOLDERS (`{{` is a literal `{`)."""
+    """Raise ValueError unless every placeholder is one of URL_PLACEHOLDERS (`{{` is a literal
+    `{`)."""
     _check_placeholders(normalise_url_template(template), URL_PLACEHOLDERS)
 
 
@@ -52,8 +53,10 @@ def checkout_signal_parts(text: str) -> tuple[SignalKind, str | None]:
     """`shipping_address` | `any_update` | `custom_field:<name>` → (kind, field name); ValueError
     otherwise."""
     text = text.strip()
-    if text == "shipping_address" or text == "any_update":
-        return text, None
+    if text == "shipping_address":
+        return "shipping_address", None
+    if text == "any_update":
+        return "any_update", None
     kind, _, name = text.partition(":")
     if kind == "custom_field" and name.strip():
         return "custom_field", name.strip()

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from shared.bulk.base import BatchResult, Kind
+from shared.bulk.base import BatchResult, Exporter, Kind
 from shared.bulk.runner import Runner, RunnerConfig
 from shared.bulk.tasks import PageTask
 from shared.deadline import Deadline
 from shared.klaviyo.batches import RecordError
+from shared.state.jobs import Job
 from shared.state.store import JobStore
 
 
 class Clock:
     def __init__(self) -> None:
-        self.now = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
         self._lock = threading.Lock()
 
     def __call__(self) -> datetime:
@@ -97,17 +98,24 @@ class ListQueue:
 
 def make_runner(
     store: JobStore,
-    exporters: dict[str, ListExporter] | Callable[[Kind], ListExporter],
+    exporters: Mapping[str, Exporter] | Callable[[Kind], Exporter],
     *,
     clock: Clock | None = None,
     queue: ListQueue | None = None,
     **config: float | int,
 ) -> Runner:
-    factory = exporters.__getitem__ if isinstance(exporters, dict) else exporters
-    return Runner(store, queue or ListQueue(), factory,  # type: ignore[arg-type]
+    factory = exporters.__getitem__ if isinstance(exporters, Mapping) else exporters
+    return Runner(store, queue or ListQueue(), factory,
                   config=RunnerConfig(**{"batch_deadline_seconds": 5.0, "lease_seconds": 60.0,
                                          **config}),  # type: ignore[arg-type]
                   clock=clock or Clock(), worker_id="test-worker")
+
+
+def job_of(runner: Runner, job_id: str) -> Job:
+    """The job, which the test knows exists."""
+    job = runner.job(job_id)
+    assert job is not None, job_id
+    return job
 
 
 def drain(runner: Runner, *, limit: int = 1000) -> list[str]:

@@ -16,7 +16,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 
@@ -49,7 +49,8 @@ def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -
 class Emulator:
     def __init__(self, binary: str, log: IO[bytes]) -> None:
         if not os.path.exists(binary):
-            pytest.fail(f"{binary} is missing: the google-cloud-cli emulators are not on this machine")
+            pytest.fail(f"{binary} is missing: "
+                        "the google-cloud-cli emulators are not on this machine")
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
@@ -101,7 +102,7 @@ def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-def firestore_db(firestore_emulator: str):  # type: ignore[no-untyped-def]
+def firestore_db(firestore_emulator: str) -> Iterator[Any]:
     """A Firestore client on the emulator; every document is wiped after the test."""
     from google.cloud import firestore
 
@@ -114,11 +115,11 @@ def firestore_db(firestore_emulator: str):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def pubsub_topic(pubsub_emulator: str):  # type: ignore[no-untyped-def]
+def pubsub_topic(pubsub_emulator: str) -> Iterator[str]:
     """A fresh topic (the emulator has no reset): yields its full path; deleted afterwards."""
-    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1 import PublisherClient
 
-    publisher = pubsub_v1.PublisherClient()
+    publisher = PublisherClient()
     topic = publisher.topic_path(PROJECT, f"t-{uuid.uuid4().hex[:10]}")
     publisher.create_topic(name=topic)
     yield topic

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -135,7 +135,7 @@ def test_unexpected_exception_mapping_one_order_is_that_records_error(
 
 # ---- event time --------------------------------------------------------------------------------
 
-NOW = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("given, sent", [
@@ -158,7 +158,7 @@ def test_event_time_is_clamped_into_klaviyos_range(given: str, sent: str) -> Non
 def test_event_time_default_now_is_the_clock() -> None:
     far = "2999-01-01T00:00:00.000Z"
     clamped = datetime.fromisoformat(accepted_time(far).replace("Z", "+00:00"))
-    ahead = clamped - datetime.now(timezone.utc)
+    ahead = clamped - datetime.now(UTC)
     assert 363 < ahead.total_seconds() / 86400 <= 364
 
 
@@ -184,5 +184,5 @@ def test_bulk_orders_with_out_of_range_times_go_in_one_accepted_request(
     sent = [event["attributes"]["time"]
             for entry in request.json["data"]["attributes"]["events-bulk-create"]["data"]
             for event in entry["attributes"]["events"]["data"]]
-    latest = datetime.now(timezone.utc).year + 1
+    latest = datetime.now(UTC).year + 1
     assert all("1991-01-01" <= t < f"{latest + 1}" for t in sent), sent

@@ -23,7 +23,7 @@ BULK_SOURCE = str(Path(__file__).resolve().parents[1] / "bulk" / "main.py")
 
 @pytest.fixture
 def runner() -> Runner:
-    exporters = {k: ListExporter(k, [f"{k[:3]}-{i}" for i in range(5)], page=2)  # type: ignore[arg-type]
+    exporters = {k: ListExporter(k, [f"{k[:3]}-{i}" for i in range(5)], page=2)
                  for k in ("customers", "orders", "categories", "products")}
     return make_runner(MemoryStore(), exporters)
 
@@ -62,7 +62,8 @@ BAD_BODIES = [
     ("products", {"deleteAll": True, "confirmDeletion": "Products"}, "deletes ALL products"),
     ("products", {"deleteAll": "true", "confirmDeletion": "products"},
      "deleteAll must be true or false"),
-    ("products", {"deleteAll": 1, "confirmDeletion": "products"}, "deleteAll must be true or false"),
+    ("products", {"deleteAll": 1, "confirmDeletion": "products"},
+     "deleteAll must be true or false"),
     ("products", {"deleteAll": True, "confirmDeletion": 5}, "confirmDeletion must be a string"),
     ("products", {"confirmDeletion": "products"}, 'only accepted with "deleteAll": true'),
 ]
@@ -107,7 +108,8 @@ def test_body_limit(api: BulkApi) -> None:
 
 
 @pytest.mark.parametrize("kind, body", [
-    ("customers", None), ("customers", b"  "), ("customers", {}), ("orders", {"ids": ["a", "a", "b"]}),
+    ("customers", None), ("customers", b"  "), ("customers", {}),
+    ("orders", {"ids": ["a", "a", "b"]}),
     ("categories", {"deleteAll": False}),
     ("categories", {"deleteAll": True, "confirmDeletion": "categories"}),
     ("products", {"deleteAll": True, "confirmDeletion": "products"}),

@@ -5,6 +5,7 @@ the other families to the process limiter. Virtual clock, then the real client a
 from __future__ import annotations
 
 import threading
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -13,6 +14,13 @@ from shared.bulk import budget
 from shared.deadline import Deadline
 from shared.errors import DeadlineExceeded
 from shared.klaviyo.limiter import RateLimiter
+
+
+def _share(kind: budget.Kind, **slots: Any) -> budget.Share:
+    """The partition's slots, for a kind that has a paced family."""
+    share = budget.share_for(kind, **slots)
+    assert share is not None
+    return share
 
 
 class VirtualTime:
@@ -40,7 +48,7 @@ def _max_in_window(starts: list[float], width: float) -> int:
 @pytest.mark.parametrize("k,share", [(1, 0.9), (4, 0.9), (8, 0.9), (10, 1.0)])
 def test_partitions_together_stay_under_the_account_limits(k: int, share: float) -> None:
     time = VirtualTime()
-    pacers = [budget.SlotPacer(budget.share_for("orders", index=i, count=k, share=share),
+    pacers = [budget.SlotPacer(_share("orders", index=i, count=k, share=share),
                                clock=time.clock, sleep=lambda s: None) for i in range(k)]
     starts: list[float] = []
     slots: list[int] = []
@@ -55,7 +63,8 @@ def test_partitions_together_stay_under_the_account_limits(k: int, share: float)
         starts.append(start)
         time.now = max(time.now, start)
     assert len(set(slots)) == len(slots)  # no slot used twice
-    assert all(slot % k == owner for slot, owner in zip(slots, owners))  # each its own slots
+    # each its own slots
+    assert all(slot % k == owner for slot, owner in zip(slots, owners, strict=True))
     steady = 150 * share
     assert _max_in_window(starts, 60.0) <= steady + 1
     assert _max_in_window(starts, 1.0) <= 10
@@ -65,7 +74,7 @@ def test_partitions_together_stay_under_the_account_limits(k: int, share: float)
 
 def test_a_chain_moving_to_another_instance_never_reuses_a_slot() -> None:
     time = VirtualTime()
-    share = budget.share_for("customers", index=2, count=4, share=0.9)
+    share = _share("customers", index=2, count=4, share=0.9)
     first = budget.SlotPacer(share, clock=time.clock, sleep=time.sleep)
     used = [first.acquire() for _ in range(3)]
     # The next task runs at once on another instance with the slot saved on the partition.
@@ -79,7 +88,7 @@ def test_a_chain_moving_to_another_instance_never_reuses_a_slot() -> None:
 
 def test_a_slot_after_the_deadline_raises_at_once() -> None:
     time = VirtualTime()
-    pacer = budget.SlotPacer(budget.share_for("orders", index=7, count=8, share=0.1),
+    pacer = budget.SlotPacer(_share("orders", index=7, count=8, share=0.1),
                              clock=time.clock, sleep=time.sleep)
     pacer.acquire()
     with pytest.raises(DeadlineExceeded):
@@ -91,7 +100,7 @@ def test_only_the_partitions_family_is_paced() -> None:
     time = VirtualTime()
     inner = RateLimiter(clock=time.clock, sleep=time.sleep)
     paced = budget.PacedLimiter(inner)
-    pacer = budget.SlotPacer(budget.share_for("orders", index=0, count=8, share=0.9),
+    pacer = budget.SlotPacer(_share("orders", index=0, count=8, share=0.9),
                              clock=time.clock, sleep=time.sleep)
     with budget.pacing(pacer):
         t0 = time.now
@@ -109,6 +118,19 @@ def test_no_family_for_catalog_kinds() -> None:
     assert budget.share_for("products", index=0, count=1, share=0.9) is None
 
 
+class _RecordingPacer(budget.SlotPacer):
+    """A pacer that remembers the slots it handed out."""
+
+    def __init__(self, share: budget.Share) -> None:
+        super().__init__(share)
+        self.slots: list[int] = []
+
+    def acquire(self, *, deadline: Deadline = Deadline.never()) -> int:
+        slot = super().acquire(deadline=deadline)
+        self.slots.append(slot)
+        return slot
+
+
 def test_paced_client_against_the_fake(klaviyo: Any) -> None:
     """The real KlaviyoClient through PacedLimiter: its bulk POSTs start at the partition's slots
     (two partitions of 8 interleave and never share a slot's second)."""
@@ -123,17 +145,15 @@ def test_paced_client_against_the_fake(klaviyo: Any) -> None:
     share = 20.0  # 8 partitions at 20×/min slots of 60/(150×20) s: fast enough for a test
     gap = 8 * 60 / (150 * share)  # one partition's slots are this far apart
     for index in (0, 1):
-        pacer = budget.SlotPacer(budget.share_for("customers", index=index, count=8, share=1.0,
-                                                  per_minute=150 * share))
-        slots: list[int] = []
-        taken = pacer.acquire
-        pacer.acquire = lambda **kw: slots.append(taken(**kw)) or slots[-1]  # type: ignore[method-assign]
+        pacer = _RecordingPacer(_share("customers", index=index, count=8, share=1.0,
+                                                 per_minute=150 * share))
+        slots = pacer.slots
         began = real_time.time()
         with budget.pacing(pacer):
             for _ in range(3):
                 client.create_profile_bulk_import_job([profile], deadline=Deadline.after(10))
         assert real_time.time() - began >= 2 * gap * 0.95  # three requests, three own slots
         assert len(slots) == 3 and all(s % 8 == index for s in slots)
-        assert all(b > a for a, b in zip(slots, slots[1:]))  # never the same slot twice
+        assert all(b > a for a, b in pairwise(slots))  # never the same slot twice
     posts = klaviyo.requests_to("POST", "/api/profile-bulk-import-jobs")
     assert len(posts) == 6

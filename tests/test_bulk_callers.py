@@ -157,7 +157,7 @@ def test_stop_records_who_stopped_it(caplog: pytest.LogCaptureFixture) -> None:
     finishes before the stop arrives would prove nothing)."""
     caplog.set_level(logging.INFO, logger="connector")
     exporters = {"categories": ListExporter("categories", [f"cat-{i}" for i in range(6)], page=2)}
-    runner = make_runner(MemoryStore(), exporters)  # type: ignore[arg-type]
+    runner = make_runner(MemoryStore(), exporters)
     api = BulkApi(runner, auth="id-token", callers=(OPERATOR,), admins=(ADMIN,))
     started = api.handle("POST", "/sync/categories", b"", as_(OPERATOR))
     assert started.status == 202
@@ -245,5 +245,6 @@ def test_the_job_state_lives_in_the_configured_database(
     finally:
         get_settings.cache_clear()
     own = FirestoreStore(firestore.Client(project=PROJECT, database=database), prefix=prefix)
-    assert own.get_job(job_id).startedBy == OPERATOR
+    job = own.get_job(job_id)
+    assert job is not None and job.startedBy == OPERATOR
     assert FirestoreStore(firestore_db, prefix=prefix).get_job(job_id) is None

@@ -107,7 +107,8 @@ class Bulk:
         message = received.message
         event = CloudEvent(
             {"type": "google.cloud.pubsub.topic.v1.messagePublished",
-             "source": f"//pubsub.googleapis.com/{self.subscription.replace('subscriptions', 'topics')}",
+             "source": "//pubsub.googleapis.com/"
+                       + self.subscription.replace('subscriptions', 'topics'),
              "id": message.message_id},
             {"message": {"data": base64.b64encode(message.data).decode(),
                          "attributes": dict(message.attributes),
@@ -342,7 +343,7 @@ def test_partial_orders_sync_by_ids(make_bulk: Callable[..., Bulk], ct: Any, kla
     for i in range(4):
         ct.add("orders", {"id": f"ord-{i}", "orderNumber": f"N{i}", "customerEmail":
                           f"buyer{i}@example.com", "orderState": "Open", "totalPrice": money,
-                          "lineItems": [], "createdAt": "2026-01-0%dT10:00:00.000Z" % (i + 1)})
+                          "lineItems": [], "createdAt": f"2026-01-0{i + 1}T10:00:00.000Z"})
     bulk = make_bulk()
     status, body = bulk.post("/sync/orders", {"ids": ["ord-3", "ord-1"]})
     assert status == 202

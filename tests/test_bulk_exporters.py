@@ -687,13 +687,16 @@ def test_build_exporter_for_every_kind(ct_env: dict[str, str], ct_client: Any,
     settings = load_settings(**{k.lower(): v for k, v in ct_env.items()},
                              klaviyo_api_key="pk_test", bulk_page_size=20,
                              bulk_job_poll_seconds=0.5)
-    expected = {"customers": CustomersExporter, "orders": OrdersExporter,
-                "categories": CategoriesExporter, "products": ProductsExporter}
+    expected: dict[str, type[CustomersExporter | OrdersExporter | CategoriesExporter
+                             | ProductsExporter]] = {
+        "customers": CustomersExporter, "orders": OrdersExporter,
+        "categories": CategoriesExporter, "products": ProductsExporter}
     for kind in KINDS:
         exporter = build_exporter(kind, settings, ct_client, klaviyo_client)
         assert isinstance(exporter, expected[kind]) and exporter.kind == kind
         assert exporter.page_size == 20
-    assert build_exporter("products", settings, ct_client, klaviyo_client).poll.first == 0.5
+    products = build_exporter("products", settings, ct_client, klaviyo_client)
+    assert isinstance(products, ProductsExporter) and products.poll.first == 0.5
     with pytest.raises(ValueError):
         build_exporter("profiles", settings, ct_client, klaviyo_client)  # type: ignore[arg-type]
     with pytest.raises(NotImplementedError):

@@ -3,7 +3,8 @@ derived from it: read / total, percentage, rate, ETA."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,7 @@ from shared.bulk.tasks import LocalTaskQueue
 from shared.config import load_settings
 from shared.state.jobs import Counts, Job, JobStatus, progress
 
-T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def _job(**fields: Any) -> Job:
@@ -40,7 +41,9 @@ def test_progress_without_a_total_and_when_done() -> None:
 
 
 @pytest.fixture
-def runner_for(ct: Any, ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.MonkeyPatch):
+def runner_for(
+    ct: Any, ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], Any]:
     from shared.klaviyo import limiter
 
     monkeypatch.setattr(limiter, "_shared", None)

@@ -73,7 +73,9 @@ def test_worker_killed_between_sending_and_saving(
     assert sorted(set(exporter.sent)) == RECORDS  # no gap
 
 
-def test_lost_next_task_is_requeued_by_the_redelivery(runner: Runner, exporter: ListExporter) -> None:
+def test_lost_next_task_is_requeued_by_the_redelivery(
+    runner: Runner, exporter: ListExporter
+) -> None:
     job = runner.start("customers")
     task = runner.queue.pop()  # type: ignore[attr-defined]
     runner.queue.fail_next = 1  # type: ignore[attr-defined]  # saved, then publishing fails
@@ -133,7 +135,9 @@ def test_retryable_failure_is_redelivered_then_fails_the_job(exporter: ListExpor
     assert failed.reason == "batch 1 failed 3 times" and failed.cursor == "c02"
 
 
-def test_stopping_job_does_not_retry_a_failing_batch(runner: Runner, exporter: ListExporter) -> None:
+def test_stopping_job_does_not_retry_a_failing_batch(
+    runner: Runner, exporter: ListExporter
+) -> None:
     job = runner.start("customers")
     task = runner.queue.pop()  # type: ignore[attr-defined]
 
@@ -160,7 +164,9 @@ def test_retry_succeeds_within_attempts(runner: Runner, exporter: ListExporter) 
     assert done.errorCode is None
 
 
-def test_out_of_time_keeps_the_more_specific_error_code(runner: Runner, exporter: ListExporter) -> None:
+def test_out_of_time_keeps_the_more_specific_error_code(
+    runner: Runner, exporter: ListExporter
+) -> None:
     from shared.errors import DeadlineExceeded
 
     exporter.fail[None] = [KlaviyoError("x", status=429, code="throttled"),
@@ -213,7 +219,9 @@ def test_refused_credentials_retry_the_batch_and_name_the_setting(
     assert drain(runner)[-1] == "saved" and runner.job(job.id).status == JobStatus.COMPLETED
 
 
-def test_batch_without_progress_fails_instead_of_looping(runner: Runner, exporter: ListExporter) -> None:
+def test_batch_without_progress_fails_instead_of_looping(
+    runner: Runner, exporter: ListExporter
+) -> None:
     exporter.page = 0  # returns no records, cursor unchanged, not done
     job = runner.start("customers")
     assert drain(runner) == ["failed"]
@@ -316,7 +324,9 @@ def _settings(**env: str):  # type: ignore[no-untyped-def]
     ({"google_cloud_project": "proj", "bulk_backend": "local"}, "local"),
     ({"google_cloud_project": "proj", "firestore_emulator_host": "127.0.0.1:1"}, "gcp"),
 ])
-def test_backend_selection(env: dict[str, str], backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_backend_selection(
+    env: dict[str, str], backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("K_SERVICE", raising=False)
     assert select_backend(_settings(**env)) == backend
 
@@ -330,7 +340,9 @@ def test_backend_needs_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
         select_backend(_settings())
 
 
-def test_build_runner_local_uses_the_state_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_build_runner_local_uses_the_state_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("K_SERVICE", raising=False)
     path = tmp_path / "s.json"
     runner = build_runner(_settings(bulk_local_state_file=str(path)),

@@ -135,7 +135,8 @@ def test_stop_request(store: JobStore) -> None:
 def test_failed_attempts_end_the_job(store: JobStore) -> None:
     clock = Clock()
     job = create(store, clock)
-    kw = {"now": clock(), "lease": LEASE, "worker": "w", "max_attempts": 3, "error_code": "http_503"}
+    kw = {"now": clock(), "lease": LEASE, "worker": "w", "max_attempts": 3,
+          "error_code": "http_503"}
     assert store.record_failure(job.id, seq=0, **kw).attempts == 1  # type: ignore[arg-type]
     assert store.record_failure(job.id, seq=5, **kw) is None  # type: ignore[arg-type]
     second = store.record_failure(job.id, seq=0, **kw)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from shared.bulk.runner import Runner, TransientFailure, error_code, is_transien
 from shared.state.firestore_store import ContentionError
 from shared.state.jobs import JobStatus
 from shared.state.memory_store import MemoryStore
-from tests.bulk_helpers import ListExporter, drain, make_runner
+from tests.bulk_helpers import ListExporter, drain, job_of, make_runner
 from tests.test_bulk_exporters import customer_doc, order_doc, product_doc, run_all
 
 RECORDS = [f"c{i:02d}" for i in range(10)]
@@ -68,12 +68,12 @@ def test_transient_store_error_in_a_page_task_is_retried(
     for attempt in (1, 2):
         with pytest.raises(TransientFailure):
             runner.run_task(task)  # raised: the task is delivered again
-        waiting = runner.job(job.id)
+        waiting = job_of(runner, job.id)
         assert waiting.status == JobStatus.RUNNING and waiting.attempts == attempt
         assert waiting.errorCode == type(error).__name__
     assert runner.run_task(task) == "saved"
     drain(runner)
-    done = runner.job(job.id)
+    done = job_of(runner, job.id)
     assert done.status == JobStatus.COMPLETED and exporter.sent == ["c01", "c03"]
 
 
@@ -81,7 +81,7 @@ def test_a_bug_still_fails_the_job(runner: Runner, exporter: ListExporter) -> No
     job = runner.start("customers", ids=["c01"])
     runner.store = FlakyIds(runner.store, KeyError("bug"), times=1)  # type: ignore[assignment]
     assert drain(runner) == ["failed"]
-    assert runner.job(job.id).errorCode == "KeyError"
+    assert job_of(runner, job.id).errorCode == "KeyError"
 
 
 @pytest.mark.parametrize("error, transient", [
@@ -110,10 +110,11 @@ def test_stop_reaches_a_job_whose_lease_lapsed_while_its_tasks_run(
     runner.clock.advance(runner.config.lease.total_seconds() + 1)  # type: ignore[attr-defined]
     stopped = runner.stop("customers")
     assert stopped is not None and stopped.status == JobStatus.STOPPED
-    assert not runner.store.get_lock("customers").held
+    lock = runner.store.get_lock("customers")
+    assert lock is not None and not lock.held
     # the task still on the queue finds an ended job and does nothing more
     assert drain(runner) == ["ended"]
-    assert runner.job(job.id).status == JobStatus.STOPPED
+    assert job_of(runner, job.id).status == JobStatus.STOPPED
     assert exporter.sent == exporter.records[:3]
     runner.start("customers")  # the kind is free
 
@@ -127,7 +128,7 @@ def test_stop_after_the_last_batch_reports_completed(
     answer = api.handle("POST", "/sync/customers/stop")
     assert answer.status == 200
     assert answer.body["status"] == "completed" and answer.body["jobId"] == job.id
-    assert runner.job(job.id).status == JobStatus.COMPLETED
+    assert job_of(runner, job.id).status == JobStatus.COMPLETED
     assert api.handle("POST", "/sync/orders/stop").status == 404  # never ran
 
 
@@ -171,7 +172,7 @@ def test_job_counts_not_found_and_keeps_the_first_ids(
     ids = ["c00001"] + [f"x{i:02d}" for i in range(30)]
     job = runner.start("customers", ids=ids)
     drain(runner)
-    done = runner.job(job.id)
+    done = job_of(runner, job.id)
     assert done.status == JobStatus.COMPLETED and done.notFound == 30
     assert done.notFoundIds == [f"x{i:02d}" for i in range(5)]
     view = done.public()

@@ -16,7 +16,8 @@ from shared.errors import CommercetoolsError, ConfigError, DeadlineExceeded
 from shared.retry import MAX_AUTH_ATTEMPTS
 from tests.fakes.commercetools import FakeCommercetools, parse_predicate
 
-Fake, Client = FakeCommercetools, CommercetoolsClient
+Fake = FakeCommercetools
+Client = CommercetoolsClient
 
 pytest_plugins = ["tests.fakes.commercetools"]  # no-op when tests/conftest.py loads it already
 
@@ -115,7 +116,8 @@ def test_products_current_data_from_projections_and_unpublished_from_products(
 
 def test_products_all_published_is_one_request(ct: FakeCommercetools,
                                                ct_client: CommercetoolsClient) -> None:
-    ids = [ct.add("products", {"masterData": {"published": True, "current": {}, "staged": {}}})["id"]
+    ids = [ct.add("products",
+                  {"masterData": {"published": True, "current": {}, "staged": {}}})["id"]
            for _ in range(3)]
     assert [d["id"] for d in ct_client.get_products_current(ids)] == ids
     assert len(ct.api_requests()) == 1
@@ -572,7 +574,7 @@ def test_a_token_granted_with_other_scopes_is_used() -> None:
     assert b"Authorization: Bearer tok-1\r\n" in api.requests[0]
 
 
-# ---- against the SDK's own backend (commercetools.testing) ----------------------------------------
+# ---- against the SDK's own backend (commercetools.testing) ------------------------------------
 # The SDK's in-process backend (requests_mock under our requests session) serves resources
 # serialised by the SDK's own schemas and answers the token request its OAuth session expects;
 # it ignores sort and offset, so paging stays with tests/fakes/commercetools.py.
@@ -586,7 +588,7 @@ def _sdk_customer(email: str) -> object:
 
     from commercetools.platform import models
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     return models.Customer(id=str(uuid.uuid4()), version=3, created_at=now, last_modified_at=now,
                            email=email, first_name="Ada", addresses=[], stores=[],
                            is_email_verified=True,

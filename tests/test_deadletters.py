@@ -12,6 +12,11 @@ import pytest
 from deploy import deadletters
 from shared.config import get_settings
 from tests.emulators import PROJECT
+from tests.fakes.commercetools import FakeCommercetools
+from tests.fakes.klaviyo import FakeKlaviyo
+
+# (publish, subscription path, subscriber)
+DeadLetters = tuple[Any, str, Any]
 
 pytestmark = pytest.mark.emulator
 
@@ -34,7 +39,7 @@ SUBSCRIPTION_TEST = {
 
 
 @pytest.fixture
-def dead_letters(pubsub_topic: str) -> Iterator[tuple[Any, str, Any]]:
+def dead_letters(pubsub_topic: str) -> Iterator[DeadLetters]:
     """(publish, subscription path, subscriber): a dead-letter topic with its pull subscription."""
     from google.cloud import pubsub_v1
 
@@ -66,7 +71,9 @@ def remaining(subscriber: Any, subscription: str) -> list[str]:
 
 
 @pytest.fixture
-def realtime_env(ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def realtime_env(
+    ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
     for name, value in {**ct_env, "KLAVIYO_API_KEY": klaviyo.api_key,
                         "KLAVIYO_BASE_URL": klaviyo.url, "REALTIME_DEADLINE_SECONDS": "2",
                         "GOOGLE_CLOUD_PROJECT": PROJECT}.items():
@@ -76,13 +83,16 @@ def realtime_env(ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.Monke
     get_settings.cache_clear()
 
 
-def test_list_shows_ids_and_types_but_no_payload(dead_letters, capsys, monkeypatch) -> None:
+def test_list_shows_ids_and_types_but_no_payload(
+    dead_letters: DeadLetters, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     publish, subscription, subscriber = dead_letters
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", PROJECT)
     first = publish(customer_message("cust-1", "ct-msg-1", email="jane.doe@example.com"))
     second = publish(b"not json at all", attempts=7)
 
-    assert deadletters.main(["list", "--subscription", subscription, "--wait", "1".rsplit("/", 1)[-1]]) == 0
+    assert deadletters.main(["list", "--subscription", subscription,
+                             "--wait", "1".rsplit("/", 1)[-1]]) == 0
     out = capsys.readouterr().out
     assert first in out and second in out
     assert "customer" in out and "cust-1" in out and "CustomerCreated" in out and "ct-msg-1" in out
@@ -93,7 +103,10 @@ def test_list_shows_ids_and_types_but_no_payload(dead_letters, capsys, monkeypat
     assert remaining(subscriber, subscription) == sorted([first, second])
 
 
-def test_replay_acks_only_what_went_through(dead_letters, realtime_env, ct, klaviyo, capsys) -> None:
+def test_replay_acks_only_what_went_through(
+    dead_letters: DeadLetters, realtime_env: None, ct: FakeCommercetools, klaviyo: FakeKlaviyo,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
     publish, subscription, subscriber = dead_letters
     ct.add("customers", {"id": "cust-ok", "email": "ok@example.com", "firstName": "Ok",
                          "addresses": []})
@@ -119,23 +132,28 @@ def test_replay_acks_only_what_went_through(dead_letters, realtime_env, ct, klav
     # once commercetools is back, replaying the one by its CT message id clears it
     ct.reset()
     ct.add("customers", {"id": "cust-down", "email": "down@example.com", "addresses": []})
-    assert deadletters.main(["replay", "--ids", "ct-msg-down", "--subscription", subscription, "--wait", "1"]) == 0
+    assert deadletters.main(["replay", "--ids", "ct-msg-down", "--subscription", subscription,
+                             "--wait", "1"]) == 0
     assert klaviyo.find_profile(email="down@example.com") is not None
     assert remaining(subscriber, subscription) == [garbage]
 
     # a terminal failure is only dropped on request
-    assert deadletters.main(["replay", "--ids", garbage, "--subscription", subscription, "--wait", "1"]) == 1
+    assert deadletters.main(["replay", "--ids", garbage, "--subscription", subscription,
+                             "--wait", "1"]) == 1
     assert remaining(subscriber, subscription) == [garbage]
     assert deadletters.main(["replay", "--ids", garbage, "--drop-failed",
                              "--subscription", subscription, "--wait", "1"]) == 0
     assert remaining(subscriber, subscription) == []
 
 
-def test_replay_of_unknown_id_touches_nothing(dead_letters, realtime_env, capsys) -> None:
+def test_replay_of_unknown_id_touches_nothing(
+    dead_letters: DeadLetters, realtime_env: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     publish, subscription, subscriber = dead_letters
     kept = publish(customer_message("cust-1", "ct-msg-1"))
     calls: list[Any] = []
-    code = deadletters.main(["replay", "--ids", "nope", "--subscription", subscription, "--wait", "1"],
+    code = deadletters.main(["replay", "--ids", "nope", "--subscription", subscription,
+                             "--wait", "1"],
                             runner=lambda: calls.append)
     assert code == 1 and calls == []
     assert "not found: nope" in capsys.readouterr().err

@@ -1,7 +1,9 @@
 """deploy/deploy.sh and teardown.sh: the dry-run command sequence (against a kept snapshot),
 idempotency guards, no secrets echoed, shellcheck, and the staged function sources.
 
-Regenerate the snapshot after an intended change:  UPDATE_SNAPSHOTS=1 pytest tests/test_deploy_dryrun.py
+Regenerate the snapshot after an intended change:
+
+    UPDATE_SNAPSHOTS=1 pytest tests/test_deploy_dryrun.py
 """
 
 from __future__ import annotations
@@ -89,24 +91,32 @@ def test_no_secret_value_is_printed(dry_run: str, env: dict[str, str]) -> None:
     assert "FIRESTORE_EMULATOR_HOST" not in dry_run
 
 
+def _deployed_name(command: str) -> str:
+    found = re.search(r"functions deploy (\S+)", command)
+    assert found is not None, command
+    return found.group(1)
+
+
 def test_the_functions_are_deployed_as_the_issue_asks(dry_run: str) -> None:
-    deploys = {re.search(r"functions deploy (\S+)", c).group(1): c
-               for c in commands(dry_run) if "gcloud functions deploy" in c}
+    deploys = {_deployed_name(c): c for c in commands(dry_run) if "gcloud functions deploy" in c}
     assert set(deploys) == {"ct-klaviyo-realtime", "ct-klaviyo-bulk-worker", "ct-klaviyo-bulk-api"}
     for command in deploys.values():
         assert " --gen2 " in command and " --runtime=python311 " in command
         assert "--env-vars-file=" in command
-    realtime, worker, api = (deploys[f"ct-klaviyo-{n}"] for n in ("realtime", "bulk-worker", "bulk-api"))
+    realtime, worker, api = (deploys[f"ct-klaviyo-{n}"]
+                             for n in ("realtime", "bulk-worker", "bulk-api"))
     # one identity per function; the event functions take internal traffic only
     assert "--service-account=ct-klaviyo-realtime@demo.iam.gserviceaccount.com " in realtime
     assert "--service-account=ct-klaviyo-worker@demo.iam.gserviceaccount.com " in worker
     assert "--service-account=ct-klaviyo-bulk-api@demo.iam.gserviceaccount.com " in api
-    assert "--ingress-settings=internal-only" in realtime and "--ingress-settings=internal-only" in worker
+    assert "--ingress-settings=internal-only" in realtime
+    assert "--ingress-settings=internal-only" in worker
     assert "--ingress-settings=all" in api
     # the bulk API reads no secret; the others both
     assert "--clear-secrets" in api and "--set-secrets" not in api and "env-bulk-api.yaml" in api
     assert "--set-secrets=" in realtime and "--set-secrets=" in worker
-    assert "--source=deploy/build/realtime " in realtime and "--entry-point=handle_ct_message" in realtime
+    assert "--source=deploy/build/realtime " in realtime
+    assert "--entry-point=handle_ct_message" in realtime
     assert "--trigger-topic=ct-klaviyo-ct-messages --retry" in realtime
     assert "--source=deploy/build/bulk " in worker and "--entry-point=run_page_task" in worker
     assert "--trigger-topic=ct-klaviyo-bulk-tasks --retry" in worker
@@ -119,7 +129,8 @@ def test_the_functions_are_deployed_as_the_issue_asks(dry_run: str) -> None:
     assert "--dead-letter-topic=ct-klaviyo-ct-messages-dead-letter" in updates[0]
     assert "--member=serviceAccount:subscriptions@commercetools-platform.iam.gserviceaccount.com" \
         in dry_run
-    assert "--backend-auth-service-account=ct-klaviyo-gateway@demo.iam.gserviceaccount.com" in dry_run
+    assert ("--backend-auth-service-account=ct-klaviyo-gateway@demo.iam.gserviceaccount.com"
+            in dry_run)
     # the environment the functions get: set settings only, secrets and emulators left out
     env_lines = [line[4:] for line in dry_run.splitlines() if line.startswith("#   ")]
     assert 'BULK_BACKEND: "gcp"' in env_lines and 'GOOGLE_CLOUD_PROJECT: "demo"' in env_lines
@@ -135,7 +146,8 @@ def test_the_functions_are_deployed_as_the_issue_asks(dry_run: str) -> None:
 RUNTIME_ACCOUNTS = {"realtime": "ct-klaviyo-realtime@demo.iam.gserviceaccount.com",
                     "bulk-api": "ct-klaviyo-bulk-api@demo.iam.gserviceaccount.com",
                     "worker": "ct-klaviyo-worker@demo.iam.gserviceaccount.com"}
-DB_CONDITION = "--condition='expression=resource.name==\"projects/demo/databases/ct-klaviyo-bulk\",title="
+DB_CONDITION = ("--condition='expression=resource.name=="
+                "\"projects/demo/databases/ct-klaviyo-bulk\",title=")
 
 
 def granted(output: str) -> dict[str, set[tuple[str, str]]]:
@@ -172,7 +184,8 @@ def test_three_runtime_accounts_with_only_their_roles(dry_run: str) -> None:
     assert not [c for c in commands(dry_run) if "add-iam-policy-binding" in c
                 and "--condition=None" in c]
     # the earlier shared account is stripped and deleted
-    assert "gcloud iam service-accounts delete ct-klaviyo-runtime@demo.iam.gserviceaccount.com" in dry_run
+    assert ("gcloud iam service-accounts delete ct-klaviyo-runtime@demo.iam.gserviceaccount.com"
+            in dry_run)
 
 
 def staged_spec(output: str) -> str:
@@ -268,7 +281,8 @@ def test_an_invalid_setting_stops_the_deploy_before_any_command(env: dict[str, s
 
 def test_shellcheck_passes() -> None:
     if shutil.which("shellcheck") is None:
-        assert not os.environ.get("REQUIRE_SHELLCHECK"), "shellcheck is missing (.ci/run installs it)"
+        assert not os.environ.get("REQUIRE_SHELLCHECK"), \
+            "shellcheck is missing (.ci/run installs it)"
         pytest.skip("shellcheck is not installed (apt-get install shellcheck); CI installs "
                     "only the Python dependencies")
     scripts = [str(ROOT / "deploy" / name) for name in ("deploy.sh", "teardown.sh", "lib.sh")]
@@ -286,7 +300,8 @@ def test_staged_sources_are_self_contained(tmp_path: Path, env: dict[str, str]) 
         assert sorted(p.name for p in folder.iterdir()) == [
             ".gcloudignore", "main.py", "requirements.txt", "shared"]
         assert (folder / "main.py").read_bytes() == (ROOT / name / "main.py").read_bytes()
-        assert (folder / "requirements.txt").read_bytes() == (ROOT / "requirements.txt").read_bytes()
+        requirements = (ROOT / "requirements.txt").read_bytes()
+        assert (folder / "requirements.txt").read_bytes() == requirements
         assert not list(folder.rglob("__pycache__")) and not list(folder.rglob("*.pyc"))
         shared = sorted(p.relative_to(folder).as_posix() for p in (folder / "shared").rglob("*.py"))
         assert shared == sorted(p.relative_to(ROOT).as_posix()
@@ -308,7 +323,8 @@ def test_teardown_dry_run_removes_what_deploy_creates(env: dict[str, str], dry_r
                              r"deploy|iam service-accounts) create (\S+)", dry_run))
     created |= set(re.findall(r"gcloud functions deploy (\S+)", dry_run))
     for name in created:
-        assert re.search(rf"delete {re.escape(name)}(@\S+)?( |$)", out, re.M), f"not removed: {name}"
+        assert re.search(rf"delete {re.escape(name)}(@\S+)?( |$)", out, re.M), \
+            f"not removed: {name}"
     assert "gcloud api-gateway gateways delete ct-klaviyo-bulk" in out
     assert "gcloud api-gateway apis delete ct-klaviyo-bulk" in out
     assert "python -m deploy.subscriptions delete --key=klaviyo-connector" in out
@@ -402,7 +418,8 @@ def assert_least_privilege(cloud: FakeCloud) -> None:
     assert [b[:1] + b[1:2] + b[3:] for b in cloud.bindings_of(API)] == sorted(bulk)
     assert [b[:1] + b[1:2] + b[3:] for b in cloud.bindings_of(WORKER)] == sorted(bulk + secrets)
     saved = cloud.saved()
-    assert saved["conditions"][DB_ONLY] == 'resource.name=="projects/demo/databases/ct-klaviyo-bulk"'
+    assert (saved["conditions"][DB_ONLY]
+            == 'resource.name=="projects/demo/databases/ct-klaviyo-bulk"')
     functions = {k.split("/", 1)[1]: v for k, v in saved["resources"].items()
                  if k.startswith("functions/")}
     assert {n: f["serviceAccount"] for n, f in functions.items()} == {
@@ -416,7 +433,8 @@ def assert_least_privilege(cloud: FakeCloud) -> None:
     assert f"service-account/{LEGACY}" not in saved["resources"]
     assert not cloud.bindings_of(LEGACY)
     assert not [k for k in saved["resources"] if k.startswith("api-key/")]
-    assert (cloud.build / "env-bulk-api.yaml").read_text().count("not-available-to-the-bulk-api") == 2
+    env_bulk_api = (cloud.build / "env-bulk-api.yaml").read_text()
+    assert env_bulk_api.count("not-available-to-the-bulk-api") == 2
 
 
 def test_a_real_run_creates_everything_once_and_a_rerun_changes_nothing(cloud: FakeCloud) -> None:
@@ -428,14 +446,16 @@ def test_a_real_run_creates_everything_once_and_a_rerun_changes_nothing(cloud: F
     assert kinds.count("functions deploy ct-klaviyo-realtime") == 1
     assert sum(k.startswith("functions deploy") for k in kinds) == 3
     assert kinds.count("pubsub subscriptions update") == 2
-    assert {"secrets create ct-klaviyo-klaviyo-api-key", "secrets create ct-klaviyo-ctp-client-secret",
+    assert {"secrets create ct-klaviyo-klaviyo-api-key",
+            "secrets create ct-klaviyo-ctp-client-secret",
             "firestore databases create", "api-gateway apis create",
             "api-gateway api-configs create", "api-gateway gateways create"} <= set(kinds)
     assert "services api-keys create" not in kinds
     assert not [c for c in first if "delete" in c]  # a fresh project: nothing to migrate
     saved = cloud.saved()
     assert saved["resources"]["secrets/ct-klaviyo-klaviyo-api-key"]["values"] == [KLAVIYO_SECRET]
-    assert KLAVIYO_SECRET not in json.dumps(saved["calls"]) and CT_SECRET not in json.dumps(saved["calls"])
+    assert KLAVIYO_SECRET not in json.dumps(saved["calls"])
+    assert CT_SECRET not in json.dumps(saved["calls"])
     staged_spec = (cloud.build / "openapi.yaml").read_text()
     assert "address: https://ct-klaviyo-bulk-api-abc123-ew.a.run.app" in staged_spec
     assert 'x-google-audiences: "ct-klaviyo-bulk-api/demo"' in staged_spec

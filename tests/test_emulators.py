@@ -1,8 +1,10 @@
-"""Smoke tests: the real Firestore and Pub/Sub emulators start and behave (used by the bulk sync)."""
+"""Smoke tests: the real Firestore and Pub/Sub emulators start and behave (used by the bulk
+sync)."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -11,13 +13,13 @@ from tests.emulators import PROJECT
 pytestmark = pytest.mark.emulator
 
 
-def test_firestore_transaction_creates_lock_only_once(firestore_db) -> None:  # type: ignore[no-untyped-def]
+def test_firestore_transaction_creates_lock_only_once(firestore_db: Any) -> None:
     from google.cloud import firestore
 
     ref = firestore_db.collection("locks").document("customers")
 
     @firestore.transactional
-    def acquire(transaction, owner: str) -> bool:  # type: ignore[no-untyped-def]
+    def acquire(transaction: Any, owner: str) -> bool:
         if ref.get(transaction=transaction).exists:
             return False
         transaction.create(ref, {"owner": owner})
@@ -28,18 +30,18 @@ def test_firestore_transaction_creates_lock_only_once(firestore_db) -> None:  # 
     assert ref.get().to_dict() == {"owner": "a"}
 
 
-def test_firestore_is_wiped_between_tests(firestore_db) -> None:  # type: ignore[no-untyped-def]
+def test_firestore_is_wiped_between_tests(firestore_db: Any) -> None:
     assert not firestore_db.collection("locks").document("customers").get().exists
 
 
 def test_pubsub_publish_pull_ack(pubsub_topic: str) -> None:
-    from google.cloud import pubsub_v1
+    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
 
-    subscriber = pubsub_v1.SubscriberClient()
+    subscriber = SubscriberClient()
     subscription = subscriber.subscription_path(PROJECT, f"s-{uuid.uuid4().hex[:10]}")
     subscriber.create_subscription(name=subscription, topic=pubsub_topic)
     try:
-        publisher = pubsub_v1.PublisherClient()
+        publisher = PublisherClient()
         publisher.publish(pubsub_topic, b'{"page": 1}', kind="page-task").result(timeout=10)
         response = subscriber.pull(subscription=subscription, max_messages=10, timeout=10)
         assert [m.message.data for m in response.received_messages] == [b'{"page": 1}']

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -61,7 +61,7 @@ localized = st.dictionaries(st.sampled_from(["en", "de", "fr-CH", "x"]), texts, 
 emails = st.emails().map(str) | st.text(max_size=30)
 currencies = st.sampled_from(["EUR", "USD", "CHF", "JPY", "GBP"]) | st.text(max_size=4)
 timestamps = (st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
-                           timezones=st.just(timezone.utc))
+                           timezones=st.just(UTC))
               .map(lambda d: d.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
               | st.text(max_size=25))
 

@@ -7,6 +7,8 @@ from typing import Any
 import pytest
 
 from shared.errors import KlaviyoError
+from shared.klaviyo import KlaviyoClient
+from tests.fakes.klaviyo import FakeKlaviyo
 
 EMAIL_SUB = {"email": "a@shop.example", "subscriptions": {"email": {"marketing": {
     "consent": "SUBSCRIBED", "consented_at": "2026-01-01T00:00:00Z"}}}}
@@ -14,7 +16,7 @@ EMAIL_UNSUB = {"email": "a@shop.example",
                "subscriptions": {"email": {"marketing": {"consent": "UNSUBSCRIBED"}}}}
 
 
-def test_subscribe_body_and_state(klaviyo_client, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_subscribe_body_and_state(klaviyo_client: KlaviyoClient, klaviyo: FakeKlaviyo) -> None:
     klaviyo_client.subscribe_profiles([EMAIL_SUB], list_id="L1", historical_import=True,
                                       custom_source="commercetools")
 
@@ -32,7 +34,7 @@ def test_subscribe_body_and_state(klaviyo_client, klaviyo) -> None:  # type: ign
     assert klaviyo.list_members == {"L1": {profile_id}}
 
 
-def test_unsubscribe_body_without_list(klaviyo_client, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_unsubscribe_body_without_list(klaviyo_client: KlaviyoClient, klaviyo: FakeKlaviyo) -> None:
     klaviyo_client.unsubscribe_profiles([EMAIL_UNSUB])
 
     (request,) = klaviyo.requests
@@ -48,8 +50,9 @@ def test_unsubscribe_body_without_list(klaviyo_client, klaviyo) -> None:  # type
     [("subscribe_profiles", 0), ("subscribe_profiles", 1001), ("unsubscribe_profiles", 0),
      ("unsubscribe_profiles", 101)],
 )
-def test_batch_limits_are_checked_before_sending(klaviyo_client, klaviyo, call: str,  # type: ignore[no-untyped-def]
-                                                 count: int) -> None:
+def test_batch_limits_are_checked_before_sending(
+    klaviyo_client: KlaviyoClient, klaviyo: FakeKlaviyo, call: str, count: int
+) -> None:
     with pytest.raises(ValueError):
         getattr(klaviyo_client, call)([EMAIL_UNSUB] * count)
     assert klaviyo.requests == []
@@ -77,8 +80,13 @@ def test_batch_limits_are_checked_before_sending(klaviyo_client, klaviyo, call: 
          "not-e164", "unknown-attribute", "wrong-consent"],
 )
 @pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
-def test_fake_rejects_what_klaviyo_rejects(klaviyo_client, klaviyo, profile: dict[str, Any],  # type: ignore[no-untyped-def]
-                                           historical: bool, pointer: str) -> None:
+def test_fake_rejects_what_klaviyo_rejects(
+    klaviyo_client: KlaviyoClient,
+    klaviyo: FakeKlaviyo,
+    profile: dict[str, Any],
+    historical: bool,
+    pointer: str,
+) -> None:
     with pytest.raises(KlaviyoError) as info:
         klaviyo_client.subscribe_profiles([profile], historical_import=historical)
     assert info.value.status == 400
@@ -90,14 +98,19 @@ def test_fake_rejects_what_klaviyo_rejects(klaviyo_client, klaviyo, profile: dic
 @pytest.mark.parametrize(
     ("kwargs", "profile"),
     [
-        ({"email": "a@shop.example"}, {"type": "profile", "attributes": {"email": "a@shop.example"}}),
+        ({"email": "a@shop.example"},
+         {"type": "profile", "attributes": {"email": "a@shop.example"}}),
         ({"phone_number": "+447700900123"},
          {"type": "profile", "attributes": {"phone_number": "+447700900123"}}),
         ({"profile_id": "01ABC"}, {"type": "profile", "id": "01ABC", "attributes": {}}),
     ],
 )
-def test_deletion_bodies(klaviyo_client, klaviyo, kwargs: dict[str, str],  # type: ignore[no-untyped-def]
-                         profile: dict[str, Any]) -> None:
+def test_deletion_bodies(
+    klaviyo_client: KlaviyoClient,
+    klaviyo: FakeKlaviyo,
+    kwargs: dict[str, Any],
+    profile: dict[str, Any],
+) -> None:
     klaviyo_client.request_profile_deletion(**kwargs)
 
     (request,) = klaviyo.requests
@@ -108,8 +121,9 @@ def test_deletion_bodies(klaviyo_client, klaviyo, kwargs: dict[str, str],  # typ
 
 @pytest.mark.klaviyo_refusals  # sends requests Klaviyo refuses, on purpose
 @pytest.mark.parametrize("kwargs", [{}, {"email": "a@shop.example", "profile_id": "01ABC"}])
-def test_deletion_needs_exactly_one_identifier(klaviyo_client, klaviyo,  # type: ignore[no-untyped-def]
-                                               kwargs: dict[str, str]) -> None:
+def test_deletion_needs_exactly_one_identifier(
+    klaviyo_client: KlaviyoClient, klaviyo: FakeKlaviyo, kwargs: dict[str, Any]
+) -> None:
     with pytest.raises(ValueError):
         klaviyo_client.request_profile_deletion(**kwargs)
     # and the fake says so too, like Klaviyo ("If multiple identifiers are provided ... error")
@@ -121,7 +135,9 @@ def test_deletion_needs_exactly_one_identifier(klaviyo_client, klaviyo,  # type:
     assert info.value.status == 400
 
 
-def test_deletion_removes_every_profile_with_the_email(klaviyo_client, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_deletion_removes_every_profile_with_the_email(
+    klaviyo_client: KlaviyoClient, klaviyo: FakeKlaviyo
+) -> None:
     first = klaviyo.add_profile(email="a@shop.example")
     second = klaviyo.add_profile(email="A@Shop.Example", external_id="c1")
     kept = klaviyo.add_profile(email="b@shop.example")

@@ -230,8 +230,9 @@ def test_batch_sizes() -> None:
     assert check("POST", "/api/event-bulk-create-jobs", bulk_events(500, 2))
     error = refusal("POST", "/api/event-bulk-create-jobs", bulk_events(501, 2))
     assert error["source"] == {"pointer": "/data/attributes/events-bulk-create/data"}
-    items = {"data": {"type": "catalog-item-bulk-create-job", "attributes": {"items": {
-        "data": [copy.deepcopy(ITEM["data"]) for _ in range(101)]}}}}
+    items: dict[str, Any] = {"data": {
+        "type": "catalog-item-bulk-create-job",
+        "attributes": {"items": {"data": [copy.deepcopy(ITEM["data"]) for _ in range(101)]}}}}
     assert refusal("POST", "/api/catalog-item-bulk-create-jobs", items)["source"] == {
         "pointer": "/data/attributes/items/data"}
     items["data"]["attributes"]["items"]["data"].pop()

@@ -1,9 +1,11 @@
-"""`python -m deploy.locks`: show and force-release the bulk locks (Firestore emulator + local file)."""
+"""`python -m deploy.locks`: show and force-release the bulk locks (Firestore emulator + local
+file)."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,7 +26,9 @@ def firestore_prefix(firestore_db: Any) -> tuple[FirestoreStore, list[str]]:
 
 
 @pytest.mark.emulator
-def test_show_and_release_on_firestore(firestore_prefix, capsys) -> None:
+def test_show_and_release_on_firestore(
+    firestore_prefix: tuple[FirestoreStore, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
     store, where = firestore_prefix
     job = store.create("customers", ids=None, delete_all=False, now=utcnow(), lease=LEASE).job
 
@@ -39,8 +43,12 @@ def test_show_and_release_on_firestore(firestore_prefix, capsys) -> None:
     assert "not confirmed" in capsys.readouterr().out
 
     prompts: list[str] = []
-    assert locks.main(["release", "customers", *where],
-                      ask=lambda prompt: prompts.append(prompt) or "customers") == 0
+
+    def ask(prompt: str) -> str:
+        prompts.append(prompt)
+        return "customers"
+
+    assert locks.main(["release", "customers", *where], ask=ask) == 0
     assert job.id in prompts[0]
     lock, ended = store.get_lock("customers"), store.get_job(job.id)
     assert not lock.held
@@ -52,7 +60,9 @@ def test_show_and_release_on_firestore(firestore_prefix, capsys) -> None:
     assert locks.main(["release", "orders", "--yes", *where]) == 1
 
 
-def test_release_with_yes_on_the_local_store(tmp_path, capsys) -> None:
+def test_release_with_yes_on_the_local_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "state.json"
     store = MemoryStore(path)
     started = utcnow() - timedelta(hours=2)  # a job whose lease lapsed long ago
@@ -65,11 +75,12 @@ def test_release_with_yes_on_the_local_store(tmp_path, capsys) -> None:
     assert locks.main(["release", "products", "--yes", "--local-state", str(path)],
                       ask=lambda prompt: pytest.fail("--yes must not ask")) == 0
     reloaded = MemoryStore(path)
-    assert not reloaded.get_lock("products").held
-    assert reloaded.get_job(job.id).reason == "released by operator"
+    lock, released = reloaded.get_lock("products"), reloaded.get_job(job.id)
+    assert lock is not None and not lock.held
+    assert released is not None and released.reason == "released by operator"
 
 
-def test_needs_a_project(monkeypatch) -> None:
+def test_needs_a_project(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
     with pytest.raises(SystemExit, match="GOOGLE_CLOUD_PROJECT"):
         locks.main(["show"])

@@ -18,7 +18,9 @@ def test_fields_become_json_fields(caplog: pytest.LogCaptureFixture) -> None:
     assert line["jobId"] == "j-1" and line["sent"] == 3
 
 
-def test_field_named_like_a_record_attribute_does_not_raise(caplog: pytest.LogCaptureFixture) -> None:
+def test_field_named_like_a_record_attribute_does_not_raise(
+    caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="connector")
     get_logger("t").info("item", created=2, name="x", msg="m")
     line = json.loads(JsonFormatter().format(caplog.records[-1]))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -30,7 +30,7 @@ from shared.mapping.catalog import (
 from shared.mapping.currency_countries import COUNTRIES_BY_CURRENCY, countries_using
 from shared.setting_syntax import check_url_template
 
-NOW = datetime(2026, 6, 15, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 6, 15, 12, 0, tzinfo=UTC)
 EUR_COUNTRIES = COUNTRIES_BY_CURRENCY["EUR"]
 
 
@@ -459,7 +459,7 @@ def attributed(variant_attributes: list[dict[str, Any]],
     return product(current=current)
 
 
-VARIANT_ATTRIBUTES = [
+VARIANT_ATTRIBUTES: list[dict[str, Any]] = [
     {"name": "size", "value": "32"},
     {"name": "color", "value": {"key": "blue", "label": {"en": "Blue", "de": "Blau"}}},
     {"name": "tags", "value": ["a", "b"]},
@@ -560,8 +560,8 @@ def test_variant_preferred_currency_and_inventory_channel() -> None:
     (NOW, None, 5.0),            # starts exactly now: active
     (None, NOW, 5.0),            # ends exactly now: still active
     (NOW, NOW, 5.0),
-    (datetime(2026, 6, 15, 12, 0, 1, tzinfo=timezone.utc), None, 10.0),   # a second later
-    (None, datetime(2026, 6, 15, 11, 59, 59, tzinfo=timezone.utc), 10.0),  # a second before
+    (datetime(2026, 6, 15, 12, 0, 1, tzinfo=UTC), None, 10.0),   # a second later
+    (None, datetime(2026, 6, 15, 11, 59, 59, tzinfo=UTC), 10.0),  # a second before
 ])
 def test_price_valid_exactly_at_now(valid_from: datetime | None, valid_until: datetime | None,
                                     chosen: float) -> None:
@@ -631,7 +631,7 @@ def test_item_and_variant_prices_are_taken_at_the_given_now() -> None:
                                     now=NOW)
     assert variant["price"] == 5.0
     assert _json(variant["custom_metadata"], "price_json")["price_EUR"] == 5
-    later = datetime(2026, 7, 1, tzinfo=timezone.utc)
+    later = datetime(2026, 7, 1, tzinfo=UTC)
     assert item_attributes(item, CatalogConfig(), now=later)[0]["price"] == 10.0
 
 

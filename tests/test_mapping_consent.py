@@ -10,8 +10,10 @@ from shared.commercetools.models.customer import Customer
 from shared.config import load_settings
 from shared.errors import ConfigError
 from shared.mapping.consent import (
+    Channel,
     ConsentChange,
     ConsentConfig,
+    Decision,
     consent_change,
     consent_decision,
     decisions,
@@ -129,7 +131,7 @@ SUBSCRIBED_AT = {"consent": "SUBSCRIBED", "consented_at": "2026-02-03T04:05:06.7
     ids=["email", "email-and-sms", "split", "unsubscribe", "no-historical-import",
          "sms-without-phone", "email-without-email", "nothing"],
 )
-def test_consent_change_bodies(wanted: dict[str, Any], config: ConsentConfig,
+def test_consent_change_bodies(wanted: dict[Channel, Decision], config: ConsentConfig,
                                customer_changes: dict[str, Any], change: ConsentChange) -> None:
     assert consent_change(customer(**customer_changes), config, wanted) == change
 

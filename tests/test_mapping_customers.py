@@ -1,4 +1,5 @@
-"""Table tests of the customer → profile mapping (seed table, address priority, phone, custom fields)."""
+"""Table tests of the customer → profile mapping (seed table, address priority, phone, custom
+fields)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ BILLING = {
     "mobile": "+44 7700 900123",
     "phone": "+44 20 7946 0958",
 }
-SHIPPING = {"id": "addr-ship", "streetName": "Other Street", "city": "Leeds", "country": "GB", "phone": "+441132496000"}
+SHIPPING = {"id": "addr-ship", "streetName": "Other Street", "city": "Leeds", "country": "GB",
+            "phone": "+441132496000"}
 
 
 def customer(**overrides: Any) -> Customer:
@@ -88,7 +90,8 @@ def test_address_priority(overrides: dict[str, Any], expected_address: str | Non
         ("+44 7700 900123", "+44 20 7946 0958", "+447700900123"),  # mobile first
         (None, "+44 (20) 7946-0958", "+442079460958"),  # else phone, punctuation removed
         ("", "0044 20 7946 0958", "+442079460958"),  # 00 prefix → +
-        ("07700 900123", "+1 415 555 0100", "+14155550100"),  # mobile without country code: unusable
+        # mobile without country code: unusable
+        ("07700 900123", "+1 415 555 0100", "+14155550100"),
         ("07700 900123", None, None),  # nothing valid: no phone sent (Klaviyo needs E.164)
         (None, None, None),
     ],

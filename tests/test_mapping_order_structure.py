@@ -145,7 +145,9 @@ def test_attribute_values_include_exclude_and_shapes() -> None:
     assert attribute_values(raw, exclude=["color"]) == {"size": "32"}
     assert attribute_values(raw, include=["size", "color"], exclude=["size"]) == {
         "color": "Blue"}
-    models = Order.model_validate(order_doc()).line_items[0].variant.attributes
+    variant = Order.model_validate(order_doc()).line_items[0].variant
+    assert variant is not None
+    models = variant.attributes
     assert attribute_values(models, "de")["material"] == "Baumwolle"
 
 
@@ -498,10 +500,12 @@ def test_duplicate_skus_are_separate_items_and_events() -> None:
 
 
 def test_several_unreadable_documents_lose_only_their_enrichment() -> None:
-    products = [{"id": "prod-1", "masterData": {"current": {"slug": {"en": "ok"}}}},
+    products: list[dict[str, Any]] = [
+                {"id": "prod-1", "masterData": {"current": {"slug": {"en": "ok"}}}},
                 {"masterData": {}}, {"id": "bad", "masterData": {"current": {"slug": 5}}},
                 {"id": 3}]
-    categories = [{"id": "c", "name": 1}, {"name": {"en": "no id"}}, {"id": "c2"}]
+    categories: list[dict[str, Any]] = [{"id": "c", "name": 1}, {"name": {"en": "no id"}},
+                                        {"id": "c2"}]
     lookup = product_lookup(products, categories)
     assert list(lookup) == ["prod-1"]
     o = order(lineItems=[line(), line(id="li-2", productId="bad")])
@@ -527,8 +531,9 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[tuple[str, dict[str, A
 def test_unreadable_documents_are_logged_by_id_and_the_rest_still_read(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    categories = [{"id": "bad-cat", "name": 5}, {"id": "c-ok", "name": {"en": "Ok"}}]
-    products = [{"id": "bad-prod", "masterData": {"current": {"slug": 5}}},
+    categories: list[dict[str, Any]] = [{"id": "bad-cat", "name": 5},
+                                        {"id": "c-ok", "name": {"en": "Ok"}}]
+    products: list[dict[str, Any]] = [{"id": "bad-prod", "masterData": {"current": {"slug": 5}}},
                 {"id": "p-ok", "masterData": {"current": {
                     "slug": {"en": "s"}, "categories": [{"typeId": "category", "id": "c-ok"}]}}}]
     lookup = product_lookup(products, categories)
@@ -616,7 +621,7 @@ def test_order_events_use_the_lookup_for_every_event() -> None:
     assert events[1].properties["Categories"] == ["Women"]
 
 
-# ---- Klaviyo limits: exact cut counts and each fallback of the size budget -------------------------
+# ---- Klaviyo limits: exact cut counts and each fallback of the size budget ---------------------
 
 from shared.mapping.orders import MAX_DEPTH, MAX_PROPERTIES_BYTES, _size  # noqa: E402
 

@@ -11,7 +11,7 @@ import pytest
 from shared.commercetools.models.order import Order
 from shared.commercetools.models.payment import Payment
 from shared.config import load_settings
-from shared.mapping.events import bulk_entries
+from shared.mapping.events import KlaviyoEvent, bulk_entries
 from shared.mapping.orders import (
     MAX_ARRAY_ITEMS,
     MAX_PROPERTIES,
@@ -112,7 +112,7 @@ ORDER: dict[str, Any] = {
     "country": "GB",
 }
 
-PRODUCTS = [
+PRODUCTS: list[dict[str, Any]] = [
     {"id": "prod-1", "key": "jeans", "masterData": {"published": True, "current": {
         "name": {"en": "Blue Jeans"}, "slug": {"en": "blue-jeans-product"},
         "categories": [{"typeId": "category", "id": "cat-jeans"}],
@@ -126,7 +126,7 @@ PRODUCTS = [
 WOMEN = {"id": "cat-women", "name": {"en": "Women"}, "ancestors": []}
 PANTS = {"id": "cat-pants", "name": {"en": "Pants"},
          "ancestors": [{"typeId": "category", "id": "cat-women", "obj": WOMEN}]}
-CATEGORIES = [
+CATEGORIES: list[dict[str, Any]] = [
     {"id": "cat-jeans", "name": {"en": "Jeans", "de": "Jeans DE"},
      "ancestors": [{"typeId": "category", "id": "cat-women", "obj": WOMEN},
                    {"typeId": "category", "id": "cat-pants", "obj": PANTS}]},
@@ -440,7 +440,7 @@ def test_property_count_string_size_and_depth_limits() -> None:
     deep: dict[str, Any] = {"leaf": 1}
     for _ in range(12):
         deep = {"d": deep}
-    fields = {f"f{i:03d}": i for i in range(MAX_PROPERTIES + 20)}
+    fields: dict[str, Any] = {f"f{i:03d}": i for i in range(MAX_PROPERTIES + 20)}
     fields["huge"] = "é" * MAX_STRING_BYTES
     fields["deep"] = deep
     config = OrderMappingConfig(properties_include=("custom.huge", "custom.deep", "custom.*"))
@@ -625,7 +625,7 @@ def test_order_events(state: str, shipment: str | None, payments: list[Payment],
 def test_order_events_match_realtime_events() -> None:
     complete = order(orderState="Complete")
     bulk = order_events(complete, [PAYMENT], LOOKUP, CONFIG)
-    realtime = placed_order_events(complete, LOOKUP, CONFIG)
+    realtime: list[KlaviyoEvent | None] = list(placed_order_events(complete, LOOKUP, CONFIG))
     realtime.append(state_change_event(complete, "Fulfilled Order", LOOKUP, CONFIG))
     realtime += [refund_event(complete, PAYMENT, t, LOOKUP, CONFIG)
                  for t in successful_refunds(PAYMENT)]
@@ -648,7 +648,8 @@ def test_lookup_ancestor_names_from_fetched_categories_and_bad_documents() -> No
                                                   {"typeId": "category", "id": "cat-pants"},
                                                   {"typeId": "category", "id": "cat-gone"}]},
                   WOMEN, PANTS]
-    broken = [{"key": "no-id"}, {"id": "bad", "masterData": {"current": {"categories": 3}}}]
+    broken: list[dict[str, Any]] = [{"key": "no-id"},
+                                    {"id": "bad", "masterData": {"current": {"categories": 3}}}]
     lookup = product_lookup([PRODUCTS[0], *broken], unexpanded + [{"name": "x"}])
     assert lookup == {"prod-1": ProductInfo(
         categories=("Women", "Women > Pants", "Women > Pants > Jeans"),

@@ -1,4 +1,5 @@
-"""deploy/openapi.yaml: a valid Swagger 2.0 API Gateway spec of exactly what the bulk function serves."""
+"""deploy/openapi.yaml: a valid Swagger 2.0 API Gateway spec of exactly what the bulk function
+serves."""
 
 from __future__ import annotations
 
@@ -30,29 +31,30 @@ def operations(spec: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
             for method, op in item.items() if method in METHODS]
 
 
-def test_is_a_valid_swagger_2_document(spec) -> None:
+def test_is_a_valid_swagger_2_document(spec: dict[str, Any]) -> None:
     assert spec["swagger"] == "2.0"
     validate(spec, cls=OpenAPIV2SpecValidator)
 
 
-def test_the_validator_does_reject_a_broken_spec(spec) -> None:
+def test_the_validator_does_reject_a_broken_spec(spec: dict[str, Any]) -> None:
     broken = {**spec, "paths": {"/sync/customers": {"get": {"operationId": "x"}}}}  # no responses
     with pytest.raises(OpenAPIValidationError):
         validate(broken, cls=OpenAPIV2SpecValidator)
 
 
-def test_paths_and_methods_are_exactly_the_bulk_routes(spec) -> None:
+def test_paths_and_methods_are_exactly_the_bulk_routes(spec: dict[str, Any]) -> None:
     served = sorted(ROUTES)
     documented = sorted((method, path) for method, path, _ in operations(spec))
     assert documented == served
 
 
-def test_every_operation_has_a_unique_operation_id(spec) -> None:  # API Gateway requires them
+# API Gateway requires them
+def test_every_operation_has_a_unique_operation_id(spec: dict[str, Any]) -> None:
     ids = [op.get("operationId") for _, _, op in operations(spec)]
     assert all(ids) and len(set(ids)) == len(ids)
 
 
-def test_every_call_needs_a_google_id_token(spec) -> None:
+def test_every_call_needs_a_google_id_token(spec: dict[str, Any]) -> None:
     definitions = spec["securityDefinitions"]
     token = definitions["google_id_token"]
     assert token["type"] == "oauth2" and token["x-google-issuer"] == "https://accounts.google.com"
@@ -72,7 +74,7 @@ def test_every_call_needs_a_google_id_token(spec) -> None:
                 and line.strip().startswith("- api_key_header")]) == 1
 
 
-def test_backend_is_the_placeholder_deploy_sh_replaces(spec) -> None:
+def test_backend_is_the_placeholder_deploy_sh_replaces(spec: dict[str, Any]) -> None:
     backend = spec["x-google-backend"]
     assert backend["path_translation"] == "APPEND_PATH_TO_ADDRESS"  # /sync/... reaches the function
     placeholder = backend["address"]
@@ -94,7 +96,9 @@ def bulk_client(ct_env: dict[str, str], klaviyo: Any, monkeypatch: pytest.Monkey
     get_settings.cache_clear()
 
 
-def test_the_function_answers_every_spec_route_and_404s_others(spec, bulk_client) -> None:
+def test_the_function_answers_every_spec_route_and_404s_others(
+    spec: dict[str, Any], bulk_client: Any
+) -> None:
     for method, path, _ in operations(spec):
         url = path.replace("{jobId}", "0123abcd")
         # a body that is not an object: proves the route without starting a job

@@ -63,8 +63,10 @@ def test_a_release_is_audited_with_the_operator(tmp_path: Path, caplog: pytest.L
                        lease=timedelta(minutes=15), started_by="ops@shop.example").job
     assert locks.main(["release", "orders", "--yes", "--local-state", str(path)]) == 0
     released = MemoryStore(path).get_job(job.id)
+    assert released is not None
     assert released.startedBy == "ops@shop.example" and released.stoppedBy == "local:oncall"
     audit = [r for r in caplog.records if r.getMessage() == "bulk audit"][-1]
-    assert (audit.action, audit.caller, audit.kind, audit.jobId, audit.outcome) == (
+    fields = vars(audit)  # the structured fields ride on the record
+    assert tuple(fields[k] for k in ("action", "caller", "kind", "jobId", "outcome")) == (
         "release", "local:oncall", "orders", job.id, "released")
     assert json.loads(json.dumps(released.public()))["stoppedBy"] == "local:oncall"

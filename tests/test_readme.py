@@ -21,6 +21,9 @@ def test_quick_start_is_the_two_make_commands() -> None:
     assert commands == ["run", "test"]
     makefile = (Path(__file__).resolve().parents[1] / "Makefile").read_text()
     assert re.search(r"^run: install\n\t\$\(PY\) -m deploy\.local", makefile, flags=re.M)
-    assert re.search(r"^test: install\n\t\$\(PY\) -m pytest$", makefile, flags=re.M)
+    # `make test` lints first (ruff, mypy), then runs the suite
+    assert re.search(r"^lint: install\n\t\$\(VENV\)/bin/ruff check \.\n\t\$\(VENV\)/bin/mypy ",
+                     makefile, flags=re.M)
+    assert re.search(r"^test: lint\n\t\$\(PY\) -m pytest$", makefile, flags=re.M)
     ci = (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
     assert "make test" in ci

@@ -666,7 +666,8 @@ def test_variant_klaviyo_refuses_fails_the_message_terminally(
 
     assert realtime.deliver(published()) == 200  # acknowledged: a redelivery cannot help
 
-    assert [(c, r.status) for c, r in zip(calls(klaviyo)[-3:], klaviyo.requests[-3:])] == [
+    pairs = zip(calls(klaviyo)[-3:], klaviyo.requests[-3:], strict=True)
+    assert [(c, r.status) for c, r in pairs] == [
         (("POST", "/api/catalog-variants"), 409),
         (("GET", f"/api/catalog-items/{P}p-1/variants"), 200),
         (("PATCH", f"/api/catalog-variants/{P}SKU-03"), 400)]

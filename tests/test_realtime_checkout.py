@@ -1,10 +1,12 @@
-"""Started Checkout end to end: cart change notifications → realtime function → CT and Klaviyo fakes."""
+"""Started Checkout end to end: cart change notifications → realtime function → CT and Klaviyo
+fakes."""
 
 from __future__ import annotations
 
 import copy
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,6 +15,9 @@ from shared.commercetools.models.cart import Cart
 from shared.config import get_settings
 from shared.log import JsonFormatter
 from shared.mapping.checkout import basket_hash
+from tests.fakes.commercetools import FakeCommercetools
+from tests.fakes.klaviyo import FakeKlaviyo
+from tests.realtime import RealtimeFunction
 
 
 def eur(cents: int) -> dict[str, Any]:
@@ -59,7 +64,7 @@ CATEGORIES = [
      "ancestors": [{"typeId": "category", "id": "cat-men"}]},
 ]
 
-EXPECTED_EVENT = {
+EXPECTED_EVENT: dict[str, Any] = {
     "data": {"type": "event", "attributes": {
         "properties": {
             "CartId": "cart-1",
@@ -124,7 +129,9 @@ def checkout(make_realtime: Any) -> Any:
 
 
 @pytest.mark.parametrize("kind", ["ResourceUpdated", "ResourceCreated"])
-def test_cart_in_checkout_sends_started_checkout(checkout, ct, klaviyo, kind: str) -> None:  # type: ignore[no-untyped-def]
+def test_cart_in_checkout_sends_started_checkout(
+    checkout: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo, kind: str
+) -> None:
     store(ct)
 
     assert checkout.deliver(cart_change(kind)) == 200
@@ -140,7 +147,9 @@ def test_cart_in_checkout_sends_started_checkout(checkout, ct, klaviyo, kind: st
     assert len(klaviyo.events) == 1
 
 
-def test_same_cart_state_delivered_twice_sends_one_event(checkout, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_same_cart_state_delivered_twice_sends_one_event(
+    checkout: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     store(ct)
 
     assert checkout.deliver(cart_change(version=5)) == 200
@@ -157,7 +166,9 @@ def test_same_cart_state_delivered_twice_sends_one_event(checkout, ct, klaviyo) 
     assert len(klaviyo.events) == 1  # Klaviyo keeps one event per profile, metric and unique_id
 
 
-def test_basket_change_sends_a_new_event(checkout, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_basket_change_sends_a_new_event(
+    checkout: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     store(ct)
     assert checkout.deliver(cart_change(version=5)) == 200
     more_socks = copy.deepcopy(CART["lineItems"])
@@ -190,8 +201,9 @@ def test_basket_change_sends_a_new_event(checkout, ct, klaviyo) -> None:  # type
     ids=["ordered", "merged", "no-shipping-address", "empty", "anonymous-no-email",
          "customer-without-email"],
 )
-def test_carts_that_are_not_open_checkouts_send_nothing(  # type: ignore[no-untyped-def]
-    checkout, ct, klaviyo, changes: dict[str, Any], ct_reads: int
+def test_carts_that_are_not_open_checkouts_send_nothing(
+    checkout: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo,
+    changes: dict[str, Any], ct_reads: int
 ) -> None:
     store(ct, **changes)
 
@@ -201,7 +213,9 @@ def test_carts_that_are_not_open_checkouts_send_nothing(  # type: ignore[no-unty
     assert len(ct.api_requests()) == ct_reads  # skipped before fetching products
 
 
-def test_cart_with_a_placed_order_sends_nothing(checkout, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_cart_with_a_placed_order_sends_nothing(
+    checkout: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     """The order exists but the cart read still says Active (another path created the order)."""
     store(ct)
     ct.add("orders", {"id": "order-1", "cart": {"typeId": "cart", "id": "cart-1"},
@@ -211,7 +225,9 @@ def test_cart_with_a_placed_order_sends_nothing(checkout, ct, klaviyo) -> None: 
     assert klaviyo.requests == []
 
 
-def test_signed_in_cart_without_email_uses_the_customers(checkout, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_signed_in_cart_without_email_uses_the_customers(
+    checkout: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     store(ct, customerEmail=None)
     ct.add("customers", {"id": "cust-1", "email": "jane.account@example.org"})
 
@@ -223,12 +239,16 @@ def test_signed_in_cart_without_email_uses_the_customers(checkout, ct, klaviyo) 
         "attributes": {"email": "jane.account@example.org", "external_id": "cust-1"}}}
 
 
-def test_deleted_cart_is_acknowledged(checkout, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_deleted_cart_is_acknowledged(
+    checkout: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     assert checkout.deliver(cart_change(cart_id="gone")) == 200
     assert klaviyo.requests == []
 
 
-def test_custom_field_signal(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_custom_field_signal(
+    make_realtime: Callable[..., RealtimeFunction], ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     realtime = make_realtime(CHECKOUT_SIGNAL="custom_field:checkoutStep", **URLS)
     custom = {"type": {"typeId": "type", "id": "t"}, "fields": {"checkoutStep": "payment"}}
     store(ct, shippingAddress=None)
@@ -242,8 +262,11 @@ def test_custom_field_signal(make_realtime, ct, klaviyo) -> None:  # type: ignor
         "attributes"]["properties"]
 
 
-def test_any_update_signal_and_renamed_metric(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
-    realtime = make_realtime(CHECKOUT_SIGNAL="any_update", METRIC_STARTED_CHECKOUT="Checkout Started")
+def test_any_update_signal_and_renamed_metric(
+    make_realtime: Callable[..., RealtimeFunction], ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
+    realtime = make_realtime(CHECKOUT_SIGNAL="any_update",
+                             METRIC_STARTED_CHECKOUT="Checkout Started")
     store(ct, shippingAddress=None)
 
     assert realtime.deliver(cart_change("ResourceCreated", version=1)) == 200
@@ -254,7 +277,9 @@ def test_any_update_signal_and_renamed_metric(make_realtime, ct, klaviyo) -> Non
     assert "CheckoutURL" not in attributes["properties"]  # no template configured
 
 
-def test_disabled_processor_reads_nothing(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_disabled_processor_reads_nothing(
+    make_realtime: Callable[..., RealtimeFunction], ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     realtime = make_realtime(DISABLED_PROCESSORS="StartedCheckout")
     store(ct)
 
@@ -262,7 +287,9 @@ def test_disabled_processor_reads_nothing(make_realtime, ct, klaviyo) -> None:  
     assert klaviyo.requests == [] and ct.api_requests() == []
 
 
-def test_klaviyo_outage_fails_the_invocation_for_redelivery(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_klaviyo_outage_fails_the_invocation_for_redelivery(
+    make_realtime: Callable[..., RealtimeFunction], ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     realtime = make_realtime(REALTIME_DEADLINE_SECONDS="1.5")
     store(ct)
     klaviyo.inject(503, times=1000, path="/api/events")
@@ -271,7 +298,12 @@ def test_klaviyo_outage_fails_the_invocation_for_redelivery(make_realtime, ct, k
     assert len(events_sent(klaviyo)) >= 2 and klaviyo.events == []
 
 
-def test_checkout_logs_carry_no_pii(checkout, ct, klaviyo, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_checkout_logs_carry_no_pii(
+    checkout: RealtimeFunction,
+    ct: FakeCommercetools,
+    klaviyo: FakeKlaviyo,
+    caplog: pytest.LogCaptureFixture
+) -> None:
     store(ct)
     caplog.set_level(logging.DEBUG, logger="connector")
 
@@ -289,7 +321,9 @@ def test_checkout_logs_carry_no_pii(checkout, ct, klaviyo, caplog) -> None:  # t
         assert pii not in text
 
 
-def test_processor_asks_for_cart_changes_only(make_realtime) -> None:  # type: ignore[no-untyped-def]
+def test_processor_asks_for_cart_changes_only(
+    make_realtime: Callable[..., RealtimeFunction]
+) -> None:
     """The CT subscription is derived from the enabled processors' triggers (deploy/)."""
     from shared.processors import enabled_processors
 

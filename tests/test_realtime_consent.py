@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,6 +14,9 @@ from shared.config import get_settings
 from shared.errors import ConfigError
 from shared.log import JsonFormatter
 from shared.processors import all_processors
+from tests.fakes.commercetools import FakeCommercetools
+from tests.fakes.klaviyo import FakeKlaviyo
+from tests.realtime import RealtimeFunction
 
 CUSTOMER: dict[str, Any] = {
     "id": "cust-1",
@@ -85,7 +89,9 @@ def consent(make_realtime: Any) -> Any:
     return make_realtime(**CONSENT_ENV)
 
 
-def test_no_consent_field_configured_sends_nothing(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_no_consent_field_configured_sends_nothing(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", CUSTOMER)
 
     for delivery in (message("CustomerCreated", CUSTOMER), field_changed("newsletter", True),
@@ -99,7 +105,9 @@ def test_no_consent_field_configured_sends_nothing(realtime, ct, klaviyo) -> Non
     assert not consent.trigger.messages and not consent.trigger.changes
 
 
-def test_customer_created_with_consent_subscribes_to_the_list(consent, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_customer_created_with_consent_subscribes_to_the_list(
+    consent: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", CUSTOMER)
 
     assert consent.deliver(message("CustomerCreated", CUSTOMER)) == 200
@@ -108,15 +116,18 @@ def test_customer_created_with_consent_subscribes_to_the_list(consent, ct, klavi
     assert upsert.path == "/api/profile-import"
     assert subscribe.path == SUBSCRIBE and subscribe.status == 202
     assert subscribe.json == subscribe_body(EMAIL_SUBSCRIBED)
-    profile_id = klaviyo.find_profile(external_id="cust-1")["id"]
+    found = klaviyo.find_profile(external_id="cust-1")
+    assert found is not None
+    profile_id = found["id"]
     assert klaviyo.consents[profile_id]["email"]["consent"] == "SUBSCRIBED"
     assert klaviyo.list_members == {"LIST1": {profile_id}}
 
 
 @pytest.mark.parametrize("fields", [{"newsletter": False}, {}, {"newsletter": None}],
                          ids=["declined", "absent", "null"])
-def test_customer_created_without_consent_sends_nothing_about_it(  # type: ignore[no-untyped-def]
-    consent, ct, klaviyo, fields: dict[str, Any]
+def test_customer_created_without_consent_sends_nothing_about_it(
+    consent: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo,
+    fields: dict[str, Any]
 ) -> None:
     """Nothing to withdraw at creation; an unsubscribe would override consent given elsewhere."""
     customer = with_fields(**fields)
@@ -126,7 +137,9 @@ def test_customer_created_without_consent_sends_nothing_about_it(  # type: ignor
     assert subscription_requests(klaviyo) == []
 
 
-def test_consent_withdrawn_unsubscribes(consent, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_consent_withdrawn_unsubscribes(
+    consent: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", CUSTOMER)
     assert consent.deliver(message("CustomerCreated", CUSTOMER)) == 200
     ct.add("customers", with_fields(newsletter=False))
@@ -136,12 +149,16 @@ def test_consent_withdrawn_unsubscribes(consent, ct, klaviyo) -> None:  # type: 
     subscribe, unsubscribe = subscription_requests(klaviyo)
     assert unsubscribe.path == UNSUBSCRIBE and unsubscribe.status == 202
     assert unsubscribe.json == EMAIL_UNSUBSCRIBE
-    profile_id = klaviyo.find_profile(email="jane@example.org")["id"]
+    found = klaviyo.find_profile(email="jane@example.org")
+    assert found is not None
+    profile_id = found["id"]
     assert klaviyo.consents[profile_id]["email"]["consent"] == "UNSUBSCRIBED"
     assert klaviyo.list_members == {"LIST1": set()}
 
 
-def test_consent_field_removed_unsubscribes(consent, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_consent_field_removed_unsubscribes(
+    consent: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", with_fields())
 
     assert consent.deliver(message("CustomerCustomFieldRemoved", name="newsletter")) == 200
@@ -150,16 +167,21 @@ def test_consent_field_removed_unsubscribes(consent, ct, klaviyo) -> None:  # ty
     assert request.json == EMAIL_UNSUBSCRIBE
 
 
-def test_consent_given_later_subscribes(consent, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_consent_given_later_subscribes(
+    consent: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", CUSTOMER)
 
-    assert consent.deliver(message("CustomerCustomFieldAdded", name="newsletter", value=True)) == 200
+    assert consent.deliver(
+        message("CustomerCustomFieldAdded", name="newsletter", value=True)) == 200
 
     (request,) = subscription_requests(klaviyo)
     assert request.json == subscribe_body(EMAIL_SUBSCRIBED)
 
 
-def test_other_field_changes_send_nothing_about_consent(consent, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_other_field_changes_send_nothing_about_consent(
+    consent: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", with_fields(newsletter=False))
 
     assert consent.deliver(field_changed("loyalty", "silver", "gold")) == 200
@@ -169,7 +191,9 @@ def test_other_field_changes_send_nothing_about_consent(consent, ct, klaviyo) ->
     assert len(ct.api_requests("customers")) == 2
 
 
-def test_change_notification_never_unsubscribes(consent, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_change_notification_never_unsubscribes(
+    consent: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     """ResourceUpdated does not say what changed: the consent processor does not listen to it."""
     ct.add("customers", with_fields(newsletter=False))
     change = {"notificationType": "ResourceUpdated", "projectKey": "test-project",
@@ -180,7 +204,9 @@ def test_change_notification_never_unsubscribes(consent, ct, klaviyo) -> None:  
     assert subscription_requests(klaviyo) == []
 
 
-def test_the_current_value_wins_over_a_late_message(consent, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_the_current_value_wins_over_a_late_message(
+    consent: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     """A "yes" delivered after the customer already said "no" again must not subscribe."""
     ct.add("customers", with_fields(newsletter=False))
 
@@ -190,7 +216,9 @@ def test_the_current_value_wins_over_a_late_message(consent, ct, klaviyo) -> Non
     assert request.json == EMAIL_UNSUBSCRIBE
 
 
-def test_enum_field_and_sms_channel(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_enum_field_and_sms_channel(
+    make_realtime: Callable[..., RealtimeFunction], ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     realtime = make_realtime(CONSENT_FIELD="marketing", CONSENT_SMS_FIELD="sms",
                              CONSENT_LIST_ID="LIST1", CONSENT_GRANTED_VALUES="opt-in",
                              CONSENT_WITHDRAWN_VALUES="opt-out")
@@ -210,7 +238,9 @@ def test_enum_field_and_sms_channel(make_realtime, ct, klaviyo) -> None:  # type
     assert klaviyo.find_profile(phone_number="+447700900123") is not None
 
 
-def test_sms_field_change_touches_sms_only(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_sms_field_change_touches_sms_only(
+    make_realtime: Callable[..., RealtimeFunction], ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     realtime = make_realtime(CONSENT_FIELD="newsletter", CONSENT_SMS_FIELD="sms",
                              CONSENT_LIST_ID="LIST1")
     ct.add("customers", with_fields(newsletter=True, sms=False))
@@ -225,7 +255,9 @@ def test_sms_field_change_touches_sms_only(make_realtime, ct, klaviyo) -> None: 
             "subscriptions": {"sms": {"marketing": {"consent": "UNSUBSCRIBED"}}}}}]
 
 
-def test_without_historical_import_klaviyo_dates_the_consent(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_without_historical_import_klaviyo_dates_the_consent(
+    make_realtime: Callable[..., RealtimeFunction], ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     realtime = make_realtime(**CONSENT_ENV, CONSENT_HISTORICAL_IMPORT="false")
     ct.add("customers", CUSTOMER)
 
@@ -239,7 +271,9 @@ def test_without_historical_import_klaviyo_dates_the_consent(make_realtime, ct, 
     assert request.status == 202
 
 
-def test_rejected_subscription_is_acknowledged(consent, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_rejected_subscription_is_acknowledged(
+    consent: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", CUSTOMER)
     klaviyo.inject(400, path=SUBSCRIBE)
 
@@ -248,7 +282,9 @@ def test_rejected_subscription_is_acknowledged(consent, ct, klaviyo) -> None:  #
     assert klaviyo.find_profile(external_id="cust-1") is not None  # the profile still synced
 
 
-def test_throttled_subscription_is_retried(consent, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_throttled_subscription_is_retried(
+    consent: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", CUSTOMER)
     klaviyo.inject(429, path=SUBSCRIBE, retry_after=0)
 
@@ -256,12 +292,19 @@ def test_throttled_subscription_is_retried(consent, ct, klaviyo) -> None:  # typ
     assert [r.status for r in subscription_requests(klaviyo)] == [429, 202]
 
 
-def test_list_id_is_required_with_a_consent_field(make_realtime) -> None:  # type: ignore[no-untyped-def]
+def test_list_id_is_required_with_a_consent_field(
+    make_realtime: Callable[..., RealtimeFunction]
+) -> None:
     with pytest.raises(ConfigError, match="CONSENT_LIST_ID"):
         make_realtime(CONSENT_FIELD="newsletter")
 
 
-def test_consent_logs_carry_no_pii(consent, ct, klaviyo, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_consent_logs_carry_no_pii(
+    consent: RealtimeFunction,
+    ct: FakeCommercetools,
+    klaviyo: FakeKlaviyo,
+    caplog: pytest.LogCaptureFixture
+) -> None:
     ct.add("customers", CUSTOMER)
     caplog.set_level(logging.DEBUG, logger="connector")
 

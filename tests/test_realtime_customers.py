@@ -1,9 +1,11 @@
-"""Customer sync end to end: real CloudEvents → realtime function → commercetools and Klaviyo fakes."""
+"""Customer sync end to end: real CloudEvents → realtime function → commercetools and Klaviyo
+fakes."""
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -12,7 +14,9 @@ from functions_framework import create_app
 from shared.config import get_settings
 from shared.errors import ConfigError
 from shared.log import JsonFormatter
-from tests.realtime import REALTIME_SOURCE
+from tests.fakes.commercetools import FakeCommercetools
+from tests.fakes.klaviyo import FakeKlaviyo
+from tests.realtime import REALTIME_SOURCE, RealtimeFunction
 
 CUSTOMER = {
     "id": "cust-1",
@@ -100,7 +104,9 @@ def profile_imports(klaviyo: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("structured", [False, True], ids=["binary", "structured"])
-def test_customer_created_yields_one_profile_upsert(realtime, ct, klaviyo, structured) -> None:  # type: ignore[no-untyped-def]
+def test_customer_created_yields_one_profile_upsert(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo, structured: bool
+) -> None:
     ct.add("customers", dict(CUSTOMER))
 
     assert realtime.deliver(customer_created(), structured=structured) == 200
@@ -112,7 +118,9 @@ def test_customer_created_yields_one_profile_upsert(realtime, ct, klaviyo, struc
     assert len(klaviyo.profiles) == 1
 
 
-def test_duplicate_delivery_sends_the_same_upsert_again(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_duplicate_delivery_sends_the_same_upsert_again(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", dict(CUSTOMER))
 
     assert realtime.deliver(customer_created()) == 200
@@ -123,7 +131,9 @@ def test_duplicate_delivery_sends_the_same_upsert_again(realtime, ct, klaviyo) -
     assert len(klaviyo.profiles) == 1
 
 
-def test_resource_updated_upserts_the_current_customer(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_resource_updated_upserts_the_current_customer(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", {**CUSTOMER, "version": 2, "firstName": "Janet", "companyName": "Beta"})
 
     assert realtime.deliver(resource_updated()) == 200
@@ -132,10 +142,13 @@ def test_resource_updated_upserts_the_current_customer(realtime, ct, klaviyo) ->
     attributes = request.json["data"]["attributes"]
     assert attributes["first_name"] == "Janet"
     assert attributes["organization"] == "Beta"
-    assert klaviyo.find_profile(external_id="cust-1")["attributes"]["first_name"] == "Janet"
+    found = klaviyo.find_profile(external_id="cust-1")
+    assert found is not None and found["attributes"]["first_name"] == "Janet"
 
 
-def test_late_created_message_writes_the_current_state(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_late_created_message_writes_the_current_state(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     """A CustomerCreated that arrives after later changes must not write its stale payload."""
     ct.add("customers", {**CUSTOMER, "version": 5, "lastName": "Smith"})
 
@@ -145,11 +158,14 @@ def test_late_created_message_writes_the_current_state(realtime, ct, klaviyo) ->
     assert request.json["data"]["attributes"]["last_name"] == "Smith"
 
 
-def test_payload_not_included_fetches_the_customer(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_payload_not_included_fetches_the_customer(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", dict(CUSTOMER))
     message = customer_created()
     del message["customer"], message["type"]
-    message["payloadNotIncluded"] = {"reason": "Payload too large.", "payloadType": "CustomerCreated"}
+    message["payloadNotIncluded"] = {"reason": "Payload too large.",
+                                     "payloadType": "CustomerCreated"}
 
     assert realtime.deliver(message) == 200
 
@@ -157,7 +173,9 @@ def test_payload_not_included_fetches_the_customer(realtime, ct, klaviyo) -> Non
     assert request.json["data"]["attributes"] == EXPECTED_PROFILE
 
 
-def test_field_message_upserts_the_profile(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_field_message_upserts_the_profile(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", {**CUSTOMER, "title": "Prof"})
     message = customer_created(type="CustomerTitleSet", title="Prof")
     del message["customer"]
@@ -168,7 +186,9 @@ def test_field_message_upserts_the_profile(realtime, ct, klaviyo) -> None:  # ty
     assert request.json["data"]["attributes"]["title"] == "Prof"
 
 
-def test_existing_profile_with_same_email_is_updated_not_duplicated(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_existing_profile_with_same_email_is_updated_not_duplicated(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     existing = klaviyo.add_profile(email="jane@example.org", first_name="J")
     ct.add("customers", dict(CUSTOMER))
 
@@ -179,7 +199,9 @@ def test_existing_profile_with_same_email_is_updated_not_duplicated(realtime, ct
     assert klaviyo.profiles[existing]["attributes"]["first_name"] == "Jane"
 
 
-def test_conflicting_identifiers_update_the_duplicate_profile(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_conflicting_identifiers_update_the_duplicate_profile(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     """Email on one profile, external id on another: Klaviyo answers 409 duplicate_profile."""
     by_email = klaviyo.add_profile(email="jane@example.org")
     by_external_id = klaviyo.add_profile(external_id="cust-1", email="old@example.org")
@@ -191,12 +213,15 @@ def test_conflicting_identifiers_update_the_duplicate_profile(realtime, ct, klav
     assert [r.status for r in requests] == [409, 409, 200]
     named = requests[-1].json["data"]["id"]
     assert named in (by_email, by_external_id)
-    assert not {"email", "external_id", "phone_number"} & set(requests[-1].json["data"]["attributes"])
+    sent = set(requests[-1].json["data"]["attributes"])
+    assert not {"email", "external_id", "phone_number"} & sent
     assert klaviyo.profiles[named]["attributes"]["first_name"] == "Jane"
     assert len(klaviyo.profiles) == 2  # nothing duplicated; the merge is left to the merchant
 
 
-def test_customer_without_email_is_skipped(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_customer_without_email_is_skipped(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", {k: v for k, v in CUSTOMER.items() if k != "email"})
 
     assert realtime.deliver(customer_created()) == 200
@@ -204,7 +229,9 @@ def test_customer_without_email_is_skipped(realtime, ct, klaviyo) -> None:  # ty
     assert klaviyo.requests == []
 
 
-def test_deleted_customer_is_not_recreated(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_deleted_customer_is_not_recreated(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     assert realtime.deliver(resource_updated("gone")) == 200
     assert klaviyo.requests == []
 
@@ -214,12 +241,16 @@ def test_deleted_customer_is_not_recreated(realtime, ct, klaviyo) -> None:  # ty
     [b"not json", b'{"notificationType": "Message"}', b"[]", b'{"resource": 1}'],
     ids=["not-json", "no-resource", "array", "bad-resource"],
 )
-def test_malformed_message_is_acknowledged(realtime, klaviyo, data: bytes) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_message_is_acknowledged(
+    realtime: RealtimeFunction, klaviyo: FakeKlaviyo, data: bytes
+) -> None:
     assert realtime.deliver_bytes(data) == 200
     assert klaviyo.requests == []
 
 
-def test_subscription_test_message_is_acknowledged(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_subscription_test_message_is_acknowledged(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     test_message = {
         "notificationType": "ResourceCreated",
         "projectKey": "test-project",
@@ -232,7 +263,9 @@ def test_subscription_test_message_is_acknowledged(realtime, ct, klaviyo) -> Non
     assert klaviyo.requests == [] and ct.api_requests() == []
 
 
-def test_429_is_retried_after_retry_after(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_429_is_retried_after_retry_after(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", dict(CUSTOMER))
     klaviyo.inject(429, path="/api/profile-import", retry_after=1)
 
@@ -241,7 +274,9 @@ def test_429_is_retried_after_retry_after(realtime, ct, klaviyo) -> None:  # typ
     assert [r.status for r in profile_imports(klaviyo)] == [429, 201]
 
 
-def test_server_error_past_the_deadline_fails_the_invocation(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_server_error_past_the_deadline_fails_the_invocation(
+    make_realtime: Callable[..., RealtimeFunction], ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", dict(CUSTOMER))
     realtime = make_realtime(REALTIME_DEADLINE_SECONDS="1.5")
     klaviyo.inject(500, times=1000, path="/api/profile-import")
@@ -252,7 +287,9 @@ def test_server_error_past_the_deadline_fails_the_invocation(make_realtime, ct, 
     assert klaviyo.profiles == {}
 
 
-def test_commercetools_outage_fails_the_invocation(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_commercetools_outage_fails_the_invocation(
+    make_realtime: Callable[..., RealtimeFunction], ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", dict(CUSTOMER))
     realtime = make_realtime(REALTIME_DEADLINE_SECONDS="1.5")
     ct.inject(503, times=None, path="/test-project/customers")
@@ -261,7 +298,9 @@ def test_commercetools_outage_fails_the_invocation(make_realtime, ct, klaviyo) -
     assert klaviyo.requests == []
 
 
-def test_definite_client_error_is_acknowledged(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_definite_client_error_is_acknowledged(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", dict(CUSTOMER))
     klaviyo.inject(422, path="/api/profile-import")
 
@@ -269,7 +308,9 @@ def test_definite_client_error_is_acknowledged(realtime, ct, klaviyo) -> None:  
     assert len(profile_imports(klaviyo)) == 1
 
 
-def test_disabled_processor_sends_nothing(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_disabled_processor_sends_nothing(
+    make_realtime: Callable[..., RealtimeFunction], ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     ct.add("customers", dict(CUSTOMER))
     realtime = make_realtime(DISABLED_PROCESSORS="CustomerCreated")
 
@@ -277,7 +318,9 @@ def test_disabled_processor_sends_nothing(make_realtime, ct, klaviyo) -> None:  
     assert klaviyo.requests == []
 
 
-def test_unknown_disabled_processor_fails_at_start(make_realtime) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_disabled_processor_fails_at_start(
+    make_realtime: Callable[..., RealtimeFunction]
+) -> None:
     with pytest.raises(ConfigError, match="DISABLED_PROCESSORS.*OrderStateChangedd"):
         make_realtime(DISABLED_PROCESSORS="OrderStateChangedd")
 
@@ -296,7 +339,12 @@ def test_missing_setting_fails_at_start_naming_it(monkeypatch: pytest.MonkeyPatc
     get_settings.cache_clear()
 
 
-def test_logs_are_json_without_pii(realtime, ct, klaviyo, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_logs_are_json_without_pii(
+    realtime: RealtimeFunction,
+    ct: FakeCommercetools,
+    klaviyo: FakeKlaviyo,
+    caplog: pytest.LogCaptureFixture
+) -> None:
     ct.add("customers", dict(CUSTOMER))
     klaviyo.inject(429, path="/api/profile-import", retry_after=0)
     caplog.set_level(logging.DEBUG, logger="connector")
@@ -305,7 +353,8 @@ def test_logs_are_json_without_pii(realtime, ct, klaviyo, caplog) -> None:  # ty
     assert realtime.deliver_bytes(b"garbage") == 200
 
     formatter = JsonFormatter()
-    lines = [json.loads(formatter.format(r)) for r in caplog.records if r.name.startswith("connector")]
+    lines = [json.loads(formatter.format(r)) for r in caplog.records
+             if r.name.startswith("connector")]
     assert any(line["message"] == "processed" and line["ctMessageId"] == "msg-1" for line in lines)
     assert all(line["severity"] in {"DEBUG", "INFO", "WARNING", "ERROR"} for line in lines)
     text = json.dumps(lines)

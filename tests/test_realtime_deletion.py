@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from shared.config import get_settings
 from shared.log import JsonFormatter
+from tests.fakes.commercetools import FakeCommercetools
+from tests.fakes.klaviyo import FakeKlaviyo
+from tests.realtime import RealtimeFunction
 
 DELETION = "/api/data-privacy-deletion-jobs"
 ENABLED = {"CUSTOMER_DELETION_ENABLED": "true"}
@@ -33,7 +37,9 @@ def deletion_body(profile: dict[str, Any]) -> dict[str, Any]:
                      "attributes": {"profile": {"data": profile}}}}
 
 
-def test_deletion_is_off_by_default(realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_deletion_is_off_by_default(
+    realtime: RealtimeFunction, ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     profile_id = klaviyo.add_profile(email="jane@example.org", external_id="cust-1")
 
     assert realtime.deliver(customer_deleted()) == 200
@@ -43,7 +49,9 @@ def test_deletion_is_off_by_default(realtime, ct, klaviyo) -> None:  # type: ign
     assert get_settings().customer_deletion_enabled is False
 
 
-def test_deleted_customer_is_erased_by_the_email_in_the_message(make_realtime, ct, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_deleted_customer_is_erased_by_the_email_in_the_message(
+    make_realtime: Callable[..., RealtimeFunction], ct: FakeCommercetools, klaviyo: FakeKlaviyo
+) -> None:
     realtime = make_realtime(**ENABLED)
     ours = klaviyo.add_profile(email="jane@example.org", external_id="cust-1")
     other = klaviyo.add_profile(email="someone@example.org")
@@ -58,7 +66,9 @@ def test_deleted_customer_is_erased_by_the_email_in_the_message(make_realtime, c
     assert ct.api_requests() == []  # the customer is gone: nothing to read
 
 
-def test_without_email_the_profile_is_found_by_external_id(make_realtime, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_without_email_the_profile_is_found_by_external_id(
+    make_realtime: Callable[..., RealtimeFunction], klaviyo: FakeKlaviyo
+) -> None:
     realtime = make_realtime(**ENABLED)
     ours = klaviyo.add_profile(email="jane@example.org", external_id="cust-1")
 
@@ -71,7 +81,9 @@ def test_without_email_the_profile_is_found_by_external_id(make_realtime, klaviy
     assert klaviyo.profiles == {}
 
 
-def test_unknown_profile_without_email_deletes_nothing(make_realtime, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_unknown_profile_without_email_deletes_nothing(
+    make_realtime: Callable[..., RealtimeFunction], klaviyo: FakeKlaviyo
+) -> None:
     realtime = make_realtime(**ENABLED)
     kept = klaviyo.add_profile(email="jane@example.org", external_id="other")
 
@@ -81,8 +93,8 @@ def test_unknown_profile_without_email_deletes_nothing(make_realtime, klaviyo) -
     assert kept in klaviyo.profiles
 
 
-def test_deletion_retries_within_the_deadline_then_asks_for_redelivery(  # type: ignore[no-untyped-def]
-    make_realtime, klaviyo
+def test_deletion_retries_within_the_deadline_then_asks_for_redelivery(
+    make_realtime: Callable[..., RealtimeFunction], klaviyo: FakeKlaviyo
 ) -> None:
     realtime = make_realtime(**ENABLED, REALTIME_DEADLINE_SECONDS="1.5")
     klaviyo.inject(429, path=DELETION, retry_after=0)
@@ -93,7 +105,9 @@ def test_deletion_retries_within_the_deadline_then_asks_for_redelivery(  # type:
     assert realtime.deliver(customer_deleted()) == 500  # Pub/Sub will redeliver
 
 
-def test_disabled_processor_overrides_the_setting(make_realtime, klaviyo) -> None:  # type: ignore[no-untyped-def]
+def test_disabled_processor_overrides_the_setting(
+    make_realtime: Callable[..., RealtimeFunction], klaviyo: FakeKlaviyo
+) -> None:
     realtime = make_realtime(**ENABLED, DISABLED_PROCESSORS="CustomerDeleted")
     assert realtime.deliver(customer_deleted()) == 200
     assert klaviyo.requests == []
@@ -101,8 +115,8 @@ def test_disabled_processor_overrides_the_setting(make_realtime, klaviyo) -> Non
 
 @pytest.mark.parametrize(("env", "subscribed"), [({}, False), (ENABLED, True)],
                          ids=["default", "enabled"])
-def test_customer_deleted_is_asked_for_only_when_enabled(  # type: ignore[no-untyped-def]
-    make_realtime, env: dict[str, str], subscribed: bool
+def test_customer_deleted_is_asked_for_only_when_enabled(
+    make_realtime: Callable[..., RealtimeFunction], env: dict[str, str], subscribed: bool
 ) -> None:
     """The CT subscription is derived from the enabled processors' triggers (deploy/)."""
     from shared.processors import enabled_processors
@@ -113,7 +127,12 @@ def test_customer_deleted_is_asked_for_only_when_enabled(  # type: ignore[no-unt
     assert ("CustomerDeleted" in wanted) is subscribed
 
 
-def test_deletion_logs_only_ids(make_realtime, klaviyo, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_deletion_logs_only_ids(
+    make_realtime: Callable[...,
+    RealtimeFunction],
+    klaviyo: FakeKlaviyo,
+    caplog: pytest.LogCaptureFixture
+) -> None:
     realtime = make_realtime(**ENABLED)
     profile_id = klaviyo.add_profile(email="jane@example.org", external_id="cust-1")
     caplog.set_level(logging.DEBUG, logger="connector")

@@ -4,7 +4,7 @@ on the new item whatever order the deliveries come in."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -32,7 +32,7 @@ from tests.test_realtime_orders import (
 
 
 def stamp(ago: timedelta) -> str:
-    return (datetime.now(timezone.utc) - ago).isoformat(timespec="milliseconds").replace(
+    return (datetime.now(UTC) - ago).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
 
 

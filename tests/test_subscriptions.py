@@ -11,6 +11,10 @@ from deploy import subscriptions
 from shared.config import get_settings, load_settings
 from shared.processors import all_processors, enabled_processors
 from tests.fakes import ct_subscriptions
+from tests.fakes.commercetools import FakeCommercetools
+
+# the `cli` fixture: runs `python -m deploy.subscriptions ARGS…` → (exit status, stdout, stderr)
+Cli = Callable[..., tuple[int, str, str]]
 
 KEY = "klaviyo-connector"
 PUBSUB = {"type": "GoogleCloudPubSub", "projectId": "demo", "topic": "ct-klaviyo-ct-messages"}
@@ -18,7 +22,7 @@ PUBSUB = {"type": "GoogleCloudPubSub", "projectId": "demo", "topic": "ct-klaviyo
 
 @pytest.fixture
 def cli(ct: Any, ct_env: dict[str, str], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[..., tuple[int, str, str]]]:
+        capsys: pytest.CaptureFixture[str]) -> Iterator[Cli]:
     """Runs the command with the fake's credentials (and no Klaviyo key: it is not needed)."""
     for name, value in ct_env.items():
         monkeypatch.setenv(name, value)
@@ -94,7 +98,7 @@ def test_topic_path_is_reduced_to_its_id() -> None:
 # ---- the commands, over HTTP ------------------------------------------------------------------
 
 
-def test_create_then_rerun_changes_nothing(cli, ct) -> None:
+def test_create_then_rerun_changes_nothing(cli: Cli, ct: FakeCommercetools) -> None:
     code, out, _ = cli("show")
     assert code == 1 and "exists:      no" in out and "=> missing" in out
 
@@ -102,7 +106,8 @@ def test_create_then_rerun_changes_nothing(cli, ct) -> None:
     assert code == 0 and f"subscription {KEY!r}: created (version 1" in out
     created = ct_subscriptions.stored(ct)[KEY]
     needed = subscriptions.needed_subscription(
-        enabled_processors(subscriptions._settings()), project_id="demo", topic="ct-klaviyo-ct-messages")
+        enabled_processors(subscriptions._settings()), project_id="demo",
+        topic="ct-klaviyo-ct-messages")
     assert created["destination"] == PUBSUB
     assert created["format"] == {"type": "Platform"}
     assert created["messages"] == needed.messages_json()
@@ -116,7 +121,9 @@ def test_create_then_rerun_changes_nothing(cli, ct) -> None:
     assert code == 0 and "=> up to date" in out and "[differs" not in out
 
 
-def test_create_updates_in_place_when_processors_or_topic_change(cli, ct) -> None:
+def test_create_updates_in_place_when_processors_or_topic_change(
+    cli: Cli, ct: FakeCommercetools
+) -> None:
     assert cli("create")[0] == 0
     code, out, _ = cli("create", DISABLED_PROCESSORS="OrderRefunded,CustomerResourceUpdated")
     assert code == 0 and "updated (setMessages, setChanges)" in out and "version 2" in out
@@ -127,7 +134,8 @@ def test_create_updates_in_place_when_processors_or_topic_change(cli, ct) -> Non
     # show, with the processors enabled again: the difference is named
     code, out, _ = cli("show", DISABLED_PROCESSORS="")
     assert code == 1
-    assert "payment: PaymentTransactionAdded, PaymentTransactionStateChanged  [differs: missing" in out
+    assert ("payment: PaymentTransactionAdded, PaymentTransactionStateChanged  [differs: missing"
+            in out)
     assert "customer (handled: ResourceUpdated)  [differs: missing]" in out
 
     code, out, _ = cli("create", "--topic", "other-topic", DISABLED_PROCESSORS="")
@@ -136,17 +144,22 @@ def test_create_updates_in_place_when_processors_or_topic_change(cli, ct) -> Non
     assert stored["destination"]["topic"] == "other-topic" and stored["version"] == 3
 
 
-def test_a_subscription_for_all_messages_of_a_resource_is_narrowed(cli, ct) -> None:
+def test_a_subscription_for_all_messages_of_a_resource_is_narrowed(
+    cli: Cli, ct: FakeCommercetools
+) -> None:
     ct_subscriptions.seed(ct, {"key": KEY, "destination": PUBSUB,
                                "messages": [{"resourceTypeId": "customer"}]})
     code, out, _ = cli("show")
     assert code == 1 and "[differs: has all messages of this resource]" in out
     assert cli("create")[0] == 0
-    types = {m["resourceTypeId"]: m.get("types") for m in ct_subscriptions.stored(ct)[KEY]["messages"]}
+    stored = ct_subscriptions.stored(ct)[KEY]["messages"]
+    types = {m["resourceTypeId"]: m.get("types") for m in stored}
     assert types["customer"] and "CustomerCreated" in types["customer"]
 
 
-def test_a_cloudevents_subscription_is_only_replaced_on_request(cli, ct) -> None:
+def test_a_cloudevents_subscription_is_only_replaced_on_request(
+    cli: Cli, ct: FakeCommercetools
+) -> None:
     ct_subscriptions.seed(ct, {"key": KEY, "destination": PUBSUB,
                                "changes": [{"resourceTypeId": "customer"}],
                                "format": {"type": "CloudEvents", "cloudEventsVersion": "1.0"}})
@@ -161,7 +174,7 @@ def test_a_cloudevents_subscription_is_only_replaced_on_request(cli, ct) -> None
     assert ct_subscriptions.stored(ct)[KEY]["format"] == {"type": "Platform"}
 
 
-def test_delete_by_key_and_version(cli, ct) -> None:
+def test_delete_by_key_and_version(cli: Cli, ct: FakeCommercetools) -> None:
     assert cli("create", "--key", "other")[0] == 0
     assert cli("create")[0] == 0
     code, out, _ = cli("delete")
@@ -173,13 +186,13 @@ def test_delete_by_key_and_version(cli, ct) -> None:
     assert code == 0 and "absent, nothing to do" in out
 
 
-def test_commercetools_errors_are_reported_not_raised(cli, ct) -> None:
+def test_commercetools_errors_are_reported_not_raised(cli: Cli, ct: FakeCommercetools) -> None:
     ct.inject(403, times=None, path="/subscriptions")
     code, _, err = cli("create")
     assert code == 2 and "HTTP 403" in err
 
 
-def test_no_project_is_an_error(cli, monkeypatch) -> None:
+def test_no_project_is_an_error(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("GOOGLE_CLOUD_PROJECT")
     code, _, err = cli("show")
     assert code == 2 and "GOOGLE_CLOUD_PROJECT" in err

@@ -21,7 +21,7 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from werkzeug.test import Client
@@ -36,7 +36,7 @@ WSGIApp = Callable[..., Any]
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Mounted:
@@ -154,7 +154,7 @@ class Sandbox:
             profile["requests"] = _first(index, keys)
         by_metric: dict[str, list[dict[str, Any]]] = {}
         for event in events:
-            email = ((fake.profiles.get(event.get("profile_id")) or {}).get("attributes")
+            email = ((fake.profiles.get(event.get("profile_id") or "") or {}).get("attributes")
                      or {}).get("email")
             record = {"id": event.get("id"), "unique_id": event.get("unique_id"),
                       "time": event.get("time"), "value": event.get("value"),

@@ -133,7 +133,8 @@ def categories() -> list[Doc]:
     parents = {key: parent for key, parent, *_ in CATEGORIES}
     docs = []
     for n, (key, parent, en, de) in enumerate(CATEGORIES):
-        chain, up = [], parent
+        chain: list[dict[str, str]] = []
+        up = parent
         while up is not None:
             chain.insert(0, {"typeId": "category", "id": ids[up]})
             up = parents[up]
@@ -152,7 +153,7 @@ def sku(product_key: str, color: str, size: str) -> str:
 
 def _variants(p: int) -> list[Doc]:
     key, _, _, _, cents, colors, sizes = PRODUCTS[p]
-    variants = []
+    variants: list[Doc] = []
     for c, color in enumerate(colors):
         for s, size in enumerate(sizes):
             n = len(variants) + 1

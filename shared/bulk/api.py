@@ -30,10 +30,10 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import (
     AfterValidator,
@@ -130,7 +130,13 @@ def listed(principal: str, entries: frozenset[str]) -> bool:
     return principal in entries or (domain is not None and domain in entries)
 
 
-def identify(mode: AuthMode, headers: Mapping[str, str]) -> Caller:
+class HeaderItems(Protocol):
+    """Request headers as (name, value) pairs: a dict, or werkzeug's Headers (which repeat)."""
+
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+
+def identify(mode: AuthMode, headers: HeaderItems) -> Caller:
     """Who is calling, per BULK_AUTH. Raises Unauthenticated."""
     if mode == "none":
         return Caller(LOCAL_CALLER, verified=False)
@@ -333,7 +339,7 @@ class BulkApi:
                       f"body is larger than {self.max_body_bytes} bytes")
 
     def handle(self, method: str, path: str, body: bytes = b"",
-               headers: Mapping[str, str] | None = None) -> Response:
+               headers: HeaderItems | None = None) -> Response:
         method = method.upper()
         try:
             caller = identify(self.auth, headers or {})
@@ -373,11 +379,11 @@ class BulkApi:
             if allowed:
                 return allowed
             if method in ("GET", "HEAD"):
-                return self._latest(kind)  # type: ignore[arg-type]
-            return self._start(kind, body, caller)  # type: ignore[arg-type]
+                return self._latest(kind)
+            return self._start(kind, body, caller)
         if len(parts) == 3 and parts[2] == "stop":
             return (self._allow(method, ("POST",))
-                    or self._stop(kind, caller))  # type: ignore[arg-type]
+                    or self._stop(kind, caller))
         return _error(404, "not_found", "unknown path")
 
     @staticmethod

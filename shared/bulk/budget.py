@@ -7,9 +7,9 @@ sustains about one write a second). Instead the bulk share of a family's steady 
 a fixed grid of time slots, `60 s / (share × limit)` long, and partition i of K owns every slot
 n with n mod K = i. A request of that family starts only at the beginning of one of its
 partition's slots, at most one per slot. The slots of different partitions never coincide, so all
-partitions together start at most `share × limit` (+1 at a window's edge) requests a minute, and at most
-`1 / slot` a second, whichever instance runs them. The only shared thing is the clock (Cloud
-instances are NTP-synchronised far below a slot's length).
+partitions together start at most `share × limit` (+1 at a window's edge) requests a minute,
+and at most `1 / slot` a second, whichever instance runs them. The only shared thing is the
+clock (Cloud instances are NTP-synchronised far below a slot's length).
 
 A partition's chain moves between instances; its last used slot is saved with each batch
 (`Job.lastSlot`), so the next task never reuses a slot the previous one took. `1 - share` of the

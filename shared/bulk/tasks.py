@@ -77,9 +77,9 @@ class PubsubTaskQueue:
     def publisher(self) -> Any:
         with self._mutex:
             if self._publisher is None:
-                from google.cloud import pubsub_v1
+                from google.cloud.pubsub_v1 import PublisherClient
 
-                self._publisher = pubsub_v1.PublisherClient()
+                self._publisher = PublisherClient()
             return self._publisher
 
     def publish(self, task: PageTask) -> None:

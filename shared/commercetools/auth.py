@@ -28,7 +28,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import requests
 
@@ -255,7 +255,8 @@ class CommercetoolsSession:
             # scopes, HTTP Basic client auth.
             answer = oauth.refresh_token(self._token_url, timeout=timeout)
         except requests.TooManyRedirects as exc:  # a token URL that redirects: misconfigured
-            raise error_from(exc.response, "token") from exc
+            # requests attaches the last redirect response to TooManyRedirects
+            raise error_from(cast(requests.Response, exc.response), "token") from exc
         except requests.Timeout as exc:
             raise CommercetoolsError("commercetools token request timed out", status=None,
                                      code="timeout") from exc

@@ -74,7 +74,8 @@ class CommercetoolsClient:
         self.project_key = project_key
         self._base_url = api_url.rstrip("/")
         self._timeout = (connect_timeout, read_timeout)
-        self._retry = {"max_attempts": max_attempts, "base": backoff_base, "cap": backoff_cap}
+        self._retry: dict[str, Any] = {"max_attempts": max_attempts, "base": backoff_base,
+                                       "cap": backoff_cap}
         # No network I/O here: the first token is fetched by the first request.
         self.session = CommercetoolsSession(
             api_url=self._base_url,

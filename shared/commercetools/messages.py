@@ -73,5 +73,7 @@ def parse_ct_message(data: Any) -> CtMessage:
         message = CtMessage.model_validate(data)
     except ValidationError as exc:
         fields = sorted({".".join(map(str, e["loc"])) for e in exc.errors()})
-        raise MessageError(f"not a commercetools delivery: bad or missing {', '.join(fields)}") from None
+        raise MessageError(
+            f"not a commercetools delivery: bad or missing {', '.join(fields)}"
+        ) from None
     return message.model_copy(update={"payload": data})

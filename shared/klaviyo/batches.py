@@ -160,9 +160,9 @@ def send_isolating(
                         if 0 <= index < len(part):
                             bad.setdefault(index, pointer)
             if bad:
-                for index, pointer in sorted(bad.items()):
+                for index, where in sorted(bad.items()):
                     outcome.rejected.append(
-                        Rejected(part[index], _error_for(exc, ct_id(part[index]), pointer)))
+                        Rejected(part[index], _error_for(exc, ct_id(part[index]), where)))
                 rest = [item for index, item in enumerate(part) if index not in bad]
                 if rest:
                     stack.append(rest)

@@ -67,7 +67,8 @@ class KlaviyoClient(CatalogMixin, BulkMixin, PrivacyMixin):
         Returns the profile resource. Two documented failures are repaired once each:
         409 duplicate_profile (the identifiers belong to different profiles) → update the profile
         Klaviyo names, and if its identifiers still belong to another profile, update its other
-        attributes without them; 400 on the phone number (not E.164, or SMS not set up) → send without it.
+        attributes without them; 400 on the phone number (not E.164, or SMS not set up) → send
+        without it.
         """
         attrs = dict(attributes)
         profile_id: str | None = None

@@ -16,7 +16,7 @@ import json
 import string
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -168,7 +168,7 @@ def category_ids(data: ProductData) -> list[str]:
 
 
 def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def select_price(
@@ -184,7 +184,7 @@ def select_price(
     Differs from the reference: customer-group prices are never chosen (it skipped them only
     among regular prices), because a group's price is not the public price.
     """
-    now = _utc(now or datetime.now(timezone.utc))
+    now = _utc(now or datetime.now(UTC))
     candidates = [
         p for p in prices
         if p.customer_group is None and (not currency or p.value.currency_code == currency)
@@ -196,7 +196,7 @@ def select_price(
         and (p.valid_until is None or now <= _utc(p.valid_until))
     ]
     if ranged:
-        far = datetime.max.replace(tzinfo=timezone.utc)
+        far = datetime.max.replace(tzinfo=UTC)
         return min(
             ranged,
             key=lambda p: (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # Klaviyo accepts an event time "after the year 1990 and up to 1 year in the future" (OpenAPI,
@@ -12,7 +12,7 @@ from typing import Any
 # request of up to 1,000. Such a time is one record's data problem (an imported order dated
 # 1970, a clock set wrong) and the event is still worth having, so its time is clamped into the
 # range (both readings of "after the year 1990" hold; a day's margin for clock skew ahead).
-EARLIEST_EVENT_TIME = datetime(1991, 1, 1, tzinfo=timezone.utc)
+EARLIEST_EVENT_TIME = datetime(1991, 1, 1, tzinfo=UTC)
 LATEST_EVENT_AHEAD = timedelta(days=364)
 
 
@@ -23,15 +23,15 @@ def accepted_time(time: str, now: datetime | None = None) -> str:
     except ValueError:
         return time
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.replace(tzinfo=UTC)
     if parsed < EARLIEST_EVENT_TIME:
         clamped = EARLIEST_EVENT_TIME
     else:
-        latest = (now or datetime.now(timezone.utc)) + LATEST_EVENT_AHEAD
+        latest = (now or datetime.now(UTC)) + LATEST_EVENT_AHEAD
         if parsed <= latest:
             return time
         clamped = latest
-    return clamped.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace(
+    return clamped.astimezone(UTC).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")
 
 

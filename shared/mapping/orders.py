@@ -240,11 +240,11 @@ def product_lookup(
         current = product.master_data.current
         paths: list[str] = []
         for ref in current.categories:
-            category = by_id.get(ref.id) or ref.obj
-            if category is None:
+            found = by_id.get(ref.id) or ref.obj
+            if found is None:
                 continue
             try:
-                paths.extend(category_breadcrumbs(category, names, locale))
+                paths.extend(category_breadcrumbs(found, names, locale))
             except ValidationError:
                 continue
         lookup[product.id] = ProductInfo(
@@ -858,10 +858,12 @@ def order_events(
     # Built once and handed on: passing them only saves work (equivalent mutants: no mutate).
     items = item_entries(order, lookup, config)  # pragma: no mutate
     properties = order_properties(order, lookup, config, items=items)  # pragma: no mutate
-    events = placed_order_events(order, lookup, config, items=items, properties=properties)  # pragma: no mutate
+    events = placed_order_events(  # pragma: no mutate
+        order, lookup, config, items=items, properties=properties)
     for metric in state_metrics(config, order_state=order.order_state,
                                 shipment_state=order.shipment_state):
-        event = state_change_event(order, metric, lookup, config, properties=properties)  # pragma: no mutate
+        event = state_change_event(  # pragma: no mutate
+            order, metric, lookup, config, properties=properties)
         if event is not None:
             events.append(event)
     for payment in payments:

@@ -85,7 +85,8 @@ def sync_customer(message: CtMessage, ctx: Context) -> int:
 def processors(settings: Settings) -> list[Processor]:
     return [
         Processor(
-            "CustomerCreated", Trigger("customer", messages=frozenset({"CustomerCreated"})), sync_customer
+            "CustomerCreated", Trigger("customer", messages=frozenset({"CustomerCreated"})),
+            sync_customer
         ),
         Processor(
             "CustomerUpdated", Trigger("customer", messages=CUSTOMER_UPDATE_MESSAGES), sync_customer

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from shared.commercetools.client import predicate_string
 from shared.commercetools.messages import CtMessage
@@ -247,8 +247,8 @@ def _younger_than(message: CtMessage, age: timedelta) -> bool:
     except ValueError:
         return False
     if created.tzinfo is None:
-        created = created.replace(tzinfo=timezone.utc)
-    return datetime.now(timezone.utc) - created < age
+        created = created.replace(tzinfo=UTC)
+    return datetime.now(UTC) - created < age
 
 
 def order_refunded(message: CtMessage, ctx: Context) -> int:

@@ -128,7 +128,7 @@ class FirestoreStore(JobStore):
         return (f"FirestoreStore(project={self.client.project!r}, "
                 f"database={self.client._database!r}, prefix={self.prefix!r})")
 
-    def run(self, fn: Callable[[_OptimisticTxn], T]) -> T:  # type: ignore[override]
+    def run(self, fn: Callable[[_OptimisticTxn], T]) -> T:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             txn = _OptimisticTxn(self)
             result = fn(txn)  # exceptions (e.g. Conflict) propagate: nothing was written
@@ -151,4 +151,4 @@ class FirestoreStore(JobStore):
 
     def get_ids(self, job_id: str) -> list[str] | None:
         snap = self.ids.document(job_id).get()
-        return list(snap.to_dict().get("ids") or []) if snap.exists else None
+        return list((snap.to_dict() or {}).get("ids") or []) if snap.exists else None

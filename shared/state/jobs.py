@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Literal
 
@@ -27,7 +27,7 @@ from shared.klaviyo.batches import RecordError
 Phase = Literal["deleting", "syncing"]
 
 
-class JobStatus(str, Enum):
+class JobStatus(str, Enum):  # noqa: UP042 -- StrEnum would change str(status)
     QUEUED = "queued"
     RUNNING = "running"
     STOPPING = "stopping"
@@ -46,7 +46,7 @@ LEASE_EXPIRED = "lease expired"
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def new_job_id() -> str:

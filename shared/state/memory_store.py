@@ -90,7 +90,7 @@ class MemoryStore(JobStore):
         tmp.write_text(json.dumps(self._state, separators=(",", ":")), encoding="utf-8")
         os.replace(tmp, self.path)
 
-    def run(self, fn: Callable[[_MemoryTxn], T]) -> T:  # type: ignore[override]
+    def run(self, fn: Callable[[_MemoryTxn], T]) -> T:
         with self._locked():
             txn = _MemoryTxn(self._state)
             result = fn(txn)  # an exception discards the buffered writes

@@ -117,7 +117,9 @@ class JobStore(ABC):
 
         return self.run(fn)
 
-    def mark_running(self, job_id: str, *, now: datetime, lease: timedelta, worker: str) -> Job | None:
+    def mark_running(
+        self, job_id: str, *, now: datetime, lease: timedelta, worker: str
+    ) -> Job | None:
         """queued → running (startedAt), lease renewed. None unless the job was queued."""
 
         def fn(txn: Txn) -> Job | None:

@@ -36,9 +36,9 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -62,7 +62,7 @@ MAX_LIMIT, MAX_OFFSET, DEFAULT_LIMIT = 500, 10_000, 20
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def ct_error(status: int, code: str, message: str, **extra: Any) -> Response:
@@ -355,7 +355,7 @@ class FakeCommercetools:
             self._tokens.clear()
 
     # -- WSGI --
-    def __call__(self, environ: dict, start_response: Any) -> Iterator[bytes]:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         try:
             response = self._dispatch(request)

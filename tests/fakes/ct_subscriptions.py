@@ -19,7 +19,7 @@ import copy
 import json
 import urllib.parse
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from commercetools.platform.models.subscription import (
@@ -48,7 +48,7 @@ class _Invalid(Exception):
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _json(status: int, body: Any) -> Response:
@@ -120,7 +120,8 @@ def _body(req: Request) -> dict[str, Any]:
     try:
         body = json.loads(req.get_data() or b"null")
     except ValueError:
-        raise _Invalid(400, "InvalidJsonInput", "Request body does not contain valid JSON.") from None
+        raise _Invalid(400, "InvalidJsonInput",
+                       "Request body does not contain valid JSON.") from None
     if not isinstance(body, dict):
         raise _Invalid(400, "InvalidJsonInput", "Request body must be a JSON object.")
     return body
@@ -196,7 +197,8 @@ def _require_some(subscription: dict[str, Any]) -> None:
 def _create(fake: Any, draft: dict[str, Any]) -> dict[str, Any]:
     key = draft.get("key")
     if key is not None and _by_key(fake, key) is not None:
-        raise _Invalid(400, "DuplicateField", f"A duplicate value '\"{key}\"' exists for field 'key'.",
+        raise _Invalid(400, "DuplicateField",
+                       f"A duplicate value '\"{key}\"' exists for field 'key'.",
                        field="key", duplicateValue=key)
     now = _now()
     subscription = {

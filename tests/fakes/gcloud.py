@@ -173,7 +173,8 @@ class Fake:
             if "labels.deploy_hash" in fmt:
                 return self.out(fn["labels"].get("deploy_hash", ""))
             if "eventTrigger.trigger" in fmt:
-                return self.out(f"projects/{f['project']}/locations/{f['region']}/triggers/{w[2]}-t")
+                location = f"projects/{f['project']}/locations/{f['region']}"
+                return self.out(f"{location}/triggers/{w[2]}-t")
             if "serviceConfig.uri" in fmt:
                 return self.out(f"https://{w[2]}-abc123-ew.a.run.app")
             if not fmt:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -109,7 +109,7 @@ class ProductsExporter:
     ) -> BatchResult:
         wanted = sorted_ids(ids)
         budget = ReadBudget(deadline)
-        now = datetime.now(timezone.utc)  # one instant: items and variants pick the same prices
+        now = datetime.now(UTC)  # one instant: items and variants pick the same prices
         tally = Tally()
         products: list[_Product] = []
         variants = 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -54,8 +54,8 @@ def _iso_timestamp(value: str) -> str:
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        parsed.astimezone(timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed.astimezone(UTC)
     except (ValueError, OverflowError):
         raise ValueError("must be an ISO 8601 date-time") from None
     return value

@@ -5,12 +5,17 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from tests.fakes.klaviyo.errors import ApiFailure, _bad_filter, _invalid, _not_found, error_object
 from tests.fakes.klaviyo.filters import parse_filter
 from tests.fakes.klaviyo.state import CATALOG_PREFIX, _now
+
+if TYPE_CHECKING:
+    from tests.fakes.klaviyo.base import FakeApi
+else:
+    FakeApi = object  # the type checker's view of the sibling families; nothing at run time
 
 MAX_CATALOG_BULK = 100
 
@@ -71,14 +76,13 @@ _CATALOG_JOB_RE = re.compile(r"^catalog-(item|variant|category)-bulk-(create|upd
 
 
 
-class Catalog:
+class Catalog(FakeApi):
     """Mixin of FakeKlaviyo: state `items`, `variants`, `categories`."""
 
     items: dict[str, dict[str, Any]]
     variants: dict[str, dict[str, Any]]
     categories: dict[str, dict[str, Any]]
     page_size: int
-    url: str
 
     def catalog_state(self, kind: str) -> dict[str, dict[str, Any]]:
         return {"item": self.items, "variant": self.variants, "category": self.categories}[kind]
@@ -147,7 +151,7 @@ class Catalog:
                                f"'{key}' is not a valid relationship here.")
             linkage = rel.get("data") if isinstance(rel, dict) else None
             many = key != "item"
-            entries = linkage if many else [linkage]
+            entries = linkage if many and isinstance(linkage, list) else [linkage]
             want = {"categories": "catalog-category", "items": "catalog-item",
                     "item": "catalog-item"}[key]
             if (many and not isinstance(linkage, list)) or not all(
@@ -186,12 +190,12 @@ class Catalog:
                                                (rels.get("categories") or {}).get("data") or []]
             elif spec.kind == "variant":
                 relationships["item"] = rels["item"]["data"]["id"]
-            obj = {"type": spec.type, "id": cid, "attributes": attrs,
-                   "relationships": relationships}
-            store[cid] = obj
+            created = {"type": spec.type, "id": cid, "attributes": attrs,
+                       "relationships": relationships}
+            store[cid] = created
             if spec.kind == "category" and "items" in rels:
                 self._set_category_items(cid, [e["id"] for e in rels["items"]["data"]])
-            return obj
+            return created
         cid = resource["id"]
         obj = store.get(cid)
         if obj is None:
@@ -222,7 +226,9 @@ class Catalog:
     def _catalog_create(self, spec: _CatalogSpec, body: Any) -> tuple[int, Any, dict[str, str]]:
         data = body.get("data") if isinstance(body, dict) else None
         self._validate_catalog(spec, "create", data, "/data")
+        assert isinstance(data, dict)  # _validate_catalog refused anything else
         obj = self._catalog_apply(spec, "create", data, "/data/attributes/external_id")
+        assert obj is not None  # only a delete applies to nothing
         return 201, {"data": self._catalog_resource(spec, obj)}, {}
 
     def _catalog_patch(self, spec: _CatalogSpec, cid: str, body: Any
@@ -231,7 +237,9 @@ class Catalog:
             raise _not_found(f"{spec.type} {cid} does not exist.")
         data = body.get("data") if isinstance(body, dict) else None
         self._validate_catalog(spec, "update", data, "/data", path_id=cid)
+        assert isinstance(data, dict)  # _validate_catalog refused anything else
         obj = self._catalog_apply(spec, "update", data, "/data/id")
+        assert obj is not None  # only a delete applies to nothing
         return 200, {"data": self._catalog_resource(spec, obj)}, {}
 
     def _catalog_delete(self, spec: _CatalogSpec, cid: str) -> tuple[int, Any, dict[str, str]]:
@@ -266,7 +274,9 @@ class Catalog:
             return rels.get("item") == value
         if op == "equals" and fld == "item.id" and spec.kind == "category":
             item = self.items.get(value)
-            return bool(item) and obj["id"] in item["relationships"].get("categories", [])
+            if not item:
+                return False
+            return obj["id"] in item["relationships"].get("categories", [])
         if op == "equals" and fld == "sku" and spec.kind == "variant":
             return attrs.get("sku") == value
         raise _bad_filter(f"Filter {op}({fld}) is not supported on {spec.collection}.")

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.fakes.klaviyo.errors import _invalid
 from tests.fakes.klaviyo.state import EVENT_ATTRIBUTES, MATCHED_IDENTIFIERS, _new_id, _now
 
+if TYPE_CHECKING:
+    from tests.fakes.klaviyo.base import FakeApi
+else:
+    FakeApi = object  # the type checker's view of the sibling families; nothing at run time
 
-class Events:
+
+class Events(FakeApi):
     """Mixin of FakeKlaviyo: state `events` (one record per distinct event)."""
 
     events: list[dict[str, Any]]
@@ -86,6 +91,7 @@ class Events:
             raise _invalid("/data/type", "The resource type must be 'event'.")
         attrs = data.get("attributes")
         metric = self._validate_event(attrs, "/data/attributes", EVENT_ATTRIBUTES)
+        assert isinstance(attrs, dict)  # _validate_event refused anything else
         profile = self._validate_event_profile(attrs.get("profile"), "/data/attributes/profile")
         pid = self._resolve_event_profile(profile)
         event_attrs = {k: v for k, v in attrs.items() if k != "profile"}

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from shared.klaviyo import KlaviyoClient
 from tests.fakes.klaviyo.server import FakeKlaviyo
 
 
@@ -76,9 +77,8 @@ def klaviyo(klaviyo_server: FakeKlaviyo, request: pytest.FixtureRequest
 
 
 @pytest.fixture
-def klaviyo_client(klaviyo: FakeKlaviyo) -> Iterator[Any]:
+def klaviyo_client(klaviyo: FakeKlaviyo) -> Iterator[KlaviyoClient]:
     from shared.config import DEFAULT_KLAVIYO_REVISION
-    from shared.klaviyo import KlaviyoClient
 
     client = KlaviyoClient(klaviyo.api_key, klaviyo.url, DEFAULT_KLAVIYO_REVISION,
                            timeout=(1.0, 2.0), retry_base=0.05, retry_cap=0.2)

@@ -5,29 +5,33 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.fakes.klaviyo.catalog import MAX_CATALOG_BULK, _CatalogSpec
 from tests.fakes.klaviyo.errors import ApiFailure, _invalid
 from tests.fakes.klaviyo.state import BULK_EVENT_ATTRIBUTES, MATCHED_IDENTIFIERS, _now
 
+if TYPE_CHECKING:
+    from tests.fakes.klaviyo.base import FakeApi
+else:
+    FakeApi = object  # the type checker's view of the sibling families; nothing at run time
+
 MAX_BULK_PROFILES = 10_000
 MAX_BULK_EVENTS = 1_000
 
 
-class BulkJobs:
+class BulkJobs(FakeApi):
     """Mixin of FakeKlaviyo: state `jobs`."""
 
     jobs: dict[str, dict[str, Any]]
     job_status_sequence: list[str]
-    url: str
 
 
     def _new_job(self, job_type: str, total: int, failures: list[dict[str, Any]],
                  path: str, import_errors: list[dict[str, Any]] | None = None
                  ) -> dict[str, Any]:
         now = datetime.now(UTC)
-        job = {
+        job: dict[str, Any] = {
             "id": uuid.uuid4().hex, "type": job_type, "path": path, "polls": 0,
             "total": total, "failures": failures, "import_errors": import_errors or [],
             "created_at": now.isoformat(),

@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.fakes.klaviyo.errors import _invalid
 from tests.fakes.klaviyo.state import EMAIL_RE, PHONE_RE, _now
 
+if TYPE_CHECKING:
+    from tests.fakes.klaviyo.base import FakeApi
+else:
+    FakeApi = object  # the type checker's view of the sibling families; nothing at run time
 
-class Privacy:
+
+class Privacy(FakeApi):
     """Mixin of FakeKlaviyo: state `consents`, `list_members`, `deletion_jobs`."""
 
     consents: dict[str, dict[str, dict[str, Any]]]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tests.fakes.klaviyo.errors import ApiFailure, _bad_filter, _invalid, _not_found, error_object
 from tests.fakes.klaviyo.filters import parse_filter
@@ -18,12 +18,16 @@ from tests.fakes.klaviyo.state import (
     _now,
 )
 
+if TYPE_CHECKING:
+    from tests.fakes.klaviyo.base import FakeApi
+else:
+    FakeApi = object  # the type checker's view of the sibling families; nothing at run time
 
-class Profiles:
+
+class Profiles(FakeApi):
     """Mixin of FakeKlaviyo: state `profiles`."""
 
     profiles: dict[str, dict[str, Any]]
-    url: str
     _lock: Any
 
     def add_profile(self, **attributes: Any) -> str:
@@ -65,7 +69,8 @@ class Profiles:
         return found
 
     @staticmethod
-    def _validate_profile(attrs: Any, base: str, *, check_phone: bool = True) -> None:
+    def _validate_profile(attrs: Any, base: str, *, check_phone: bool = True) -> dict[str, Any]:
+        """The profile attributes, if Klaviyo would accept them; ApiFailure (400) otherwise."""
         if not isinstance(attrs, dict):
             raise _invalid(base, "Profile attributes must be an object.")
         for key in attrs:
@@ -88,6 +93,7 @@ class Profiles:
                 if key not in LOCATION_ATTRIBUTES:
                     raise _invalid(f"{base}/location/{key}",
                                    f"'{key}' is not a valid field for 'location'.")
+        return attrs
         if attrs.get("properties") is not None and not isinstance(attrs["properties"], dict):
             raise _invalid(f"{base}/properties", "properties must be an object.")
 
@@ -97,8 +103,8 @@ class Profiles:
 
     def _create_profile(self, attrs: dict[str, Any]) -> dict[str, Any]:
         now = _now()
-        profile = {"type": "profile", "id": _new_id(),
-                   "attributes": {"created": now, "updated": now}}
+        profile: dict[str, Any] = {"type": "profile", "id": _new_id(),
+                                   "attributes": {"created": now, "updated": now}}
         self.profiles[profile["id"]] = profile
         self._apply_profile(profile, attrs)
         return profile
@@ -128,8 +134,7 @@ class Profiles:
         if not isinstance(data, dict) or data.get("type") != "profile":
             raise _invalid(base.rsplit("/attributes", 1)[0] + "/type",
                            "The resource type must be 'profile'.")
-        attrs = data.get("attributes")
-        self._validate_profile(attrs, base, check_phone=check_phone)
+        attrs = self._validate_profile(data.get("attributes"), base, check_phone=check_phone)
         profile_id = data.get("id")
         if profile_id:
             if profile_id not in self.profiles:

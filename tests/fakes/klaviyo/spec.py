@@ -147,7 +147,8 @@ class Contract:
         params = op.get("parameters") or []
         body = op.get("requestBody") or {}
         content = body.get("content") or {}
-        schema = next(iter(content.values()), {}).get("schema") if content else None
+        first: dict[str, Any] = next(iter(content.values()), {})
+        schema = first.get("schema") if content else None
         texts = [op.get("description") or ""]
         if schema is not None:
             texts += _descriptions(self.document, schema, set())
@@ -368,9 +369,9 @@ def _check_parameter(param: dict[str, Any], raw: str) -> None:
                                    f"{schema.get('maximum')}.")
     elif kind == "array":
         items = schema.get("items") or {}
-        for value in raw.split(",") if param.get("explode") is False else [raw]:
-            if "enum" in items and value not in items["enum"]:
-                raise _parameter(name, f"{value!r} is not a valid value for {name}.")
+        for entry in raw.split(",") if param.get("explode") is False else [raw]:
+            if "enum" in items and entry not in items["enum"]:
+                raise _parameter(name, f"{entry!r} is not a valid value for {name}.")
     elif "enum" in schema and raw not in schema["enum"]:
         raise _parameter(name, f"{raw!r} is not a valid value for {name}.")
 
