@@ -28,7 +28,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from soak.world import PROJECT_KEY, Delivery, World
@@ -38,7 +38,7 @@ Publish = Callable[[Delivery], None]
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class LiveEdits:
@@ -147,7 +147,7 @@ class LiveEdits:
         if not self._customers:
             return
         cid = self.rnd.choice(self._customers)
-        for n in range(self.rnd.randint(2, 4)):
+        for _ in range(self.rnd.randint(2, 4)):
             field_name, message = self.rnd.choice((("firstName", "CustomerFirstNameSet"),
                                                    ("lastName", "CustomerLastNameSet")))
             value = f"Live{self.rnd.randrange(10**6):06d}"

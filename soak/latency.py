@@ -44,6 +44,8 @@ def slow_fakes(seed: int) -> tuple[Any, Any]:
     ct_latency, klaviyo_latency = Latency(seed, (0.0, 0.0)), Latency(seed + 1, (0.0, 0.0))
 
     class SlowCommercetools(FakeCommercetools):
+        latency = ct_latency
+
         def _dispatch(self, req: Any) -> Any:
             response = super()._dispatch(req)
             if not req.path.endswith("/oauth/token"):
@@ -51,10 +53,10 @@ def slow_fakes(seed: int) -> tuple[Any, Any]:
             return response
 
     class SlowKlaviyo(FakeKlaviyo):
+        latency = klaviyo_latency
+
         def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
             klaviyo_latency.pause()  # before the write takes effect
             return super().__call__(environ, start_response)
 
-    klaviyo, ct = SlowKlaviyo(), SlowCommercetools()
-    klaviyo.latency, ct.latency = klaviyo_latency, ct_latency
-    return klaviyo, ct
+    return SlowKlaviyo(), SlowCommercetools()

@@ -304,7 +304,8 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
     deliveries = sum(len(v) for v in by_tag.values())
     failed_answers = Counter(r["status"] for rows in by_tag.values() for r in rows
                              if not 200 <= r["status"] < 300)
-    first_gaps, later_gaps = [], []
+    first_gaps: list[float] = []
+    later_gaps: list[float] = []
     for rows in by_tag.values():
         rows.sort(key=lambda r: r["start"])
         for k in range(len(rows) - 1):
@@ -362,7 +363,8 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         "malformed_acknowledged_first_time": len(malformed) - len(malformed_bad),
         "time_to_drain_s": round(drained_at - started, 1),
         "publish_s": round(published - started, 1),
-        "first_redelivery_gap_s": _spread(first_gaps), "later_redelivery_gap_s": _spread(later_gaps),
+        "first_redelivery_gap_s": _spread(first_gaps),
+        "later_redelivery_gap_s": _spread(later_gaps),
         "klaviyo_state": actual.sizes(), "expected_state": expected.sizes(),
         "event_posts": event_posts, "event_bulk_posts": event_bulk_posts,
         "function_log": logs,
@@ -405,7 +407,7 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         f"  Klaviyo         {actual.sizes()}; {event_posts} event POSTs + "
         f"{event_bulk_posts} event-bulk-create-jobs for "
         f"{len(actual.events)} events",
-        f"  function log    " + ", ".join(f"{k.split(';')[0]}: {v}" for k, v in logs.items() if v),
+        "  function log    " + ", ".join(f"{k.split(';')[0]}: {v}" for k, v in logs.items() if v),
         f"  auth outage     {config.auth_outage_seconds:g} s: {refused_401} Klaviyo 401s; "
         f"{len(in_outage)} messages delivered in the window, {len(in_outage & acked)} of them "
         f"acknowledged later, {len(in_outage & set(dead))} dead-lettered",

@@ -104,12 +104,12 @@ def _scale_batches(customers_batch: int, order_events: int) -> None:
     def build(kind: Any, settings: Any, ct: Any, klaviyo: Any) -> Any:
         exporter = original(kind, settings, ct, klaviyo)
         if kind == "customers" and customers_batch:
-            exporter.batch_size = customers_batch
+            exporter.batch_size = customers_batch  # type: ignore[attr-defined]  # CustomersExporter
         if kind == "orders" and order_events:
-            exporter.target_events = order_events
+            exporter.target_events = order_events  # type: ignore[attr-defined]  # OrdersExporter
         return exporter
 
-    exporters.build_exporter = build  # type: ignore[assignment]
+    exporters.build_exporter = build
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         _install_deaths(args.die_before_save, args.die_before_publish, args.seed,
                         args.deaths_log)
     app = create_app(args.target, args.source)
-    app.wsgi_app = Recorder(app.wsgi_app, args.record)  # type: ignore[method-assign]
+    app.wsgi_app = Recorder(app.wsgi_app, args.record)
     create_server(app, False).run("127.0.0.1", args.port)
 
 

@@ -21,13 +21,13 @@ import random
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 Doc = dict[str, Any]
 PROJECT_KEY = "test-project"  # the commercetools fake's project
 RESOURCES = ("customers", "orders", "payments", "products", "categories", "inventory")
-BASE_TIME = datetime(2026, 3, 1, 8, 0, tzinfo=timezone.utc)
+BASE_TIME = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 FIRST_NAMES = ("Ada", "Ben", "Chloé", "Dmitri", "Eve", "Fatima", "Götz", "Hana", "Ivo", "Jana",
                "Kemal", "Lena", "Mårten", "Nia", "Olek", "Priya")
@@ -364,8 +364,9 @@ class _Builder:
             self.put("products", final, initial=False, final=True)
         # stock: entries before and after (one channel-less entry per SKU)
         for sku in skus:
-            if initial_stock[sku] is not None:
-                self.inventory(sku, initial_stock[sku], initial=existed, final=False,
+            stock = initial_stock[sku]
+            if stock is not None:
+                self.inventory(sku, stock, initial=existed, final=False,
                                entry_id=entry_ids[sku])
         for sku in final_skus:
             quantity = final_stock[sku]

@@ -79,7 +79,8 @@ def test_realtime_soak_with_live_edits(own_pubsub_emulator: str) -> None:
 def test_bulk_soak(own_pubsub_emulator: str) -> None:
     customers = BULK_RECORDS * 3 // 5
     report = run_bulk(BulkConfig(customers=customers, orders=BULK_RECORDS - customers, seed=7),
-                      pubsub_host=own_pubsub_emulator, firestore_host=None,  # a Firestore of its own
+                      # a Firestore of its own
+                      pubsub_host=own_pubsub_emulator, firestore_host=None,
                       progress=lambda _: None)
     print(report.text())
     assert report.ok, report.text()

@@ -533,7 +533,7 @@ def default_exporters(settings: Settings) -> ExporterFactory:
     ct = CommercetoolsClient.from_settings(settings)
     # Partitions draw on their fixed slots of the account's budget (budget.py) on top of it.
     limiter = budget.PacedLimiter(shared_limiter())
-    klaviyo = KlaviyoClient.from_settings(settings, limiter=limiter)  # type: ignore[arg-type]
+    klaviyo = KlaviyoClient.from_settings(settings, limiter=limiter)
     built: dict[str, Exporter] = {}
 
     def factory(kind: Kind) -> Exporter:

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
@@ -156,7 +156,9 @@ def _klaviyo_category_names(ctx: Context, external_ids: list[str]) -> dict[str, 
         ids = ",".join(filter_string(catalog_id(external)) for external in chunk)
         for resource in ctx.klaviyo.iter_catalog_categories(f"any(ids,[{ids}])",
                                                             deadline=ctx.deadline):
-            names[_external_id(resource)] = (resource.get("attributes") or {}).get("name")
+            name = (resource.get("attributes") or {}).get("name")
+            if isinstance(name, str):
+                names[_external_id(resource)] = name
     return names
 
 
@@ -365,7 +367,7 @@ def _write_product(ctx: Context, product_id: str) -> tuple[int, int | None]:
         return 0, None
 
     config = CatalogConfig.from_settings(ctx.settings)
-    now = datetime.now(timezone.utc)  # one instant, so item and variants pick the same prices
+    now = datetime.now(UTC)  # one instant, so item and variants pick the same prices
     attributes, relationships = item_attributes(product, config, now=now)
     created = _put(ctx, "item", product_id, attributes, relationships, exists=True)
 
