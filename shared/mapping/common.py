@@ -54,9 +54,18 @@ def money_value(money: Money | None) -> float:
     return float(money.amount.quantize(Decimal(1).scaleb(-money.fraction_digits)))
 
 
+def parse_time(timestamp: str) -> datetime:
+    """A commercetools timestamp (ISO 8601, `Z` or an offset; naive means UTC) as an aware
+    datetime; ValueError when it is not one."""
+    parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def format_time(moment: datetime) -> str:
+    """An ISO-8601 UTC time as Klaviyo takes it (milliseconds, `Z`)."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def klaviyo_time(timestamp: str) -> str:
     """An ISO-8601 UTC time Klaviyo accepts, from a commercetools timestamp."""
-    parsed = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_time(parse_time(timestamp))

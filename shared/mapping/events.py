@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from shared.mapping.common import format_time, parse_time
+
 # Klaviyo accepts an event time "after the year 1990 and up to 1 year in the future" (OpenAPI,
 # EventCreateQueryV2 `time`), and one event outside that range makes it refuse a whole bulk
 # request of up to 1,000. Such a time is one record's data problem (an imported order dated
@@ -19,11 +21,9 @@ LATEST_EVENT_AHEAD = timedelta(days=364)
 def accepted_time(time: str, now: datetime | None = None) -> str:
     """`time` (ISO 8601), clamped into the range Klaviyo accepts; unparsable text unchanged."""
     try:
-        parsed = datetime.fromisoformat(time.replace("Z", "+00:00"))
+        parsed = parse_time(time)
     except ValueError:
         return time
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
     if parsed < EARLIEST_EVENT_TIME:
         clamped = EARLIEST_EVENT_TIME
     else:
@@ -31,8 +31,7 @@ def accepted_time(time: str, now: datetime | None = None) -> str:
         if parsed <= latest:
             return time
         clamped = latest
-    return clamped.astimezone(UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z")
+    return format_time(clamped)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from shared.klaviyo import MAX_BULK_EVENTS
 from shared.klaviyo.batches import MAX_PAYLOAD_BYTES, chunked
 from shared.klaviyo.limiter import SlotUnavailable
 from shared.log import get_logger
+from shared.mapping.common import parse_time
 from shared.mapping.events import KlaviyoEvent, bulk_entries
 from shared.mapping.orders import (
     OrderMappingConfig,
@@ -243,11 +244,9 @@ def _younger_than(message: CtMessage, age: timedelta) -> bool:
     if stamp is None:
         return False
     try:
-        created = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+        created = parse_time(stamp)
     except ValueError:
         return False
-    if created.tzinfo is None:
-        created = created.replace(tzinfo=UTC)
     return datetime.now(UTC) - created < age
 
 
