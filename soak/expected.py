@@ -31,15 +31,8 @@ from shared.mapping.catalog import (
     variant_attributes,
 )
 from shared.mapping.customers import map_profile
-from shared.mapping.orders import (
-    OrderMappingConfig,
-    category_ids,
-    expanded_payments,
-    order_events,
-    order_profile,
-    product_ids,
-    product_lookup,
-)
+from shared.mapping.orders import OrderMappingConfig, expanded_payments, order_events, order_profile
+from shared.mapping.products import category_ids, product_ids, product_lookup
 
 Doc = dict[str, Any]
 # What the processors expand (shared/processors/catalog.py, orders.py).

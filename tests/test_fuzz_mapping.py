@@ -41,7 +41,8 @@ from shared.mapping.catalog import (
 from shared.mapping.checkout import CheckoutMappingConfig, started_checkout_event
 from shared.mapping.consent import ConsentConfig, consent_change, decisions
 from shared.mapping.customers import map_profile
-from shared.mapping.orders import OrderMappingConfig, ProductInfo, order_events
+from shared.mapping.orders import OrderMappingConfig, order_events
+from shared.mapping.products import ProductInfo
 from shared.pubsub import decode_pubsub_event
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "150"))

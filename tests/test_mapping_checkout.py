@@ -21,7 +21,7 @@ from shared.mapping.checkout import (
     skip_reason,
     started_checkout_event,
 )
-from shared.mapping.orders import ProductInfo
+from shared.mapping.products import ProductInfo
 from shared.setting_syntax import check_checkout_url_template
 
 

@@ -15,24 +15,28 @@ from shared.commercetools.models.payment import Payment
 from shared.config import load_settings
 from shared.mapping.attributes import attribute_values, display_value
 from shared.mapping.common import resource_locale
-from shared.mapping.orders import (
+from shared.mapping.limits import (
     MAX_ARRAY_ITEMS,
+    MAX_DEPTH,
     MAX_PROPERTIES,
+    MAX_PROPERTIES_BYTES,
     MAX_STRING_BYTES,
+    _size,
+    limit_properties,
+)
+from shared.mapping.orders import (
     OrderMappingConfig,
-    ProductInfo,
     custom_line_item_properties,
     item_brand,
-    limit_properties,
     line_item_properties,
     order_address,
     order_events,
     order_properties,
     placed_order_events,
     placed_order_wanted,
-    product_lookup,
     total_tax,
 )
+from shared.mapping.products import ProductInfo, product_lookup
 
 BASE_ENV = {"CTP_PROJECT_KEY": "p", "CTP_CLIENT_ID": "c", "CTP_CLIENT_SECRET": "s",
             "CTP_API_URL": "https://api.example", "CTP_AUTH_URL": "https://auth.example",
@@ -622,8 +626,6 @@ def test_order_events_use_the_lookup_for_every_event() -> None:
 
 
 # ---- Klaviyo limits: exact cut counts and each fallback of the size budget ---------------------
-
-from shared.mapping.orders import MAX_DEPTH, MAX_PROPERTIES_BYTES, _size  # noqa: E402
 
 
 def test_cut_count_per_kind_of_cut() -> None:

@@ -12,25 +12,29 @@ from shared.commercetools.models.order import Order
 from shared.commercetools.models.payment import Payment
 from shared.config import load_settings
 from shared.mapping.events import KlaviyoEvent, bulk_entries
-from shared.mapping.orders import (
+from shared.mapping.limits import (
     MAX_ARRAY_ITEMS,
     MAX_PROPERTIES,
     MAX_STRING_BYTES,
-    OrderMappingConfig,
-    ProductInfo,
-    category_ids,
     limit_properties,
+)
+from shared.mapping.orders import (
+    OrderMappingConfig,
     order_events,
     order_profile,
     placed_order_events,
-    product_ids,
-    product_lookup,
-    product_url,
     refund_event,
     state_change_event,
     state_metrics,
     state_unique_id,
     successful_refunds,
+)
+from shared.mapping.products import (
+    ProductInfo,
+    category_ids,
+    product_ids,
+    product_lookup,
+    product_url,
 )
 
 

@@ -22,14 +22,13 @@ from shared.commercetools.models.cart import Cart
 from shared.log import get_logger
 from shared.mapping.common import klaviyo_time, localized, money_value
 from shared.mapping.events import KlaviyoEvent
+from shared.mapping.limits import limit_properties
 from shared.mapping.orders import (
     OrderMappingConfig,
-    ProductInfo,
-    ProductLookup,
     custom_line_item_properties,
-    limit_properties,
     line_item_properties,
 )
+from shared.mapping.products import ProductInfo, ProductLookup
 from shared.setting_syntax import SignalKind, checkout_signal_parts
 
 log = get_logger(__name__)

@@ -13,19 +13,12 @@ addresses. Raw fields are sent only when ORDER_PROPERTIES_INCLUDE names them.
 
 from __future__ import annotations
 
-import json
-import math
-import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
-from pydantic import ValidationError
-
-from shared.commercetools.models.base import CtModel, LocalizedString, Money, Reference
+from shared.commercetools.models.base import Money
 from shared.commercetools.models.customer import Address
 from shared.commercetools.models.order import (
     CustomLineItem,
@@ -40,28 +33,19 @@ from shared.mapping.attributes import attribute_values, display_value
 from shared.mapping.common import klaviyo_time, localized, money_value, resource_locale
 from shared.mapping.customers import address_region, map_location
 from shared.mapping.events import KlaviyoEvent
+from shared.mapping.limits import limit_properties
+from shared.mapping.products import (
+    ProductInfo,
+    ProductLookup,
+    product_url,
+)
 
 if TYPE_CHECKING:
     from shared.config import Settings
 
 log = get_logger(__name__)
 
-# Klaviyo's event limits (reference/api-facts.md §3.3). The property count is the stricter of the
-# two documented numbers; the byte budget leaves room under the 5 MB payload for the envelope.
-MAX_PROPERTIES = 300
-MAX_STRING_BYTES = 100 * 1024
-MAX_ARRAY_ITEMS = 4000
-MAX_DEPTH = 10
-MAX_PROPERTIES_BYTES = 4 * 1024 * 1024
 
-# Properties this module generates (the rest are operator-selected raw order fields).
-GENERATED_KEYS = frozenset({
-    "OrderId", "OrderNumber", "ItemNames", "Categories", "Items", "DiscountCode", "DiscountValue",
-    "ShippingMethod", "ShippingValue", "PaymentId", "ProductID", "SKU", "ProductName", "Quantity",
-    "ItemPrice", "RowTotal", "ProductURL", "ImageURL", "Attributes", "Brand", "Brands",
-    "BillingAddress", "ShippingAddress", "TotalTax",
-})
-CATEGORY_SEPARATOR = " > "
 ORDER_STATE_DEFAULTS = {"Cancelled": "cancelled", "Confirmed": "fulfilled", "Complete": "fulfilled"}
 SHIPMENT_STATE_DEFAULTS = {"Shipped": "fulfilled", "Delivered": "fulfilled"}
 
@@ -123,169 +107,6 @@ class OrderMappingConfig:
             brand_attribute=settings.order_brand_attribute,
             placed_order_states=tuple(settings.placed_order_states),
         )
-
-
-# ---- product lookups (built by the caller from commercetools documents) ---------------------
-
-
-@dataclass(frozen=True)
-class ProductInfo:
-    """What an order event needs from the ordered product beyond the line item itself."""
-
-    categories: tuple[str, ...] = ()  # breadcrumbs, every level: "Women", "Women > Pants", …
-    slug: str | None = None
-    key: str | None = None
-    slugs: LocalizedString = field(default_factory=dict)  # every locale (see line_item_properties)
-    # Product-level attributes (raw `{name, value}`): where the brand is when no variant has it.
-    attributes: tuple[Mapping[str, Any], ...] = ()
-
-
-ProductLookup = Mapping[str, ProductInfo]  # by product id
-
-
-def product_ids(order: Order) -> list[str]:
-    """Ids of the ordered products, first occurrence order (what the caller must fetch)."""
-    return list(dict.fromkeys(li.product_id for li in order.line_items if li.product_id))
-
-
-def category_ids(products: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Ids of the current categories of these raw Product documents."""
-    ids: list[str] = []
-    for product in products:
-        current = ((product.get("masterData") or {}).get("current")) or {}
-        for ref in current.get("categories") or []:
-            if isinstance(ref, Mapping) and ref.get("id"):
-                ids.append(ref["id"])
-    return list(dict.fromkeys(ids))
-
-
-class _Category(CtModel):
-    # Lenient on purpose (only what a breadcrumb needs): a category that fails the catalog's
-    # stricter model must still name an order's items.
-    id: str
-    name: LocalizedString = {}
-    ancestors: list[Reference] = []  # root first; `obj` holds the Category when expanded
-
-
-class _ProductData(CtModel):
-    slug: LocalizedString = {}
-    categories: list[Reference] = []
-    attributes: list[dict[str, Any]] = []
-
-
-class _MasterData(CtModel):
-    current: _ProductData = _ProductData()
-
-
-class _Product(CtModel):
-    id: str
-    key: str | None = None
-    master_data: _MasterData = _MasterData()
-
-
-def category_breadcrumbs(
-    category: Mapping[str, Any], names: Mapping[str, LocalizedString], locale: str | None
-) -> list[str]:
-    """Every level of a raw Category's path, root first: ["Women", "Women > Pants"].
-
-    Ancestor names come from the expanded `ancestors[*].obj` or, failing that, from `names`; an
-    ancestor whose name is unknown is left out of the path rather than shown as an id.
-    """
-    parsed = _Category.model_validate(category)
-    path: list[str] = []
-    for ref in parsed.ancestors:
-        name = localized((ref.obj or {}).get("name") or names.get(ref.id), locale)
-        if name:
-            path.append(name)
-    own = localized(parsed.name, locale)
-    if own:
-        path.append(own)
-    return [CATEGORY_SEPARATOR.join(path[: i + 1]) for i in range(len(path))]
-
-
-def product_lookup(
-    products: Iterable[Mapping[str, Any]],
-    categories: Iterable[Mapping[str, Any]] = (),
-    *,
-    locale: str | None = None,
-) -> dict[str, ProductInfo]:
-    """ProductInfo by product id from raw Product documents and raw Categories (with
-    `ancestors[*]` expanded, or with the ancestors themselves among `categories`).
-
-    A document that does not parse only loses its enrichment: the order's events still go.
-    """
-    by_id: dict[str, Mapping[str, Any]] = {}
-    names: dict[str, LocalizedString] = {}
-    for doc in categories:
-        try:
-            category = _Category.model_validate(doc)
-        except ValidationError:
-            log.warning("category document unreadable; left out of Categories",
-                        ctCategoryId=str(doc.get("id")))
-            continue
-        by_id[category.id] = doc
-        names[category.id] = category.name
-        for ref in category.ancestors:
-            if ref.obj and ref.obj.get("name"):
-                names.setdefault(ref.id, ref.obj["name"])
-
-    lookup: dict[str, ProductInfo] = {}
-    for doc in products:
-        try:
-            product = _Product.model_validate(doc)
-        except ValidationError:
-            log.warning("product document unreadable; order items lack its categories",
-                        ctProductId=str(doc.get("id")))
-            continue
-        current = product.master_data.current
-        paths: list[str] = []
-        for ref in current.categories:
-            found = by_id.get(ref.id) or ref.obj
-            if found is None:
-                continue
-            try:
-                paths.extend(category_breadcrumbs(found, names, locale))
-            except ValidationError:
-                continue
-        lookup[product.id] = ProductInfo(
-            categories=tuple(dict.fromkeys(paths)),
-            slug=localized(current.slug, locale),
-            key=product.key,
-            slugs=dict(current.slug),
-            attributes=tuple(current.attributes),
-        )
-    return lookup
-
-
-def product_url(
-    template: str | None, *, slug: str | None, product_id: str | None, sku: str | None,
-    key: str | None = None,
-) -> str | None:
-    """PRODUCT_URL_TEMPLATE filled from a line item, in the catalog's syntax (`{slug}` `{id}`
-    `{key}` `{sku}`, `{{productSlug}}` accepted, `{{` a literal brace; see mapping.catalog), so
-    order events link to the same page as the catalog item. None when the template needs a value
-    the item lacks (the product was deleted, say): a URL with a hole in it is worse than none.
-    """
-    if not template:
-        return None
-    values = {"slug": slug, "id": product_id, "key": key, "sku": sku}
-    try:
-        template, used = _url_template(template)
-        if any(not values.get(name) for name in used):
-            return None
-        return template.format(**{n: quote(values[n] or "", safe="") for n in used})
-    except (ValueError, KeyError, IndexError):  # the settings validator rejects these first
-        return None
-
-
-@lru_cache(maxsize=16)
-def _url_template(template: str) -> tuple[str, frozenset[str]]:
-    """The template in `str.format` syntax and the field names it uses (parsed once: every
-    line item of every event fills it)."""
-    template = template.replace("{{productSlug}}", "{slug}")
-    used = frozenset(name for _, name, _, _ in string.Formatter().parse(template)
-                     if name is not None)
-    return template, used
 
 
 # ---- building blocks ------------------------------------------------------------------------
@@ -551,151 +372,6 @@ def order_properties(
     # The Klaviyo structure is the contract flows rely on: a selected raw field never replaces it.
     extra = {k: v for k, v in selected_order_fields(order, config).items() if k not in generated}
     return {**generated, **extra}
-
-
-# ---- Klaviyo limits -------------------------------------------------------------------------
-
-
-# The size *bounds* below only decide whether the exact size must be measured (`_size`): a
-# larger bound just measures more often, so mutants that raise it are equivalent; they are kept
-# out of mutation testing (`no mutate`), and the tests pin the limits on the results instead.
-# pragma: no mutate start
-_SHORT_STRING = MAX_STRING_BYTES // 4  # UTF-8 needs at most 4 bytes a character: these fit
-_SMALL_INT = 10**18
-
-
-def _key_bound(key: Any) -> float:
-    """The most bytes `json.dumps` writes for a dict key with its colon and comma (infinite
-    when that is not cheap to tell: a key json.dumps refuses must reach `_size`)."""
-    kind = type(key)
-    if kind is str:
-        return 12 * len(key) + 4
-    if key is None or kind is bool or kind is float or (
-            kind is int and -_SMALL_INT < key < _SMALL_INT):
-        return 30
-    return math.inf
-
-
-def _scalar_bound(value: Any) -> float:
-    kind = type(value)
-    if value is None or kind is bool or kind is float or (
-            kind is int and -_SMALL_INT < value < _SMALL_INT):
-        return 25
-    return math.inf  # serialised with `default=str` (or a subclass): only `_size` can tell
-
-
-def _plain(value: Any) -> float | None:
-    """The JSON size bound of a value that no limit can change (a short string, a number, a
-    boolean, null); None for anything else."""
-    kind = type(value)
-    if kind is str:
-        return 12 * len(value) + 2 if len(value) <= _SHORT_STRING else None
-    if value is None or kind is bool or kind is float or (
-            kind is int and -_SMALL_INT < value < _SMALL_INT):
-        return 25
-    return None
-
-
-# pragma: no mutate end
-
-
-def _limit_value(value: Any, depth: int, counter: list[int], bound: list[float]) -> Any:
-    """`value` cut to Klaviyo's string, array and nesting limits; `depth` is its container's.
-
-    Adds what was cut to `counter[0]`, and to `bound[0]` at most the bytes `json.dumps` writes
-    for the result (ASCII: at most 12 per character, for an escaped surrogate pair).
-    """
-    if isinstance(value, str):
-        if len(value) > _SHORT_STRING:
-            encoded = value.encode()
-            if len(encoded) > MAX_STRING_BYTES:
-                counter[0] += 1
-                value = encoded[:MAX_STRING_BYTES].decode(errors="ignore")
-        bound[0] += 12 * len(value) + 2  # pragma: no mutate
-        return value
-    if isinstance(value, (dict, list)) and depth >= MAX_DEPTH:
-        counter[0] += 1
-        return None
-    if isinstance(value, dict):
-        out = {}
-        size = 2.0  # pragma: no mutate
-        for key, inner in value.items():
-            plain = _plain(inner)
-            if plain is not None:  # kept as it is, no call needed
-                size += plain  # pragma: no mutate
-                limited = inner
-            else:
-                limited = _limit_value(inner, depth + 1, counter, bound)
-                if limited is None and inner is not None:
-                    continue
-            out[key] = limited
-            size += 12 * len(key) + 4 if type(key) is str else _key_bound(key)  # pragma: no mutate
-        bound[0] += size  # pragma: no mutate
-        return out
-    if isinstance(value, list):
-        if len(value) > MAX_ARRAY_ITEMS:
-            counter[0] += len(value) - MAX_ARRAY_ITEMS
-            value = value[:MAX_ARRAY_ITEMS]
-        out_list = []
-        size = 2.0  # pragma: no mutate
-        for inner in value:
-            plain = _plain(inner)
-            if plain is not None:
-                size += plain + 1  # pragma: no mutate
-                out_list.append(inner)
-                continue
-            limited = _limit_value(inner, depth + 1, counter, bound)
-            if limited is not None or inner is None:
-                out_list.append(limited)
-                size += 1  # pragma: no mutate
-        bound[0] += size  # pragma: no mutate
-        return out_list
-    bound[0] += _scalar_bound(value)  # pragma: no mutate
-    return value
-
-
-def _size(properties: Mapping[str, Any]) -> int:
-    return len(json.dumps(properties, separators=(",", ":"), default=str).encode())
-
-
-def limit_properties(properties: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
-    """Event properties within Klaviyo's limits, and how many things were cut to get there.
-
-    Deterministic and never failing: properties beyond MAX_PROPERTIES are dropped from the end
-    (selected raw fields come after the Klaviyo structure), strings are cut at 100 KB, arrays at
-    4000 entries, containers deeper than 10 levels are dropped; if the whole is still too large,
-    raw fields go first, then Items[] is shortened. (The exact size is measured only when an
-    upper bound gathered on the way does not already show the properties are small enough.)
-    """
-    counter = [0]
-    bound = [2.0]  # pragma: no mutate
-    keys = list(properties)
-    if len(keys) > MAX_PROPERTIES:
-        counter[0] += len(keys) - MAX_PROPERTIES
-        keys = keys[:MAX_PROPERTIES]
-    limited: dict[str, Any] = {}
-    for key in keys:
-        value = _limit_value(properties[key], 1, counter, bound)
-        if value is not None or properties[key] is None:
-            limited[key] = value
-            bound[0] += _key_bound(key)  # pragma: no mutate
-    while bound[0] > MAX_PROPERTIES_BYTES and _size(limited) > MAX_PROPERTIES_BYTES:
-        extra = [k for k in limited if k not in GENERATED_KEYS]
-        items = limited.get("Items")
-        if extra:
-            del limited[extra[-1]]
-            counter[0] += 1
-        elif isinstance(items, list) and items:
-            keep = len(items) * 3 // 4
-            counter[0] += len(items) - keep
-            limited["Items"] = items[:keep]
-        else:
-            others = [k for k in limited if k != "OrderId"]
-            if not others:
-                break
-            del limited[others[-1]]
-            counter[0] += 1
-    return limited, counter[0]
 
 
 def _event(

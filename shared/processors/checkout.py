@@ -20,7 +20,7 @@ from shared.mapping.checkout import (
     skip_reason,
     started_checkout_event,
 )
-from shared.mapping.orders import ProductLookup
+from shared.mapping.products import ProductLookup
 from shared.processors.base import Context, Processor, Trigger
 from shared.processors.orders import fetch_product_lookup
 

@@ -33,17 +33,15 @@ from shared.mapping.common import parse_time
 from shared.mapping.events import KlaviyoEvent, bulk_entries
 from shared.mapping.orders import (
     OrderMappingConfig,
-    ProductLookup,
     order_profile,
     placed_order_events,
     placed_order_wanted,
-    product_ids,
-    product_lookup,
     refund_event,
     state_change_event,
     state_metrics,
     successful_refunds,
 )
+from shared.mapping.products import ProductLookup, product_ids, product_lookup
 from shared.processors.base import Context, Processor, Trigger
 
 log = get_logger(__name__)

@@ -33,14 +33,8 @@ from shared.klaviyo import MAX_BULK_EVENTS, KlaviyoClient
 from shared.klaviyo.batches import EventRecord, RecordError, dedupe_events, send_events
 from shared.log import get_logger
 from shared.mapping.events import KlaviyoEvent
-from shared.mapping.orders import (
-    OrderMappingConfig,
-    ProductInfo,
-    expanded_payments,
-    order_events,
-    product_ids,
-    product_lookup,
-)
+from shared.mapping.orders import OrderMappingConfig, expanded_payments, order_events
+from shared.mapping.products import ProductInfo, product_ids, product_lookup
 
 log = get_logger("bulk.orders")
 
