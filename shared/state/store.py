@@ -32,6 +32,13 @@ class Txn(Protocol):
     def put_ids(self, job_id: str, ids: list[str]) -> None: ...
 
 
+def _release_lock(txn: Txn, lock: Lock | None, job_id: str) -> None:
+    """Free the kind's lock if `job_id` (which just ended) holds it."""
+    released = jobs.release(lock, job_id)
+    if released is not None:
+        txn.put_lock(released)
+
+
 class JobStore(ABC):
     """Jobs, their ids lists and the per-kind locks. Thread-safe."""
 
@@ -164,9 +171,7 @@ class JobStore(ABC):
                 saved = saved.model_copy(update={"lastSlot": last_slot})
             txn.put_job(saved)
             if not saved.live:
-                released = jobs.release(lock, job_id)
-                if released is not None:
-                    txn.put_lock(released)
+                _release_lock(txn, lock, job_id)
             elif lock is not None and lock.jobId == job_id and lock.held:
                 txn.put_lock(jobs.renew(lock, now=now, lease=lease, holder=worker))
             return saved
@@ -196,9 +201,7 @@ class JobStore(ABC):
                     reason=f"batch {seq} failed {attempts} times", error_code=error_code,
                 )
                 txn.put_job(ended)
-                released = jobs.release(lock, job_id)
-                if released is not None:
-                    txn.put_lock(released)
+                _release_lock(txn, lock, job_id)
                 return ended
             retried = job.model_copy(update={
                 "attempts": attempts, "errorCode": error_code, "updatedAt": now,
@@ -227,9 +230,7 @@ class JobStore(ABC):
                 return None
             ended = jobs.finish(job, status, now=now, reason=reason, error_code=error_code)
             txn.put_job(ended)
-            released = jobs.release(lock, job_id)
-            if released is not None:
-                txn.put_lock(released)
+            _release_lock(txn, lock, job_id)
             return ended
 
         return self.run(fn)
@@ -253,9 +254,7 @@ class JobStore(ABC):
                                       reason="stopped on request")
                 stopped = stopped.model_copy(update={"stoppedBy": by})
                 txn.put_job(stopped)
-                released = jobs.release(lock, job.id)
-                if released is not None:
-                    txn.put_lock(released)
+                _release_lock(txn, lock, job.id)
                 return stopped
             if job.status == JobStatus.STOPPING:
                 return job
@@ -316,9 +315,7 @@ class JobStore(ABC):
                                 reason=reason if reason is not None else job.reason,
                                 error_code=code)
             txn.put_job(ended)
-            released = jobs.release(lock, job_id)
-            if released is not None:
-                txn.put_lock(released)
+            _release_lock(txn, lock, job_id)
             return ended
 
         return self.run(fn)
