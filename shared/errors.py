@@ -20,8 +20,9 @@ TERMINAL_STATUSES = frozenset({400, 404, 409, 413, 415, 422})
 # The credentials or their scopes are refused: a configuration outage, never a bad record.
 AUTH_STATUSES = frozenset({401, 403})
 # OAuth error codes of commercetools' token endpoint that mean the same, whatever the status
-# (it answers `400 invalid_scope` for a scope the API client lacks).
-AUTH_ERROR_CODES = frozenset({"invalid_client", "invalid_scope", "unauthorized_client"})
+# (it answers `400 invalid_scope` for a scope the API client lacks; RFC 6749 §5.2 lists the rest).
+AUTH_ERROR_CODES = frozenset({"invalid_client", "invalid_scope", "unauthorized_client",
+                              "invalid_grant", "access_denied"})
 
 
 def is_terminal(status: int | None, code: str | None = None) -> bool:

@@ -46,6 +46,8 @@ CLASSIFICATION = [
     (400, None, "invalid_scope", True),  # commercetools token endpoint: the scope is refused
     (400, None, "invalid_client", True),
     (400, None, "unauthorized_client", True),
+    (400, None, "invalid_grant", True),  # a refused grant is a settings outage, never a record
+    (400, None, "access_denied", True),
     (401, None, "not_authenticated", True),
     (401, None, "invalid_client", True),
     (402, None, None, True),
@@ -79,7 +81,8 @@ def test_classification_table(
     error = cls("x", status=status, code=code, retryable=explicit)
     assert error.retryable is retryable
     auth = status in (401, 403) or code in ("invalid_client", "invalid_scope",
-                                            "unauthorized_client")
+                                            "unauthorized_client", "invalid_grant",
+                                            "access_denied")
     assert error.auth_failure is auth
     assert (auth_failure_of(error) is error) is auth
 

@@ -52,11 +52,6 @@ Timeout = tuple[float, float]
 # leaves with a token that dies in flight.
 TOKEN_EXPIRY_MARGIN_SECONDS = 60.0
 
-# OAuth error codes that mean the credentials or scopes themselves are wrong (RFC 6749 §5.2):
-# asking again cannot help until the configuration is fixed.
-_REFUSED = frozenset({"invalid_client", "invalid_scope", "unauthorized_client", "invalid_grant",
-                      "access_denied"})
-
 
 class CredentialsRefused(CommercetoolsError, ConfigError):
     """The token endpoint refused the API client's id, secret or scopes.
@@ -110,7 +105,7 @@ def error_from(response: requests.Response, what: str) -> CommercetoolsError:
 
 def _token_error(response: requests.Response) -> CommercetoolsError:
     error = error_from(response, "token")
-    if error.status in (401, 403) or error.code in _REFUSED:
+    if error.auth_failure:
         return CredentialsRefused(
             f"commercetools refused the API client (HTTP {error.status}"
             + (f" {error.code}" if error.code else "")
