@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 import uuid
@@ -439,8 +440,14 @@ def test_unreachable_api_is_retried_until_the_deadline() -> None:
                                  max_attempts=10_000)  # no I/O yet
     with pytest.raises(DeadlineExceeded) as info:
         client.get_customer("c1", deadline=Deadline.after(0.5))
-    assert isinstance(info.value.__cause__, CommercetoolsError)
-    assert info.value.__cause__.status is None
+    # Retried: more than one attempt before the deadline. The last one either failed to connect
+    # or, on a loaded machine, found the deadline already too close to start.
+    attempts = re.search(r"after (\d+) attempt", str(info.value))
+    assert attempts is not None and int(attempts.group(1)) >= 2
+    cause = info.value.__cause__
+    assert isinstance(cause, (CommercetoolsError, DeadlineExceeded))
+    if isinstance(cause, CommercetoolsError):
+        assert cause.status is None
 
 
 def test_from_settings(ct: FakeCommercetools, ct_env: dict[str, str],
