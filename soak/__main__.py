@@ -34,15 +34,52 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--auth-outage", type=float, nargs=2, default=(0.0, 0.0),
                         metavar=("AT", "SECONDS"),
                         help="realtime: Klaviyo refuses the key (401) from AT s for SECONDS s")
+    parser.add_argument("--peak", type=float, nargs=2, default=(0.0, 0.0),
+                        metavar=("RATE", "SECONDS"),
+                        help="realtime: publish RATE messages/s for SECONDS s (instead of "
+                             "--messages at once) against a Klaviyo account with scaled limits")
+    parser.add_argument("--limit-scale", type=float, default=None,
+                        help="realtime: Klaviyo's per-account limits x this, enforced by the "
+                             "fake across all instances and given to each instance's limiter "
+                             "(default 0.1 with --peak, else none)")
+    parser.add_argument("--instances", type=int, default=None,
+                        help="realtime: function processes, each with its own limiter "
+                             "(default 3 with --peak, else 1)")
+    parser.add_argument("--concurrency", type=int, default=4,
+                        help="realtime: requests at once per instance (deploy: 4; pusher only)")
+    parser.add_argument("--transport", choices=("push", "pusher"), default=None,
+                        help="realtime: the emulator's push subscriptions, or soak/pusher.py "
+                             "(Pub/Sub's retry policy over pull; default with --peak or "
+                             "--auth-outage)")
+    parser.add_argument("--max-delivery-attempts", type=int, default=None,
+                        help="realtime, pusher: deliveries before dead-lettering (deploy: 100; "
+                             "default 5 with --auth-outage, so the replay path is exercised)")
+    parser.add_argument("--backoff", type=float, nargs=2, default=None, metavar=("MIN", "MAX"),
+                        help="realtime, pusher: the retry policy's backoff in seconds "
+                             "(deploy: 10 600)")
     args = parser.parse_args(argv)
 
     if args.kind == "realtime":
         from soak.realtime import RealtimeConfig, run_realtime
 
-        report = run_realtime(RealtimeConfig(
+        peak = args.peak[0] > 0
+        outage = args.auth_outage[1] > 0
+        config = RealtimeConfig(
             messages=args.messages or 2000, seed=args.seed, shards=args.shards,
             drain_timeout=args.timeout, workdir=args.workdir,
-            auth_outage_at=args.auth_outage[0], auth_outage_seconds=args.auth_outage[1]))
+            auth_outage_at=args.auth_outage[0], auth_outage_seconds=args.auth_outage[1],
+            peak_rate=args.peak[0], peak_seconds=args.peak[1],
+            limit_scale=args.limit_scale if args.limit_scale is not None else
+            (0.1 if peak else 0.0),
+            instances=args.instances or (3 if peak else 1), concurrency=args.concurrency,
+            transport=args.transport)
+        if args.max_delivery_attempts is not None:
+            config.max_delivery_attempts = args.max_delivery_attempts
+        elif outage and not peak:
+            config.max_delivery_attempts = 5
+        if args.backoff is not None:
+            config.backoff = (args.backoff[0], args.backoff[1])
+        report = run_realtime(config)
     else:
         from soak.bulk import BulkConfig, run_bulk
 

@@ -54,9 +54,21 @@ def slow_fakes(seed: int) -> tuple[Any, Any]:
 
     class SlowKlaviyo(FakeKlaviyo):
         latency = klaviyo_latency
+        # soak.limits.AccountLimits: the account's rate limits across every caller (None: none)
+        account_limits: Any = None
 
         def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
             klaviyo_latency.pause()  # before the write takes effect
+            limits = self.account_limits
+            if limits is not None:
+                retry_after = limits.admit(environ.get("REQUEST_METHOD", "GET"),
+                                           environ.get("PATH_INFO", "/"))
+                if retry_after is not None:
+                    from soak.limits import throttled_answer
+
+                    status, headers, body = throttled_answer(retry_after)
+                    start_response(status, headers)
+                    return [body]
             return super().__call__(environ, start_response)
 
     return SlowKlaviyo(), SlowCommercetools()

@@ -27,6 +27,7 @@ dead-letter wiring works (its message must arrive in the dead-letter topic).
 from __future__ import annotations
 
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -38,7 +39,9 @@ from pathlib import Path
 from typing import Any
 
 from soak.common import (
+    MAX_DELIVERY_ATTEMPTS,
     MIN_BACKOFF_SECONDS,
+    PROJECT,
     ROOT,
     RecordReader,
     Served,
@@ -54,6 +57,8 @@ from soak.common import (
 )
 from soak.edits import LiveEdits
 from soak.expected import KlaviyoState, compare, expected_state, klaviyo_state
+from soak.limits import AccountLimits, scaled_limits
+from soak.pusher import Pusher
 from soak.world import RESOURCES, World, build_world
 
 REALTIME_SOURCE = str(ROOT / "realtime" / "main.py")
@@ -88,6 +93,40 @@ class RealtimeConfig:
     ct_latency: tuple[float, float] = (0.0, 0.1)
     klaviyo_latency: tuple[float, float] = (0.0, 0.08)
     latency_spike: tuple[float, float, float] = (0.05, 0.4, 1.5)  # probability, seconds low, high
+    # -- delivery transport -------------------------------------------------------------------
+    # "push": the emulator's push subscriptions (deploy's policy). "pusher": soak/pusher.py,
+    # Pub/Sub's documented push retry policy over the emulator's pull subscriptions, to
+    # `instances` function processes with `concurrency` requests each. None: "pusher" for a peak
+    # or an auth outage (the emulator's push loop loses messages refused together, see there).
+    transport: str | None = None
+    instances: int = 1
+    concurrency: int = 4  # per instance (deploy: --concurrency=4)
+    max_delivery_attempts: int = MAX_DELIVERY_ATTEMPTS  # pusher only (push: deploy's 100)
+    backoff: tuple[float, float] = (MIN_BACKOFF_SECONDS, 600.0)  # pusher: retry policy, seconds
+    # -- peak phase ---------------------------------------------------------------------------
+    # Deliveries published at `peak_rate` per second for `peak_seconds` (instead of all at once),
+    # against a Klaviyo account whose limits are Klaviyo's × `limit_scale` (the fake enforces them
+    # across all instances and answers 429 with Retry-After; each instance's limiter has the same
+    # scaled table). limit_scale 0: no account limits.
+    peak_rate: float = 0.0
+    peak_seconds: float = 0.0
+    limit_scale: float = 0.0
+    # Dead letters are replayed with `python -m deploy.deadletters replay --all` once the auth
+    # outage is over (None: when there is an outage window). Replayed messages count as written
+    # only if the replay acknowledged them; the end check then compares Klaviyo as always.
+    replay_dead_letters: bool | None = None
+
+    @property
+    def uses_pusher(self) -> bool:
+        if self.transport is not None:
+            return self.transport == "pusher"
+        return self.peak_rate > 0 or self.auth_outage_seconds > 0
+
+    @property
+    def replays(self) -> bool:
+        if self.replay_dead_letters is not None:
+            return self.replay_dead_letters
+        return self.auth_outage_seconds > 0
 
 
 @dataclass
@@ -137,7 +176,10 @@ def run_realtime(config: RealtimeConfig, *, pubsub_host: str | None = None,
     from tests.fakes.chaos import CT_MIX, KLAVIYO_MIX, RandomFaults
 
     say = progress or (lambda text: print(text, file=sys.stderr, flush=True))
-    world = build_world(config.messages, config.seed)
+    messages = config.messages
+    if config.peak_rate > 0:
+        messages = max(50, round(config.peak_rate * config.peak_seconds))
+    world = build_world(messages, config.seed)
     klaviyo, ct = slow_fakes(config.seed)  # no latency while seeding
     klaviyo.start()
     ct.start()
@@ -172,20 +214,44 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
     from google.cloud import pubsub_v1
 
     env = {**env, "PUBSUB_EMULATOR_HOST": pubsub}
-    server = Served("handle_ct_message", REALTIME_SOURCE, env, workdir, "realtime")
+    extra: list[str] = []
+    if config.limit_scale:
+        extra = ["--klaviyo-limit-scale", str(config.limit_scale)]
+        klaviyo.account_limits = AccountLimits(scaled_limits(config.limit_scale))
+    if config.uses_pusher:  # each instance serves `concurrency` requests at once, as Cloud Run
+        env = {**env, "THREADS": str(config.concurrency)}
+    servers = [Served("handle_ct_message", REALTIME_SOURCE, env, workdir,
+                      "realtime" if n == 0 else f"realtime-{n}", *extra)
+               for n in range(max(1, config.instances))]
     topics = Topics(pubsub_v1.PublisherClient(), pubsub_v1.SubscriberClient())
+    pusher: Pusher | None = None
     problems: list[str] = []
+    replayed: dict[str, float] = {}  # soak tag -> when `deploy.deadletters replay` acked it
+    replay_runs: list[dict[str, Any]] = []
     try:
-        server.start()
+        for server in servers:
+            server.start()
         dead_letter = topics.topic("soak-dead-letter")
         dead_sub = topics.pull_subscription(dead_letter)
-        endpoint = f"http://127.0.0.1:{server.port}/"
+        # What `deploy.deadletters replay` reads (deploy.sh: the dead-letter topic's own pull
+        # subscription); dead_sub above only counts, each subscription gets every dead letter.
+        replay_sub = topics.pull_subscription(dead_letter) if config.replays else None
+        endpoints = [f"http://127.0.0.1:{server.port}/" for server in servers]
         shards = [topics.topic("soak-ct-messages") for _ in range(config.shards)]
         # The live edits' deliveries have topics of their own, so they are not queued behind
         # the world's backlog: a burst's deliveries overlap in the function's workers.
         edit_shards = [topics.topic("soak-ct-edits") for _ in range(max(2, config.shards // 2))]
-        for topic in shards + edit_shards:
-            topics.push(topic, endpoint, dead_letter)
+        if config.uses_pusher:
+            pusher = Pusher(topics.subscriber, endpoints, dead_letter,
+                            concurrency=config.concurrency,
+                            max_attempts=config.max_delivery_attempts,
+                            min_backoff=config.backoff[0], max_backoff=config.backoff[1])
+            for topic in shards + edit_shards:
+                pusher.subscribe(topic)
+            pusher.start()
+        else:
+            for n, topic in enumerate(shards + edit_shards):
+                topics.push(topic, endpoints[n % len(endpoints)], dead_letter)
         probe_topic = None
         if config.dlq_probe:  # an endpoint that refuses connections: dead-lettered after 5
             probe_topic = topics.topic("soak-dlq-probe")
@@ -205,11 +271,13 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         futures = []
         publish_lock = threading.Lock()
         labels = {str(i): d.label for i, d in enumerate(world.deliveries)}
+        published_at: dict[str, float] = {}
 
         def publish_edit(delivery: Any) -> None:
             with publish_lock:
                 tag = f"e{len(labels)}"
                 labels[tag] = delivery.label
+                published_at[tag] = time.time()
                 futures.append(topics.publisher.publish(edit_shards[len(labels) % len(edit_shards)],
                                                         delivery.data, soak=tag))
 
@@ -218,9 +286,15 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         edits = LiveEdits(world, ct, config.seed, bursts=bursts)
         edits.start(publish_edit)
         for i, delivery in enumerate(world.deliveries):
+            if config.peak_rate > 0:  # the peak: arrivals at a steady rate, not all at once
+                due = started + i / config.peak_rate
+                if due > time.time():
+                    time.sleep(due - time.time())
             with publish_lock:
+                published_at[str(i)] = time.time()
                 futures.append(topics.publisher.publish(shards[i % len(shards)],
                                                         delivery.data, soak=str(i)))
+        peak_end = time.time()
         if probe_topic:
             futures.append(topics.publisher.publish(probe_topic, b"{}", soak="probe"))
         edits.done.wait(config.drain_timeout)
@@ -231,13 +305,15 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         published = time.time()
         say(f"published {len(futures)} messages in {published - started:.1f} s")
 
-        record = RecordReader(server.record)
+        record = Records([RecordReader(server.record) for server in servers])
         real_key = klaviyo.api_key
         outage = (started + config.auth_outage_at,
                   started + config.auth_outage_at + config.auth_outage_seconds)
         outage_state = "before" if config.auth_outage_seconds > 0 else "none"
         acked: set[str] = set()
         dead: dict[str, int] = {}
+        dead_ids: dict[str, str] = {}  # dead-letter message id -> soak tag
+        last_replay = 0.0
         wanted = {str(i) for i in range(len(world.deliveries))}
         limit = time.monotonic() + config.drain_timeout
         last_report, last_dlq = 0.0, 0.0
@@ -263,8 +339,21 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
                         probe_dead = True
                     else:
                         dead[tag] = dead.get(tag, 0) + 1
+                        dead_ids[message.message.message_id] = tag
+            if (replay_sub is not None and outage_state in ("none", "after")
+                    and set(dead) - set(replayed) - acked and now - last_replay > 5):
+                # The key is fixed: the operator replays what was dead-lettered meanwhile.
+                run = _replay(replay_sub, env, pubsub, workdir, len(replay_runs))
+                replay_runs.append(run)
+                for message_id in run["acknowledged"]:
+                    if message_id in dead_ids:
+                        replayed.setdefault(dead_ids[message_id], time.time())
+                say(f"  {time.time() - started:5.0f} s: deploy.deadletters replay: "
+                    f"{len(run['acknowledged'])} acknowledged, {run['kept']} kept")
+                last_replay = time.monotonic()
             wanted = set(labels) - {"probe"}
-            if (wanted <= acked | set(dead) and (probe_dead or not probe_topic)
+            done = acked | set(replayed) if replay_sub is not None else acked | set(dead)
+            if (wanted <= done and (probe_dead or not probe_topic)
                     and outage_state in ("none", "after")):
                 break
             if now - last_report > 10:
@@ -275,10 +364,11 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
             time.sleep(0.25)
         drained_at = max((r["end"] for r in record.rows if 200 <= r["status"] < 300),
                          default=time.time())
-        drained = wanted <= acked | set(dead)
-        if not drained:
+        done = acked | set(replayed) if replay_sub is not None else acked | set(dead)
+        if not wanted <= done:
             problems.append(f"not drained after {config.drain_timeout:.0f} s: "
-                            f"{len(wanted - acked - set(dead))} messages never acknowledged")
+                            f"{len(wanted - done)} messages never acknowledged"
+                            + (" or replayed" if replay_sub is not None else ""))
         if edits.error is not None:
             problems.append(f"the live edits failed: {edits.error!r}")
         if probe_topic and not probe_dead:
@@ -288,11 +378,16 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         klaviyo.random_faults = ct.random_faults = None
         klaviyo.latency.seconds = ct.latency.seconds = (0.0, 0.0)
         klaviyo.latency.spike = ct.latency.spike = (0.0, 0.0, 0.0)
+        if pusher is not None:
+            pusher.stop()
         topics.stop_pushing()
         time.sleep(0.5)
         record.poll()
     finally:
-        server.stop()
+        if pusher is not None:
+            pusher.stop()
+        for server in servers:
+            server.stop()
         topics.close()
 
     # -- figures -------------------------------------------------------------------------------
@@ -314,7 +409,10 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
     refused_401 = sum(1 for r in klaviyo.requests if r.status == 401)
     in_outage = {t for t, rows in by_tag.items()
                  if any(outage[0] <= r["start"] < outage[1] for r in rows)}
-    outage_lost = sorted(t for t in in_outage if t not in acked and t not in dead)
+    # Lost: neither acknowledged by the function nor replayed (without replay, a dead letter is
+    # at least kept, and reported below as a problem of its own).
+    outage_lost = sorted(t for t in in_outage if t not in acked and t not in replayed
+                         and (replay_sub is not None or t not in dead))
     if config.auth_outage_seconds > 0 and refused_401 == 0:
         problems.append("the auth outage window refused nothing")
     if outage_lost:
@@ -326,9 +424,16 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
     if malformed_bad:
         problems.append(f"{len(malformed_bad)} malformed messages not acknowledged at their "
                         "first delivery")
-    if dead:
-        problems.append(f"{len(dead)} well-formed messages dead-lettered: "
-                        f"{sorted({labels.get(t, t) for t in dead})[:10]}")
+    # With replay, a dead letter of the outage window is the documented way back (§8); anything
+    # else dead-lettered (e.g. by 429s alone during a peak) is a problem, replayed or not.
+    unexplained_dead = {t for t in dead if not (replay_sub is not None and t in in_outage)}
+    not_replayed = {t for t in dead if replay_sub is not None and t not in replayed
+                    and t not in acked}
+    if not_replayed:
+        problems.append(f"{len(not_replayed)} dead letters never replayed")
+    if unexplained_dead:
+        problems.append(f"{len(unexplained_dead)} well-formed messages dead-lettered: "
+                        f"{sorted({labels.get(t, t) for t in unexplained_dead})[:10]}")
 
     expected = expected_state(reader, settings)
     actual, duplicates = klaviyo_state(klaviyo)
@@ -343,7 +448,21 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
     if off_spec:
         problems.append(f"{len(off_spec)} requests Klaviyo's OpenAPI document refuses, e.g. "
                         f"{off_spec[0].method} {off_spec[0].path}: {off_spec[0].violations[0]}")
-    logs = log_counts(server.log_path, LOG_MESSAGES)
+    logs: Counter[str] = Counter()
+    for server in servers:
+        logs.update(log_counts(server.log_path, LOG_MESSAGES))
+    logs = Counter({k: logs[k] for k in LOG_MESSAGES})
+    # Lag: from publishing to the end of the delivery that was acknowledged (the Klaviyo writes
+    # happened before the function answered), or to the replay that acknowledged it.
+    lags = []
+    for tag, rows in by_tag.items():
+        ok = [r["end"] for r in rows if 200 <= r["status"] < 300]
+        if tag in published_at and ok:
+            lags.append(min(ok) - published_at[tag])
+    replay_lags = [replayed[t] - published_at[t] for t in replayed
+                   if t in published_at and t not in acked]
+    account = klaviyo.account_limits
+    throttled_429 = dict(account.refused) if account is not None else {}
     event_posts = len(klaviyo.requests_to("POST", "/api/events"))
     event_bulk_posts = len(klaviyo.requests_to("POST", "/api/event-bulk-create-jobs"))
 
@@ -375,7 +494,25 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         "auth_outage": {"seconds": config.auth_outage_seconds, "klaviyo_401": refused_401,
                         "messages_delivered_in_window": len(in_outage),
                         "of_those_acknowledged": len(in_outage & acked),
-                        "of_those_dead_lettered": len(in_outage & set(dead))},
+                        "of_those_dead_lettered": len(in_outage & set(dead)),
+                        "of_those_replayed": len(in_outage & set(replayed)),
+                        "lost": len(outage_lost)},
+        "transport": "pusher" if config.uses_pusher else "push",
+        "instances": len(servers), "concurrency": config.concurrency,
+        "max_delivery_attempts": (config.max_delivery_attempts if config.uses_pusher
+                                  else MAX_DELIVERY_ATTEMPTS),
+        "backoff_s": list(config.backoff) if config.uses_pusher else [MIN_BACKOFF_SECONDS, 600],
+        "peak": {"rate": config.peak_rate, "seconds": config.peak_seconds,
+                 "limit_scale": config.limit_scale,
+                 "published_s": round(peak_end - started, 1),
+                 "drained_after_peak_s": round(drained_at - peak_end, 1),
+                 "throughput_per_s": round(len(acked) / max(0.1, drained_at - started), 2),
+                 "klaviyo_429_account_limit": throttled_429,
+                 "klaviyo_admitted": dict(account.admitted) if account is not None else {}},
+        "lag_s": _percentiles(lags),
+        "replay": {"runs": len(replay_runs), "replayed": len(replayed),
+                   "lag_s": _percentiles(replay_lags),
+                   "kept": [r["kept"] for r in replay_runs]},
     }
     lines = [
         f"realtime soak  seed {config.seed}  shards {config.shards}  "
@@ -411,9 +548,76 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         f"  auth outage     {config.auth_outage_seconds:g} s: {refused_401} Klaviyo 401s; "
         f"{len(in_outage)} messages delivered in the window, {len(in_outage & acked)} of them "
         f"acknowledged later, {len(in_outage & set(dead))} dead-lettered",
-        f"  mismatches      {comparison.summary()}",
+        f"  transport       {figures['transport']}: {len(servers)} instance(s) x "
+        f"{config.concurrency if config.uses_pusher else 'gunicorn default'} concurrent, "
+        f"{figures['max_delivery_attempts']} delivery attempts, backoff "
+        f"{figures['backoff_s'][0]:g}-{figures['backoff_s'][1]:g} s",
+        f"  lag             publish -> acknowledged (written): {_fmt_lag(lags)}",
     ]
+    if config.peak_rate > 0 or config.limit_scale:
+        peak = figures["peak"]
+        lines.append(
+            f"  peak            {config.peak_rate:g}/s for {config.peak_seconds:g} s "
+            f"(published in {peak['published_s']} s); Klaviyo limits x{config.limit_scale:g} "
+            f"per account; {sum(throttled_429.values())} answered 429 by the account limit "
+            f"{dict(sorted(throttled_429.items()))}; drained {peak['drained_after_peak_s']} s "
+            f"after the peak; {peak['throughput_per_s']} messages/s overall")
+    if replay_sub is not None:
+        lines.append(
+            f"  dead-letter replay  {len(replay_runs)} run(s) of deploy.deadletters replay "
+            f"--all: {len(replayed)} replayed and acknowledged; lag {_fmt_lag(replay_lags)}")
+    lines.append(f"  mismatches      {comparison.summary()}")
     return Report(not problems, figures, lines, problems)
+
+
+class Records:
+    """The delivery records of every instance, as one."""
+
+    def __init__(self, readers: list[RecordReader]) -> None:
+        self.readers = readers
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return [row for reader in self.readers for row in reader.rows]
+
+    def poll(self) -> list[dict[str, Any]]:
+        return [row for reader in self.readers for row in reader.poll()]
+
+
+def _replay(subscription: str, env: dict[str, str], pubsub: str, workdir: Path,
+            n: int) -> dict[str, Any]:
+    """`python -m deploy.deadletters replay --all` as an operator runs it, with the function's
+    settings; returns the dead-letter message ids it acknowledged and how many it kept."""
+    log = workdir / f"replay-{n}.log"
+    with open(log, "wb") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "deploy.deadletters", "replay", "--all",
+             "--subscription", subscription, "--wait", "2"],
+            cwd=ROOT, env={**env, "PUBSUB_EMULATOR_HOST": pubsub, "GOOGLE_CLOUD_PROJECT": PROJECT},
+            stdout=out, stderr=subprocess.STDOUT, timeout=300, check=False)
+    text = log.read_text(encoding="utf-8", errors="replace")
+    acknowledged = [line.split()[1] for line in text.splitlines()
+                    if line.startswith("acknowledged ")]
+    kept = sum(1 for line in text.splitlines() if line.startswith("kept "))
+    return {"returncode": proc.returncode, "acknowledged": acknowledged, "kept": kept}
+
+
+def _percentiles(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 2)
+
+    return {"n": len(ordered), "p50": at(0.5), "p95": at(0.95), "max": round(ordered[-1], 2)}
+
+
+def _fmt_lag(values: list[float]) -> str:
+    p = _percentiles(values)
+    if p is None:
+        return "none"
+    return f"p50 {p['p50']} s, p95 {p['p95']} s, max {p['max']} s (n={p['n']})"
 
 
 def _spread(values: list[float]) -> dict[str, float] | None:

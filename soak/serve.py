@@ -12,6 +12,9 @@ For the bulk page worker, `--die-before-save P` makes the worker process exit (o
 clean-up: an instance killed) with probability P right before it saves a batch the exporter has
 already sent to Klaviyo, and `--die-before-publish P` right before it queues the next task (after
 the save). Gunicorn starts a new worker, Pub/Sub redelivers the task.
+
+For the realtime peak phase, `--klaviyo-limit-scale F` scales this process's Klaviyo limiter to
+the scaled-down account the Klaviyo fake enforces (soak/limits.py).
 """
 
 from __future__ import annotations
@@ -124,11 +127,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--order-events-batch", type=int, default=0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--deaths-log", default=None)
+    # The realtime peak phase: this instance's limiter gets Klaviyo's limits × the scale, as the
+    # Klaviyo fake's account limits do (soak/limits.py).
+    parser.add_argument("--klaviyo-limit-scale", type=float, default=0.0)
     args = parser.parse_args(argv)
 
     from functions_framework import create_app
     from functions_framework._http import create_server
 
+    if args.klaviyo_limit_scale:
+        from soak.limits import scale_process_limiter
+
+        scale_process_limiter(args.klaviyo_limit_scale)
     if args.customers_batch or args.order_events_batch:
         _scale_batches(args.customers_batch, args.order_events_batch)
     if args.die_before_save or args.die_before_publish:
