@@ -111,7 +111,7 @@ class RealtimeConfig:
     peak_rate: float = 0.0
     peak_seconds: float = 0.0
     limit_scale: float = 0.0
-    # Dead letters are replayed with `python -m deploy.deadletters replay --all` once the auth
+    # Dead letters are replayed with `python -m deploy.deadletters replay --ids` once the auth
     # outage is over (None: when there is an outage window). Replayed messages count as written
     # only if the replay acknowledged them; the end check then compares Klaviyo as always.
     replay_dead_letters: bool | None = None
@@ -268,6 +268,11 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
                                         mix=dict(CT_MIX))
 
         started = time.time()
+        real_key = klaviyo.api_key
+        outage = (started + config.auth_outage_at,
+                  started + config.auth_outage_at + config.auth_outage_seconds)
+        rotation = KeyRotation(klaviyo, outage, say, started) \
+            if config.auth_outage_seconds > 0 else None
         futures = []
         publish_lock = threading.Lock()
         labels = {str(i): d.label for i, d in enumerate(world.deliveries)}
@@ -306,10 +311,6 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
         say(f"published {len(futures)} messages in {published - started:.1f} s")
 
         record = Records([RecordReader(server.record) for server in servers])
-        real_key = klaviyo.api_key
-        outage = (started + config.auth_outage_at,
-                  started + config.auth_outage_at + config.auth_outage_seconds)
-        outage_state = "before" if config.auth_outage_seconds > 0 else "none"
         acked: set[str] = set()
         dead: dict[str, int] = {}
         dead_ids: dict[str, str] = {}  # dead-letter message id -> soak tag
@@ -322,14 +323,7 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
             for row in record.poll():
                 if row["soak"] is not None and 200 <= row["status"] < 300:
                     acked.add(row["soak"])
-            if outage_state == "before" and time.time() >= outage[0]:
-                klaviyo.api_key = "pk_rotated_meanwhile"  # the function's key is refused
-                outage_state = "during"
-                say(f"  {time.time() - started:5.0f} s: Klaviyo key rotated (401s begin)")
-            elif outage_state == "during" and time.time() >= outage[1]:
-                klaviyo.api_key = real_key
-                outage_state = "after"
-                say(f"  {time.time() - started:5.0f} s: Klaviyo key restored")
+            outage_state = rotation.state if rotation is not None else "none"
             now = time.monotonic()
             if now - last_dlq > 2:
                 last_dlq = now
@@ -340,10 +334,12 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
                     else:
                         dead[tag] = dead.get(tag, 0) + 1
                         dead_ids[message.message.message_id] = tag
-            if (replay_sub is not None and outage_state in ("none", "after")
-                    and set(dead) - set(replayed) - acked and now - last_replay > 5):
-                # The key is fixed: the operator replays what was dead-lettered meanwhile.
-                run = _replay(replay_sub, env, pubsub, workdir, len(replay_runs))
+            to_replay = sorted(m for m, t in dead_ids.items() if t not in replayed)
+            if (replay_sub is not None and outage_state in ("none", "after") and to_replay
+                    and now - last_replay > 5):
+                # The key is fixed: the operator lists the dead letters and replays them (by id:
+                # the dead-letter probe's message is no commercetools delivery, it stays).
+                run = _replay(replay_sub, to_replay, env, pubsub, workdir, len(replay_runs))
                 replay_runs.append(run)
                 for message_id in run["acknowledged"]:
                     if message_id in dead_ids:
@@ -373,6 +369,8 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
             problems.append(f"the live edits failed: {edits.error!r}")
         if probe_topic and not probe_dead:
             problems.append("the dead-letter probe never reached the dead-letter topic")
+        if rotation is not None:
+            rotation.stop()
         klaviyo.api_key = real_key
         klaviyo_faults, ct_faults = klaviyo.random_faults, ct.random_faults
         klaviyo.random_faults = ct.random_faults = None
@@ -565,9 +563,39 @@ def _run(config: RealtimeConfig, world: World, klaviyo: Any, ct: Any, env: dict[
     if replay_sub is not None:
         lines.append(
             f"  dead-letter replay  {len(replay_runs)} run(s) of deploy.deadletters replay "
-            f"--all: {len(replayed)} replayed and acknowledged; lag {_fmt_lag(replay_lags)}")
+            f"--ids: {len(replayed)} replayed and acknowledged; lag {_fmt_lag(replay_lags)}")
     lines.append(f"  mismatches      {comparison.summary()}")
     return Report(not problems, figures, lines, problems)
+
+
+class KeyRotation(threading.Thread):
+    """The function's Klaviyo key refused (401) from outage[0] to outage[1] (wall clock), then
+    restored: on its own timer, so the window falls where asked even while publishing."""
+
+    def __init__(self, klaviyo: Any, outage: tuple[float, float], say: Callable[[str], None],
+                 started: float) -> None:
+        super().__init__(daemon=True, name="soak-key-rotation")
+        self.klaviyo, self.outage, self.say, self.started = klaviyo, outage, say, started
+        self.real_key = klaviyo.api_key
+        self.state = "before"
+        self._stop_event = threading.Event()
+        self.start()
+
+    def run(self) -> None:
+        if self._stop_event.wait(max(0.0, self.outage[0] - time.time())):
+            return
+        self.klaviyo.api_key = "pk_rotated_meanwhile"  # the function's key is refused
+        self.state = "during"
+        self.say(f"  {time.time() - self.started:5.0f} s: Klaviyo key rotated (401s begin)")
+        self._stop_event.wait(max(0.0, self.outage[1] - time.time()))
+        self.klaviyo.api_key = self.real_key
+        self.state = "after"
+        self.say(f"  {time.time() - self.started:5.0f} s: Klaviyo key restored")
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(5)
+        self.klaviyo.api_key = self.real_key
 
 
 class Records:
@@ -584,14 +612,15 @@ class Records:
         return [row for reader in self.readers for row in reader.poll()]
 
 
-def _replay(subscription: str, env: dict[str, str], pubsub: str, workdir: Path,
+def _replay(subscription: str, ids: list[str], env: dict[str, str], pubsub: str, workdir: Path,
             n: int) -> dict[str, Any]:
-    """`python -m deploy.deadletters replay --all` as an operator runs it, with the function's
-    settings; returns the dead-letter message ids it acknowledged and how many it kept."""
+    """`python -m deploy.deadletters replay --ids ...` as an operator runs it, with the
+    function's settings; returns the dead-letter message ids it acknowledged and how many it
+    kept."""
     log = workdir / f"replay-{n}.log"
     with open(log, "wb") as out:
         proc = subprocess.run(
-            [sys.executable, "-m", "deploy.deadletters", "replay", "--all",
+            [sys.executable, "-m", "deploy.deadletters", "replay", "--ids", *ids,
              "--subscription", subscription, "--wait", "2"],
             cwd=ROOT, env={**env, "PUBSUB_EMULATOR_HOST": pubsub, "GOOGLE_CLOUD_PROJECT": PROJECT},
             stdout=out, stderr=subprocess.STDOUT, timeout=300, check=False)
