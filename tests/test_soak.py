@@ -34,9 +34,8 @@ def own_pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
 @pytest.mark.emulator
 @pytest.mark.timeout(900)
 def test_realtime_soak(own_pubsub_emulator: str) -> None:
-    # The auth-outage window (`python -m soak realtime --auth-outage 5 10`) is not run here: on
-    # the Pub/Sub emulator, messages refused twice within the window were not pushed again
-    # within 10 minutes (the emulator's push loop; production Pub/Sub follows the retry policy).
+    # The auth-outage window and the peak phase run in tests/test_soak_peak.py, through
+    # soak/pusher.py: the emulator's push loop stops redelivering messages refused together.
     report = run_realtime(RealtimeConfig(messages=REALTIME_MESSAGES, seed=7, drain_timeout=600,
                                          live_edit_bursts=0, ct_latency=(0.0, 0.0),
                                          klaviyo_latency=(0.0, 0.0),
