@@ -22,6 +22,18 @@ them), so they never reach the dead-letter topic: the run checks that each was a
 first delivery, and that the dead-letter topic is empty, since anything there would be a
 well-formed message given up on. A probe subscription whose endpoint refuses connections shows the
 dead-letter wiring works (its message must arrive in the dead-letter topic).
+
+Two phases deliver through soak/pusher.py instead (Pub/Sub's push retry policy over the emulator's
+pull subscriptions; the emulator's push loop stops redelivering messages refused together), to
+`instances` function processes with `concurrency` requests each:
+- the peak (`peak_rate`, `peak_seconds`): arrivals at a steady rate against a Klaviyo account at
+  `limit_scale` of Klaviyo's limits (soak/limits.py), enforced by the fake across all instances,
+  each instance's limiter scaled the same. Reported: lag from publishing to the acknowledged
+  delivery, the account's 429s, redeliveries, dead letters (none allowed) and the drain rate.
+- the auth outage (`auth_outage_at`, `auth_outage_seconds`): the key is refused for a while;
+  a message of the window ends acknowledged after a redelivery, or dead-lettered and then
+  replayed with `python -m deploy.deadletters replay --ids ...` once the key is back. One that
+  ends neither way is lost, and a problem.
 """
 
 from __future__ import annotations
