@@ -1,10 +1,11 @@
 """One Pub/Sub delivery → decode → the processors it triggers → outcome.
 
 Returning normally acknowledges the message; raising makes Pub/Sub redeliver it. So: malformed
-input and definite statements about the record (`shared.errors.TERMINAL_STATUSES`) are logged and
-acknowledged; retryable failures, refused credentials and unexpected exceptions are raised once
-every matching processor has had its turn (each Klaviyo write is idempotent, so redelivery is
-safe), so the message is redelivered and finally dead-lettered, never lost.
+input and definite statements about the record (a resource that fails validation, an answer in
+`shared.errors.TERMINAL_STATUSES`) are logged and acknowledged; retryable failures, refused
+credentials and unexpected exceptions are raised once every matching processor has had its turn
+(each Klaviyo write is idempotent, so redelivery is safe), so the message is redelivered and
+finally dead-lettered, never lost.
 """
 
 from __future__ import annotations

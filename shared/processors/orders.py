@@ -1,9 +1,11 @@
 """Orders and refunds → Klaviyo order events (Placed Order, Ordered Product, Fulfilled/Cancelled
 Order, Refunded Order).
 
-Every handler reads the order (and payment) from commercetools by id instead of trusting the
+Every handler reads the order (and payment) as commercetools holds it now instead of trusting the
 delivery: deliveries are at-least-once, unordered and may omit the payload (`payloadNotIncluded`).
-The message is consulted only for *which* change happened (the new state, the transaction id).
+Orders are read by id (`read_current`); a refund's order is found by its payment, with the payment
+expanded, in one query. The message is consulted only for *which* change happened (the new
+state, the transaction id). The mapping configuration is built once, in `processors(settings)`.
 Every event carries a deterministic unique_id, so a redelivery after a partial failure re-sends
 what was already recorded and Klaviyo keeps one copy.
 
