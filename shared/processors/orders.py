@@ -265,7 +265,7 @@ def order_refunded(message: CtMessage, ctx: Context, *, config: OrderMappingConf
     order = Order.model_validate(found[0])  # found by the query: it exists
     document = next((ref.obj for ref in (order.payment_info.payments if order.payment_info
                                          else []) if ref.id == payment_id and ref.obj), None)
-    # No expanded payment: deleted between the query's match and its expansion.
+    # No expanded payment: the order still references it, but the payment was deleted.
     payment = validated("payments", payment_id, document, Payment, ctOrderId=order.id)
     if payment is None:
         return 0
