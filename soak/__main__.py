@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
     parser.add_argument("--auth-outage", type=float, nargs=2, default=(0.0, 0.0),
                         metavar=("AT", "SECONDS"),
-                        help="realtime: Klaviyo refuses the key (401) from AT s for SECONDS s")
+                        help="realtime: Klaviyo refuses the key (401) from AT s for SECONDS s; "
+                             "what is dead-lettered meanwhile is replayed with "
+                             "deploy.deadletters once the key is back")
     parser.add_argument("--peak", type=float, nargs=2, default=(0.0, 0.0),
                         metavar=("RATE", "SECONDS"),
                         help="realtime: publish RATE messages/s for SECONDS s (instead of "
