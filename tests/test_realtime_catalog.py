@@ -198,10 +198,12 @@ def test_category_created(realtime: Any, ct: Any, klaviyo: Any) -> None:
     assert create.json == {"data": {"type": "catalog-category", "attributes": {
         "external_id": "c-jeans", "name": "Women > Pants > Jeans",
         "integration_type": "$custom", "catalog_type": "$default"}}}
-    # One read: the category and its subtree in one query, ancestors expanded.
-    (subtree,) = ct.api_requests("categories")
+    # The category and its subtree in one query, ancestors expanded; after the write the same
+    # query once more, to confirm nothing moved on meanwhile.
+    subtree, confirm = ct.api_requests("categories")
     assert subtree.param("expand") == "ancestors[*]"
     assert subtree.query["where"] == ['id = "c-jeans" or ancestors(id = "c-jeans")']
+    assert confirm.query == subtree.query
 
 
 def test_category_resource_created_change(realtime: Any, ct: Any, klaviyo: Any) -> None:
@@ -802,9 +804,9 @@ def test_unpublished_or_deleted_product_is_removed(
 
     assert realtime.deliver(delivery) == 200
 
-    # Variants first: once the item is gone Klaviyo can no longer list them.
+    # Variants first, found by their item relationship (also those of an item already gone).
     assert calls(klaviyo, mark) == [
-        ("GET", f"/api/catalog-items/{P}p-1/variants"),
+        ("GET", "/api/catalog-variants"),
         ("DELETE", f"/api/catalog-variants/{P}SKU-1"),
         ("DELETE", f"/api/catalog-variants/{P}SKU-2"),
         ("DELETE", f"/api/catalog-items/{P}p-1"),
@@ -814,8 +816,9 @@ def test_unpublished_or_deleted_product_is_removed(
     # Redelivered: nothing left to delete, acknowledged.
     mark = len(klaviyo.requests)
     assert realtime.deliver(delivery) == 200
-    assert calls(klaviyo, mark) == [("GET", f"/api/catalog-items/{P}p-1/variants"),
+    assert calls(klaviyo, mark) == [("GET", "/api/catalog-variants"),
                                     ("DELETE", f"/api/catalog-items/{P}p-1")]
+    assert klaviyo.requests[mark].query == {"filter": f'equals(item.id,"{P}p-1")'}
 
 
 def test_old_unpublish_after_a_republish_deletes_nothing(
@@ -864,8 +867,9 @@ def test_inventory_quantity_set_patches_the_variant(realtime: Any, ct: Any, klav
     assert klaviyo.requests[-1].json == {"data": {
         "type": "catalog-variant", "id": f"{P}SKU-1", "attributes": {"inventory_quantity": 25}}}
     assert stock(klaviyo, "SKU-1") == 25
-    (query,) = ct.api_requests("inventory")
-    assert query.query["where"] == ['sku="SKU-1"']
+    # The SKU's entries, then once more after the write, to confirm the stock did not move.
+    query, confirm = ct.api_requests("inventory")
+    assert query.query["where"] == confirm.query["where"] == ['sku="SKU-1"']
 
 
 def test_inventory_quantity_zero_is_sent(realtime: Any, ct: Any, klaviyo: Any) -> None:
