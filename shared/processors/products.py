@@ -97,10 +97,11 @@ def _converge(ctx: Context, product_id: str, document: Json | None) -> int:
         if _is_published(document):
             assert document is not None  # _is_published says so
             count, refused = _write_product(ctx, product_id, document)
-            # A variant refused for its item: if the item is gone, a concurrent removal deleted
-            # it between our item write and the variant's (decided below, from commercetools).
-            item_lost = any(map(_about_item, refused)) and ctx.klaviyo.get_catalog_item(
-                product_id, deadline=ctx.deadline) is None
+            # A variant refused for its item ("does not exist"): a concurrent removal deleted
+            # the item between our item write and the variant's. Not this variant's fault: the
+            # next round writes the item and the variants again, or removes them, as
+            # commercetools says then (another delivery may have re-created the item already).
+            item_lost = any(map(_about_item, refused))
         else:
             count = _remove_item(ctx, product_id)
         writes += count
