@@ -248,3 +248,38 @@ def test_stock_changed_while_it_is_written_ends_at_the_latest_quantity(
                                   versioned(inventory_doc("inv-1", "SKU-1", 7), 2)))
     assert realtime.deliver(quantity_set("inv-1", 25)) == 200
     assert klaviyo.variants[P + "SKU-1"]["attributes"]["inventory_quantity"] == 7
+
+
+def test_a_category_moved_to_the_root_loses_its_old_ancestors_on_every_item(
+    realtime: Any, ct: Any, klaviyo: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No new ancestor to look for: the old one is found on the sampled items, and the items
+    # still linked to it are the ones left, delivery after delivery.
+    add_shop(ct, products=5)
+    sync_all(realtime, ct, products=5)
+    monkeypatch.setattr(category_links, "MAX_RELINKS_PER_DELIVERY", 2)
+    ct.add("categories", versioned(category_doc("c-jeans", "Jeans"), 2))
+    ct.add("categories", versioned(category_doc("c-slim", "Slim", "c-jeans"), 2))
+    delivery = change("ResourceUpdated", "category", "c-jeans")
+
+    answers = [realtime.deliver(delivery) for _ in range(3)]
+
+    assert answers == [500, 500, 200]
+    for n in range(1, 6):
+        assert item_categories(klaviyo, f"p-{n}") == {"c-slim", "c-jeans"}
+    assert klaviyo.categories[P + "c-slim"]["attributes"]["name"] == "Jeans > Slim"
+
+
+def test_a_rename_costs_two_item_link_reads_however_many_products(
+    realtime: Any, ct: Any, klaviyo: Any,
+) -> None:
+    add_shop(ct, products=6)
+    sync_all(realtime, ct, products=6)
+    mark = len(klaviyo.requests)
+    ct.add("categories", versioned(category_doc("c-jeans", "Denim", "c-women"), 2))
+    assert realtime.deliver(change("ResourceUpdated", "category", "c-jeans")) == 200
+    made = list(klaviyo.requests)[mark:]
+    link_reads = [r for r in made if r.method == "GET"
+                  and r.query.get("filter", "").startswith("equals(item.id,")]
+    assert len(link_reads) == 2  # the first and the last product's item
+    assert [r for r in made if r.path.startswith("/api/catalog-items")] == []

@@ -105,7 +105,7 @@ def _write_subtree(ctx: Context, own: Category, subtree: list[Category]) -> int:
     if any(external_id in current for external_id in stale):
         # A name in Klaviyo out of date: renamed or moved. Items first, names last, so a
         # relink cut short is still seen (and continued) by the redelivery.
-        relinked = relink_products(ctx, list(wanted))
+        relinked = relink_products(ctx, own, wanted)
     for external_id in stale:
         put(ctx, "category", external_id, wanted[external_id], None,
             exists=external_id in current)

@@ -9,22 +9,29 @@ CategoryCreated and CategorySlugChanged): it is a ResourceUpdated change like an
 the category processor calls `relink_products` whenever a breadcrumb name in the subtree is out
 of date in Klaviyo (a move or a rename; other changes cost nothing here).
 
-Per product: one Klaviyo read (the categories linked to its item) and, only when they differ
-from what commercetools implies, one item update carrying the categories relationship (an
-update replaces the whole list, so old ancestors go too). The read makes it idempotent and
-resumable: at most MAX_RELINKS_PER_DELIVERY items are rewritten per delivery, then the delivery
-is redelivered (the breadcrumb names are written only after every product was checked, so the
-redelivery still sees them out of date and goes on; items already right cost a read only).
+What it costs, for the published products under the subtree (commercetools product-projections,
+500 a page):
+- A rename, or a move already relinked: the links of the first and the last product's items are
+  read (two Klaviyo GETs). Items are relinked in id order, so a relink cut short leaves the last
+  one still wrong.
+- A move: the items linked to each of the category's (new) ancestors, and to each category the
+  sampled items are linked to but should not be (its old ancestors), are listed (100 a page);
+  the items missing a new ancestor or holding an old one are rewritten (one item update each,
+  carrying the whole categories relationship, which replaces the old list).
+At most MAX_RELINKS_PER_DELIVERY items are rewritten per delivery, then the delivery is
+redelivered. The breadcrumb names are written only once every item is right, so the redelivery
+still sees them out of date and goes on with what is left (the listings tell it what that is).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import ValidationError
 
 from shared.commercetools.client import predicate_string
+from shared.commercetools.models.category import Category
 from shared.commercetools.models.product import ProductData
 from shared.errors import KlaviyoError, RetryableError
 from shared.klaviyo.catalog import catalog_id, catalog_ref
@@ -49,37 +56,53 @@ class RelinkContinues(RetryableError):
     """More items to relink than one delivery rewrites: the redelivery goes on."""
 
 
-def relink_products(ctx: Context, category_ids_: list[str]) -> int:
-    """Rewrite the category links of the items of published products in these categories,
-    where Klaviyo's differ from commercetools'. Returns the items written."""
-    written = checked = 0
-    for product_id, wanted in _products_in(ctx, category_ids_):
-        checked += 1
-        if _linked_categories(ctx, product_id) == set(wanted):
-            continue
+def relink_products(ctx: Context, category: Category, subtree: Iterable[str]) -> int:
+    """Rewrite the category links of the items of published products under `category` (its
+    subtree's ids), where Klaviyo's differ from commercetools'. Returns the items written."""
+    products = _products_in(ctx, list(subtree))
+    if not products:
+        return 0
+    ids = sorted(products)
+    samples = {pid: _linked_categories(ctx, pid) for pid in dict.fromkeys((ids[0], ids[-1]))}
+    wrong = {pid for pid, linked in samples.items() if linked != set(products[pid])}
+    if not wrong:
+        return 0  # a rename, or a move whose relink is done
+    # What the sampled items hold but should not: the old ancestors of a moved category.
+    old = set().union(*(samples[pid] - set(products[pid]) for pid in wrong))
+    new = [ref.id for ref in category.ancestors]
+    for ancestor in new:
+        linked = _items_in(ctx, ancestor)
+        wrong |= {pid for pid, wanted in products.items()
+                  if ancestor in wanted and pid not in linked}
+    for stale in sorted(old):
+        linked = _items_in(ctx, stale)
+        wrong |= {pid for pid, wanted in products.items() if stale not in wanted and pid in linked}
+    written = 0
+    for pid in sorted(wrong):
         if written >= MAX_RELINKS_PER_DELIVERY:
             log.info("category moved: more items to relink; redelivered to go on",
-                     itemsRelinked=written, itemsChecked=checked)
-            raise RelinkContinues(f"{written} items relinked, more to go")
-        relationships = {"categories": {"data": [catalog_ref("category", c) for c in wanted]}}
+                     ctCategoryId=category.id, itemsRelinked=written,
+                     itemsLeft=len(wrong) - written)
+            raise RelinkContinues(f"{written} items relinked, {len(wrong) - written} to go")
+        relationships = {"categories": {"data": [catalog_ref("category", c)
+                                                 for c in products[pid]]}}
         try:
-            ctx.klaviyo.update_catalog_object("item", product_id, {}, relationships,
+            ctx.klaviyo.update_catalog_object("item", pid, {}, relationships,
                                               deadline=ctx.deadline)
         except KlaviyoError as exc:
             if exc.status != 404:
                 raise
             continue  # not in Klaviyo (yet): its product sync writes it with the right links
         written += 1
-    if checked:
-        log.info("category subtree's items checked", itemsChecked=checked,
-                 itemsRelinked=written)
+    log.info("category moved: items relinked", ctCategoryId=category.id, itemsRelinked=written,
+             products=len(products))
     return written
 
 
-def _products_in(ctx: Context, categories: list[str]) -> Iterator[tuple[str, list[str]]]:
-    """(product id, the category ids its item should be linked to) for each published product
-    in any of `categories`, once each."""
-    seen: set[str] = set()
+def _products_in(ctx: Context, categories: list[str]) -> dict[str, list[str]]:
+    """Product id → the category ids its item should be linked to, for each published product
+    in any of `categories`."""
+    products: dict[str, list[str]] = {}
     for chunk in chunks(categories, _IDS_PER_QUERY):
         quoted = ", ".join(predicate_string(c) for c in chunk)
         pages = ctx.ct.iter_pages("product-projections", where=[f"categories(id in ({quoted}))"],
@@ -87,12 +110,11 @@ def _products_in(ctx: Context, categories: list[str]) -> Iterator[tuple[str, lis
         for page in pages:
             for doc in page:
                 product_id = str(doc.get("id") or "")
-                if not product_id or product_id in seen:
-                    continue
-                seen.add(product_id)
-                wanted = _wanted(doc)
-                if wanted is not None:
-                    yield product_id, wanted
+                if product_id and product_id not in products:
+                    wanted = _wanted(doc)
+                    if wanted is not None:
+                        products[product_id] = wanted
+    return products
 
 
 def _wanted(projection: dict[str, Any]) -> list[str] | None:
@@ -110,3 +132,10 @@ def _linked_categories(ctx: Context, product_id: str) -> set[str]:
     item_filter = f"equals(item.id,{filter_string(catalog_id(product_id))})"
     return {external_id_of(c) for c in ctx.klaviyo.iter_catalog_categories(
         item_filter, deadline=ctx.deadline)}
+
+
+def _items_in(ctx: Context, category_id: str) -> set[str]:
+    """The items Klaviyo links to the category (external ids)."""
+    category_filter = f"equals(category.id,{filter_string(catalog_id(category_id))})"
+    return {external_id_of(i) for i in ctx.klaviyo.iter_catalog_items(
+        category_filter, deadline=ctx.deadline)}
