@@ -283,3 +283,28 @@ def test_a_rename_costs_two_item_link_reads_however_many_products(
                   and r.query.get("filter", "").startswith("equals(item.id,")]
     assert len(link_reads) == 2  # the first and the last product's item
     assert [r for r in made if r.path.startswith("/api/catalog-items")] == []
+
+
+def test_item_written_with_the_old_ancestors_after_a_relink_is_written_again(
+    realtime: Any, ct: Any, klaviyo: Any, meanwhile: Later,
+) -> None:
+    """A product sync read the product (its category under Women), its item write is slow; the
+    category moves under Men and its delivery relinks the item; then the product's write lands
+    with the old ancestors. The product's version did not move, its category's ancestors did."""
+    add_shop(ct)
+    sync_all(realtime, ct)
+    ct.add("products", versioned(product_doc("p-1", ("SKU-1",), categories=("c-slim",),
+                                             name="Slim Jeans"), 2))
+    klaviyo.inject(None, delay=0.8, path=f"/api/catalog-items/{P}p-1", method="PATCH")
+    statuses: list[int] = []
+
+    def move() -> None:
+        move_jeans_under_men(ct)
+        statuses.append(realtime.deliver(change("ResourceUpdated", "category", "c-jeans")))
+
+    meanwhile(0.2, move)
+    assert realtime.deliver(change("ResourceUpdated", "product", "p-1", version=2)) == 200
+    time.sleep(0.5)
+    assert statuses == [200]
+    assert item_categories(klaviyo, "p-1") == {"c-slim", "c-jeans", "c-men"}
+    assert klaviyo.items[P + "p-1"]["attributes"]["title"] == "Slim Jeans"

@@ -352,10 +352,10 @@ def test_product_published_new_item_before_its_variants(
     skipped = [r for r in caplog.records if r.getMessage() == "variants without SKU not sent"]
     assert [r.__dict__["variantIds"] for r in skipped] == [[3]]
     # commercetools: the product with its categories expanded (their ancestors give the ids),
-    # then its version once more, to confirm it did not move on while it was written.
+    # then once more, to confirm neither it nor its categories' ancestors moved on meanwhile.
     product_request, confirm = ct.api_requests("products")
     assert product_request.param("expand") == "masterData.current.categories[*]"
-    assert confirm.param("expand") is None
+    assert confirm.param("expand") == "masterData.current.categories[*]"
 
 
 def test_product_published_again_updates_adds_and_removes_variants(

@@ -85,10 +85,11 @@ def _converge(ctx: Context, product_id: str, document: Json | None) -> int:
 
     Two deliveries for one product can overlap, and the one that read the older state may act
     last: a variant write still in flight lands after a concurrent unpublish removed the item,
-    a removal lands after a republish was written. Whichever delivery acts last confirms
-    afterwards, so the last one to act has acted on commercetools' latest state. Only the
-    published flag and the version decide "moved on": a rename of an unpublished product
-    changes nothing in Klaviyo.
+    a removal lands after a republish was written, an item write with the old ancestors lands
+    after a moved category's relink. Whichever delivery acts last confirms afterwards, so the
+    last one to act has acted on commercetools' latest state. The published flag, the version
+    and the categories' ancestors decide "moved on" (`_state`): a rename of an unpublished
+    product changes nothing in Klaviyo.
     """
     writes = 0
     for _ in range(1 + MAX_STALE_REWRITES):
@@ -105,7 +106,8 @@ def _converge(ctx: Context, product_id: str, document: Json | None) -> int:
         else:
             count = _remove_item(ctx, product_id)
         writes += count
-        latest = ctx.ct.get_product(product_id, deadline=ctx.deadline)
+        # Expanded as the write reads it: the categories' ancestors are part of the state.
+        latest = _read(ctx, product_id)
         if _state(latest) == _state(document) and not item_lost:
             if refused:
                 raise refused[0]
@@ -113,8 +115,7 @@ def _converge(ctx: Context, product_id: str, document: Json | None) -> int:
         log.info("product changed while it was written; writing its latest state",
                  ctProductId=product_id, written=_state_label(document),
                  latest=_state_label(latest))
-        # The write needs the categories expanded; the confirming read does not.
-        document = _read(ctx, product_id) if _is_published(latest) else latest
+        document = latest
     raise StillChanging(f"product changed during {MAX_STALE_REWRITES + 1} writes")
 
 
@@ -133,16 +134,23 @@ def _is_published(document: Json | None) -> bool:
     return document is not None and bool((document.get("masterData") or {}).get("published"))
 
 
-def _state(document: Json | None) -> tuple[bool, Any]:
-    """What Klaviyo should hold: the published version, or nothing (unpublished or gone)."""
+def _state(document: Json | None) -> tuple[bool, Any, tuple[Any, ...]]:
+    """What Klaviyo should hold: the published version with its categories' ancestors (a
+    category moved meanwhile changes the item's links, though not the product's version), or
+    nothing (unpublished or gone)."""
     if not _is_published(document):
-        return (False, None)
+        return (False, None, ())
     assert document is not None
-    return (True, document.get("version"))
+    current = (document.get("masterData") or {}).get("current") or {}
+    categories = tuple(
+        (ref.get("id"), tuple(a.get("id") for a in (ref.get("obj") or {}).get("ancestors") or []
+                              if isinstance(a, dict)))
+        for ref in current.get("categories") or [] if isinstance(ref, dict))
+    return (True, document.get("version"), categories)
 
 
 def _state_label(document: Json | None) -> str:
-    published, version = _state(document)
+    published, version, _ = _state(document)
     return f"published v{version}" if published else "not published"
 
 
