@@ -308,3 +308,26 @@ def test_item_written_with_the_old_ancestors_after_a_relink_is_written_again(
     assert statuses == [200]
     assert item_categories(klaviyo, "p-1") == {"c-slim", "c-jeans", "c-men"}
     assert klaviyo.items[P + "p-1"]["attributes"]["title"] == "Slim Jeans"
+
+
+@pytest.mark.parametrize("left", ["item", "variant"])
+def test_a_late_write_after_the_removal_is_removed_by_the_next_delivery(
+    realtime: Any, ct: Any, klaviyo: Any, left: str,
+) -> None:
+    """A write Klaviyo applied after the function gave up on its answer (timed out: that
+    delivery failed and is redelivered) landed after the unpublish's removal. The redelivery
+    finds the product unpublished and what the late write left, and removes it."""
+    ct.add("categories", category_doc("c-jeans", "Jeans"))
+    ct.add("products", product_doc("p-1", ("SKU-1",)))
+    assert realtime.deliver(published()) == 200
+    item, variant = klaviyo.items[P + "p-1"], klaviyo.variants[P + "SKU-1"]
+    ct.add("products", versioned(product_doc("p-1", ("SKU-1",), published=False), 2))
+    assert realtime.deliver(unpublished()) == 200
+    if left == "item":
+        klaviyo.items[P + "p-1"] = item  # the late item create
+    else:
+        klaviyo.variants[P + "SKU-1"] = variant  # the late variant create (its item gone)
+
+    assert realtime.deliver(published()) == 200  # the failed delivery, redelivered
+
+    assert klaviyo.items == {} and klaviyo.variants == {}

@@ -47,18 +47,33 @@ Json = dict[str, Any]
 def sync_product(message: CtMessage, ctx: Context) -> int:
     """Write the product's current data, when commercetools shows it published.
 
-    A product that is not published (any more) is left alone: its ProductUnpublished delivery
-    removes it.
+    A product that is not published (any more) or gone is not written; if Klaviyo still holds
+    an item or variants of it, they are removed. Its ProductUnpublished delivery does that too,
+    but a write Klaviyo applied after we gave up on its answer (a timeout: the delivery failed
+    and comes back) can land after that removal; this delivery's redelivery then finds it.
+    Costs two Klaviyo reads, no write, when nothing is left over.
     """
     product_id = message.resource.id
     document = _read(ctx, product_id)
-    if document is None:
-        log.info("product no longer exists; skipped", ctProductId=product_id)
-        return 0
     if not _is_published(document):
-        log.info("product is not published; skipped", ctProductId=product_id)
-        return 0
+        if not _left_in_klaviyo(ctx, product_id):
+            log.info("product is not published or gone; skipped", ctProductId=product_id)
+            return 0
+        log.info("product is not published but still in Klaviyo; removing it",
+                 ctProductId=product_id)
     return _converge(ctx, product_id, document)
+
+
+def _left_in_klaviyo(ctx: Context, product_id: str) -> bool:
+    variants = ctx.klaviyo.iter_catalog_variants(_item_filter(product_id), deadline=ctx.deadline)
+    return (next(iter(variants), None) is not None
+            or ctx.klaviyo.get_catalog_item(product_id, deadline=ctx.deadline) is not None)
+
+
+def _item_filter(product_id: str) -> str:
+    """Klaviyo's filter for the variants of the product's item (by relationship, so also those
+    of an item already deleted)."""
+    return f"equals(item.id,{filter_string(catalog_id(product_id))})"
 
 
 def remove_product(message: CtMessage, ctx: Context) -> int:
@@ -233,9 +248,8 @@ def _remove_item(ctx: Context, product_id: str) -> int:
     first, so a crash in between leaves nothing the redelivery cannot find.
     """
     writes = 0
-    item_filter = f"equals(item.id,{filter_string(catalog_id(product_id))})"
     skus = [external_id_of(v) for v in ctx.klaviyo.iter_catalog_variants(
-        item_filter, deadline=ctx.deadline)]
+        _item_filter(product_id), deadline=ctx.deadline)]
     for sku in skus:
         writes += int(ctx.klaviyo.delete_catalog_variant(sku, deadline=ctx.deadline))
     item_deleted = ctx.klaviyo.delete_catalog_item(product_id, deadline=ctx.deadline)
