@@ -698,7 +698,8 @@ def test_build_exporter_for_every_kind(ct_env: dict[str, str], ct_client: Any,
     products = build_exporter("products", settings, ct_client, klaviyo_client)
     assert isinstance(products, ProductsExporter) and products.poll.first == 0.5
     with pytest.raises(ValueError):
-        build_exporter("profiles", settings, ct_client, klaviyo_client)  # type: ignore[arg-type]
+        build_exporter("profiles",  # type: ignore[arg-type]  # deliberately not a kind
+                       settings, ct_client, klaviyo_client)
     with pytest.raises(NotImplementedError):
         build_exporter("customers", settings, ct_client, klaviyo_client).delete_batch(
             deadline=Deadline.after(1))
