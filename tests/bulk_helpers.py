@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TypedDict, TypeVar, Unpack
+from typing import TypedDict, Unpack
 
 from shared.bulk.base import BatchResult, Exporter, Kind
 from shared.bulk.runner import Runner, RunnerConfig
@@ -16,8 +16,7 @@ from shared.deadline import Deadline
 from shared.klaviyo.batches import RecordError
 from shared.state.jobs import Job, Lock
 from shared.state.store import JobStore
-
-T = TypeVar("T")
+from tests.checks import known
 
 
 class Clock:
@@ -132,13 +131,6 @@ def job_of(runner: Runner, job_id: str) -> Job:
     job = runner.job(job_id)
     assert job is not None, job_id
     return job
-
-
-def known(value: T | None, what: object = None) -> T:
-    """A value the test knows is there (a job, a lock, a stop's answer): None fails the test
-    here, with `what` in the message, instead of as an AttributeError further on."""
-    assert value is not None, what
-    return value
 
 
 def lock_of(store: JobStore, kind: Kind) -> Lock:

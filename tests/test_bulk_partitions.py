@@ -25,11 +25,11 @@ from tests.bulk_helpers import (
     ListExporter,
     ListQueue,
     job_of,
-    known,
     lock_of,
     make_runner,
     queue_of,
 )
+from tests.checks import known
 from tests.test_bulk_e2e import Bulk, make_bulk  # noqa: F401 - the e2e harness fixture
 
 rng = random.Random(16)

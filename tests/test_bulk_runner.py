@@ -22,11 +22,11 @@ from tests.bulk_helpers import (
     ListExporter,
     drain,
     job_of,
-    known,
     lock_of,
     make_runner,
     queue_of,
 )
+from tests.checks import known
 
 RECORDS = [f"c{i:02d}" for i in range(10)]
 

@@ -18,7 +18,8 @@ from shared.klaviyo.batches import RecordError
 from shared.state import Conflict, Job, JobStatus, JobStore, MemoryStore
 from shared.state.jobs import LEASE_EXPIRED, Phase
 from shared.state.store import Txn
-from tests.bulk_helpers import Clock, known, lock_of
+from tests.bulk_helpers import Clock, lock_of
+from tests.checks import known
 
 LEASE = timedelta(seconds=60)
 
