@@ -7,7 +7,7 @@ import socket
 import time
 import uuid
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -19,7 +19,9 @@ from shared.retry import MAX_AUTH_ATTEMPTS
 from tests.checks import known
 from tests.fakes.commercetools import FakeCommercetools, parse_predicate
 
-if TYPE_CHECKING:  # for the annotation; _token_server imports it where it runs
+if TYPE_CHECKING:  # for annotations; the functions import these where they run
+    from commercetools.platform.models import Customer
+
     from tests.test_http import RawServer
 
 Fake = FakeCommercetools
@@ -595,7 +597,7 @@ SDK_API_URL = "https://api.europe-west1.gcp.commercetools.com"
 SDK_AUTH_URL = "https://auth.europe-west1.gcp.commercetools.com"  # the only one it answers
 
 
-def _sdk_customer(email: str) -> Any:  # an SDK model; the SDK ships no type information
+def _sdk_customer(email: str) -> Customer:
     import datetime
 
     from commercetools.platform import models
