@@ -8,7 +8,7 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Unpack
 
 import pytest
 
@@ -22,6 +22,7 @@ from shared.state.jobs import LEASE_EXPIRED
 from shared.state.store import JobStore
 from tests.bulk_helpers import (
     Clock,
+    ConfigOverrides,
     ListExporter,
     ListQueue,
     job_of,
@@ -30,6 +31,8 @@ from tests.bulk_helpers import (
     queue_of,
 )
 from tests.checks import known
+from tests.fakes.commercetools import FakeCommercetools
+from tests.fakes.klaviyo import FakeKlaviyo
 from tests.test_bulk_e2e import Bulk, make_bulk  # noqa: F401 - the e2e harness fixture
 
 rng = random.Random(16)
@@ -50,8 +53,8 @@ def shuffled_drain(runner: Runner, *, seed: int = 1, limit: int = 10_000) -> lis
 
 
 def partitioned(exporter: ListExporter, k: int = 4, store: JobStore | None = None,
-                **kw: Any) -> Runner:
-    runner = make_runner(store or MemoryStore(), {exporter.kind: exporter}, **kw)
+                clock: Clock | None = None, **kw: Unpack[ConfigOverrides]) -> Runner:
+    runner = make_runner(store or MemoryStore(), {exporter.kind: exporter}, clock=clock, **kw)
     runner.config = type(runner.config)(**{**runner.config.__dict__,
                                            "partitions": {exporter.kind: k}})
     return runner
@@ -266,8 +269,9 @@ def test_total_counted_once_for_the_whole_job() -> None:
 
 
 @pytest.mark.emulator
-def test_partitioned_customers_sync_through_pubsub(make_bulk: Callable[..., Bulk], ct: Any,
-                                                   klaviyo: Any) -> None:
+def test_partitioned_customers_sync_through_pubsub(make_bulk: Callable[..., Bulk],
+                                                   ct: FakeCommercetools,
+                                                   klaviyo: FakeKlaviyo) -> None:
     ids = sorted(str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(12))
     for i, ct_id in enumerate(ids):
         ct.add("customers", {"id": ct_id, "email": f"p{i}@example.com", "addresses": []})
