@@ -133,6 +133,17 @@ def job_of(runner: Runner, job_id: str) -> Job:
     return job
 
 
+def drain(runner: Runner, *, limit: int = 1000) -> list[str]:
+    """Run queued tasks (a ListQueue) until none is left; returns the outcomes."""
+    queue = runner.queue
+    assert isinstance(queue, ListQueue)
+    outcomes = []
+    while queue.tasks and limit:
+        outcomes.append(runner.run_task(queue.pop()))
+        limit -= 1
+    return outcomes
+
+
 def lock_of(store: JobStore, kind: Kind) -> Lock:
     """The kind's lock, which the test knows exists (a job of the kind was created)."""
     return known(store.get_lock(kind), kind)
@@ -143,14 +154,3 @@ def queue_of(runner: Runner) -> ListQueue:
     queue = runner.queue
     assert isinstance(queue, ListQueue), queue
     return queue
-
-
-def drain(runner: Runner, *, limit: int = 1000) -> list[str]:
-    """Run queued tasks (a ListQueue) until none is left; returns the outcomes."""
-    queue = runner.queue
-    assert isinstance(queue, ListQueue)
-    outcomes = []
-    while queue.tasks and limit:
-        outcomes.append(runner.run_task(queue.pop()))
-        limit -= 1
-    return outcomes
