@@ -44,7 +44,7 @@ def shuffled_drain(runner: Runner, *, seed: int = 1, limit: int = 10_000) -> lis
     queue = runner.queue
     assert isinstance(queue, ListQueue)
     order = random.Random(seed)
-    outcomes = []
+    outcomes: list[str] = []
     while queue.tasks and limit:
         task = queue.tasks.pop(order.randrange(len(queue.tasks)))
         outcomes.append(runner.run_task(task))
