@@ -4,8 +4,8 @@ Order, from the order's current data. Pure.
 Klaviyo's recommended order structure (OrderId, ItemNames, Categories, Items[], discounts,
 shipping, tax, addresses), not the raw order: the reference plugin's whole-order properties break
 Klaviyo's limits and carry addresses. Raw fields are added only when ORDER_PROPERTIES_INCLUDE
-names them, and never replace a generated key. Which events an order gets, and when, is
-`mapping.orders`'.
+names them, and never replace a generated key. Which events an order gets, and when, is decided
+in `mapping.orders`.
 """
 
 from __future__ import annotations
