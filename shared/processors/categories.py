@@ -11,7 +11,7 @@ from shared.commercetools.models.category import Category
 from shared.klaviyo.catalog import catalog_id
 from shared.klaviyo.client import filter_string
 from shared.log import get_logger
-from shared.mapping.catalog import category_attributes
+from shared.mapping.catalog_categories import category_attributes
 from shared.processors.base import Context
 from shared.processors.catalog_objects import (
     MAX_STALE_REWRITES,

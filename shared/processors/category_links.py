@@ -37,7 +37,7 @@ from shared.errors import KlaviyoError, RetryableError
 from shared.klaviyo.catalog import catalog_id, catalog_ref
 from shared.klaviyo.client import filter_string
 from shared.log import get_logger
-from shared.mapping.catalog import category_ids
+from shared.mapping.catalog_categories import category_ids
 from shared.processors.base import Context
 from shared.processors.catalog_objects import chunks, external_id_of
 

@@ -7,7 +7,7 @@ from shared.commercetools.messages import CtMessage
 from shared.commercetools.models.inventory import InventoryEntry
 from shared.errors import KlaviyoError
 from shared.log import get_logger
-from shared.mapping.catalog import inventory_quantity
+from shared.mapping.catalog_stock import inventory_quantity
 from shared.processors.base import Context
 from shared.processors.catalog_objects import MAX_STALE_REWRITES, StillChanging
 

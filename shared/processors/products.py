@@ -57,7 +57,8 @@ def sync_product(message: CtMessage, ctx: Context) -> int:
     document = _read(ctx, product_id)
     if not _is_published(document):
         if not _left_in_klaviyo(ctx, product_id):
-            log.info("product is not published or gone; skipped", ctProductId=product_id)
+            log.info("product no longer exists; skipped" if document is None
+                     else "product is not published; skipped", ctProductId=product_id)
             return 0
         log.info("product is not published but still in Klaviyo; removing it",
                  ctProductId=product_id)
