@@ -34,7 +34,10 @@ Processor names (for DISABLED_PROCESSORS), triggers and Klaviyo writes:
 
 from __future__ import annotations
 
+from functools import partial
+
 from shared.config import Settings
+from shared.mapping.catalog import CatalogConfig
 from shared.processors.base import Processor, Trigger
 from shared.processors.catalog_objects import MAX_STALE_REWRITES, StillChanging
 from shared.processors.categories import delete_category, sync_category
@@ -60,26 +63,32 @@ DELETED = frozenset({"ResourceDeleted"})
 
 
 def processors(settings: Settings) -> list[Processor]:
+    # The mapping configuration is built once here, not per message, and bound into the handlers.
+    config = CatalogConfig.from_settings(settings)
+    category_sync = partial(sync_category, locale=config.locale)
+    product_sync = partial(sync_product, config=config)
+    product_removal = partial(remove_product, config=config)
+    stock_sync = partial(sync_inventory, channel_id=config.inventory_channel_id)
     return [
         Processor("CategoryCreated",
-                  Trigger("category", messages=frozenset({"CategoryCreated"})), sync_category),
+                  Trigger("category", messages=frozenset({"CategoryCreated"})), category_sync),
         Processor("CategoryResourceUpdated",
-                  Trigger("category", changes=CREATED_OR_UPDATED), sync_category),
+                  Trigger("category", changes=CREATED_OR_UPDATED), category_sync),
         Processor("CategoryResourceDeleted",
                   Trigger("category", changes=DELETED), delete_category),
         Processor("ProductPublished",
-                  Trigger("product", messages=frozenset({"ProductPublished"})), sync_product),
+                  Trigger("product", messages=frozenset({"ProductPublished"})), product_sync),
         # Current data also changes without a publish (e.g. prices set with staged=false).
         Processor("ProductResourceUpdated",
-                  Trigger("product", changes=CREATED_OR_UPDATED), sync_product),
+                  Trigger("product", changes=CREATED_OR_UPDATED), product_sync),
         Processor("ProductUnpublished",
-                  Trigger("product", messages=frozenset({"ProductUnpublished"})), remove_product),
+                  Trigger("product", messages=frozenset({"ProductUnpublished"})), product_removal),
         Processor("ProductDeleted",
-                  Trigger("product", messages=frozenset({"ProductDeleted"})), remove_product),
+                  Trigger("product", messages=frozenset({"ProductDeleted"})), product_removal),
         Processor("ProductResourceDeleted",
-                  Trigger("product", changes=DELETED), remove_product),
+                  Trigger("product", changes=DELETED), product_removal),
         Processor("InventoryChanged",
                   Trigger("inventory-entry", messages=INVENTORY_MESSAGES,
                           changes=CREATED_OR_UPDATED | DELETED),
-                  sync_inventory),
+                  stock_sync),
     ]

@@ -1,5 +1,9 @@
 """Categories → Klaviyo catalog categories (breadcrumb names), and the item links of the
-products under a category that moved (`category_links`)."""
+products under a category that moved (`category_links`).
+
+The names' locale (PREFERRED_LOCALE) is bound into the handler once, by
+`shared.processors.catalog.processors(settings)`.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from shared.klaviyo.catalog import catalog_id
 from shared.klaviyo.client import filter_string
 from shared.log import get_logger
 from shared.mapping.catalog_categories import category_attributes
-from shared.processors.base import Context
+from shared.processors.base import Context, validated
 from shared.processors.catalog_objects import (
     MAX_STALE_REWRITES,
     StillChanging,
@@ -24,12 +28,14 @@ from shared.processors.category_links import relink_products
 
 log = get_logger(__name__)
 
+Json = dict[str, Any]
+
 CATEGORY_EXPAND = ("ancestors[*]",)
 # Ids per `any(ids,[...])` filter: each compound id is ~60 characters, keep URLs short.
 _IDS_PER_FILTER = 50
 
 
-def sync_category(message: CtMessage, ctx: Context) -> int:
+def sync_category(message: CtMessage, ctx: Context, *, locale: str | None) -> int:
     """Make the category and every descendant carry their current breadcrumb name.
 
     A change notification does not say what changed, and a breadcrumb depends on every ancestor,
@@ -44,26 +50,26 @@ def sync_category(message: CtMessage, ctx: Context) -> int:
     write last. So after writing, the subtree is read again: if a version moved (or a member
     is gone), the latest state is written (at most MAX_STALE_REWRITES times, then the delivery
     is redelivered). A delivery that wrote nothing wrote nothing stale, and needs no check.
+    The documents are validated where they are about to be written (`_validated_subtree`).
     """
     category_id = message.resource.id
-    subtree = _read_subtree(ctx, category_id)
+    documents = _read_subtree(ctx, category_id)
     writes = 0
     for _ in range(1 + MAX_STALE_REWRITES):
-        own = next((c for c in subtree if c.id == category_id), None)
-        if own is None:
-            log.info("category no longer exists; skipped", ctCategoryId=category_id)
+        subtree = _validated_subtree(category_id, documents)
+        if subtree is None:
             return writes
-        count = _write_subtree(ctx, own, subtree)
+        count = _write_subtree(ctx, subtree[0], subtree, locale)
         writes += count
         if not count:
             return writes
         latest = _read_subtree(ctx, category_id)
-        writes += _delete_gone(ctx, _versions(subtree).keys() - _versions(latest).keys())
-        if _versions(latest) == _versions(subtree):
+        writes += _delete_gone(ctx, _versions(documents).keys() - _versions(latest).keys())
+        if _versions(latest) == _versions(documents):
             return writes
         log.info("category changed while it was written; writing its latest state",
                  ctCategoryId=category_id)
-        subtree = latest
+        documents = latest
     raise StillChanging(f"category changed during {MAX_STALE_REWRITES + 1} writes")
 
 
@@ -78,25 +84,37 @@ def _delete_gone(ctx: Context, left: set[str]) -> int:
     return writes
 
 
-def _read_subtree(ctx: Context, category_id: str) -> list[Category]:
+def _read_subtree(ctx: Context, category_id: str) -> list[Json]:
     """The category and its descendants, in one query (ancestors expanded for the names)."""
     quoted = predicate_string(category_id)
     pages = ctx.ct.iter_pages(
         "categories", where=[f"id = {quoted} or ancestors(id = {quoted})"],
         expand=CATEGORY_EXPAND, deadline=ctx.deadline,
     )
-    return [Category.model_validate(doc) for page in pages for doc in page]
+    return [doc for page in pages for doc in page]
 
 
-def _versions(subtree: list[Category]) -> dict[str, Any]:
-    return {c.id: c.version for c in subtree}
+def _validated_subtree(category_id: str, documents: list[Json]) -> list[Category] | None:
+    """The subtree validated, the category itself first; None when it is gone (logged as
+    "category no longer exists; skipped"). A document that does not validate raises."""
+    own_document = next((doc for doc in documents if doc.get("id") == category_id), None)
+    own = validated("categories", category_id, own_document, Category)
+    if own is None:
+        return None
+    return [own, *(Category.model_validate(doc) for doc in documents if doc is not own_document)]
 
 
-def _write_subtree(ctx: Context, own: Category, subtree: list[Category]) -> int:
+def _versions(documents: list[Json]) -> dict[str, Any]:
+    # Also of a confirming read not validated yet: a document without an id differs from every
+    # validated one, and the next round's validation reports it.
+    return {str(doc.get("id")): doc.get("version") for doc in documents}
+
+
+def _write_subtree(ctx: Context, own: Category, subtree: list[Category],
+                   locale: str | None) -> int:
     # Parents before children, so a partial failure leaves the upper levels right.
     categories = [own] + sorted((c for c in subtree if c.id != own.id),
                                 key=lambda c: len(c.ancestors))
-    locale = ctx.settings.preferred_locale
     wanted = {c.id: category_attributes(c, locale) for c in categories}
     current = _klaviyo_category_names(ctx, list(wanted))
     stale = [external_id for external_id, attributes in wanted.items()

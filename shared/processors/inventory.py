@@ -1,4 +1,8 @@
-"""Inventory entries → the Klaviyo variant's `inventory_quantity`."""
+"""Inventory entries → the Klaviyo variant's `inventory_quantity`.
+
+The supply channel (INVENTORY_CHANNEL_ID) is bound into the handler once, by
+`shared.processors.catalog.processors(settings)`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from shared.commercetools.models.inventory import InventoryEntry
 from shared.errors import KlaviyoError
 from shared.log import get_logger
 from shared.mapping.catalog_stock import inventory_quantity
-from shared.processors.base import Context
+from shared.processors.base import Context, read_current
 from shared.processors.catalog_objects import MAX_STALE_REWRITES, StillChanging
 
 log = get_logger(__name__)
@@ -21,31 +25,31 @@ def _sku_in(container: object) -> str | None:
     return sku if isinstance(sku, str) and sku else None
 
 
-def _inventory_sku(message: CtMessage, ctx: Context) -> str | None:
+def _message_sku(message: CtMessage) -> str | None:
+    """The SKU where the delivery says it (identifiers, InventoryEntryCreated/-Deleted)."""
     payload = message.payload
-    sku = (
+    return (
         _sku_in(message.resource_user_provided_identifiers)
         or _sku_in(payload.get("inventoryEntry"))  # InventoryEntryCreated
         or _sku_in(payload)  # InventoryEntryDeleted
     )
-    deleted = message.notification_type == "ResourceDeleted" or (
+
+
+def _is_deletion(message: CtMessage) -> bool:
+    return message.notification_type == "ResourceDeleted" or (
         message.message_type == "InventoryEntryDeleted"
     )
-    if not sku and not deleted:  # e.g. InventoryEntryQuantitySet carries no SKU
-        document = ctx.ct.get_inventory_entry(message.resource.id, deadline=ctx.deadline)
-        sku = _sku_in(document)
-    return sku
 
 
-def _quantity(ctx: Context, sku: str) -> int:
+def _quantity(ctx: Context, sku: str, channel_id: str | None) -> int:
     """The SKU's quantity from all its current inventory entries."""
     pages = ctx.ct.iter_pages("inventory", where=[f"sku={predicate_string(sku)}"],
                               deadline=ctx.deadline)
     entries = [InventoryEntry.model_validate(doc) for page in pages for doc in page]
-    return inventory_quantity(entries, ctx.settings.inventory_channel_id)
+    return inventory_quantity(entries, channel_id)
 
 
-def sync_inventory(message: CtMessage, ctx: Context) -> int:
+def sync_inventory(message: CtMessage, ctx: Context, *, channel_id: str | None) -> int:
     """Set the variant's `inventory_quantity` from all current inventory entries of its SKU.
 
     Reading every entry of the SKU (rather than the one the message names) makes the result
@@ -57,11 +61,18 @@ def sync_inventory(message: CtMessage, ctx: Context) -> int:
     last. So after the write the entries are read again: if the quantity moved, the latest is
     written (at most MAX_STALE_REWRITES times, then the delivery is redelivered).
     """
-    sku = _inventory_sku(message, ctx)
+    sku = _message_sku(message)
+    if not sku and not _is_deletion(message):
+        # E.g. InventoryEntryQuantitySet carries no SKU: the entry is read for it (not for a
+        # deletion: its entry is gone already).
+        entry = read_current(ctx, "inventory", message.resource.id, InventoryEntry)
+        if entry is None:
+            return 0
+        sku = entry.sku or None
     if not sku:
         log.info("inventory entry SKU unknown; skipped", ctInventoryEntryId=message.resource.id)
         return 0
-    quantity = _quantity(ctx, sku)
+    quantity = _quantity(ctx, sku, channel_id)
     variant = ctx.klaviyo.get_catalog_variant(sku, deadline=ctx.deadline)
     if variant is None:
         log.info("variant not in Klaviyo yet; skipped", sku=sku)
@@ -81,7 +92,7 @@ def sync_inventory(message: CtMessage, ctx: Context) -> int:
             return writes
         writes += 1
         log.info("variant stock updated", sku=sku, inventoryQuantity=quantity)
-        latest = _quantity(ctx, sku)
+        latest = _quantity(ctx, sku, channel_id)
         if latest == quantity:
             return writes
         log.info("stock changed while it was written; writing the latest", sku=sku,

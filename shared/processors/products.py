@@ -4,6 +4,11 @@ Deliveries are at-least-once, unordered and concurrent, so no handler trusts the
 each reads the product's current state from commercetools and makes Klaviyo match it, then
 reads commercetools once more to confirm it did not move on meanwhile (`_converge`).
 Destructive actions happen only when commercetools shows the product unpublished or gone.
+
+The product is read raw and decided on by its `published` flag first; it is validated
+(`validated`) only where it is about to be written, so that a product failing validation
+neither blocks nor wrongly allows a removal. The catalog mapping configuration is built once,
+in `shared.processors.catalog.processors(settings)`, and bound into the handlers.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from shared.mapping.catalog import (
     split_variants,
     variant_attributes,
 )
-from shared.processors.base import Context
+from shared.processors.base import Context, validated
 from shared.processors.catalog_objects import (
     MAX_STALE_REWRITES,
     StillChanging,
@@ -44,7 +49,7 @@ PRODUCT_EXPAND = ("masterData.current.categories[*]",)
 Json = dict[str, Any]
 
 
-def sync_product(message: CtMessage, ctx: Context) -> int:
+def sync_product(message: CtMessage, ctx: Context, *, config: CatalogConfig) -> int:
     """Write the product's current data, when commercetools shows it published.
 
     A product that is not published (any more) or gone is not written; if Klaviyo still holds
@@ -57,12 +62,15 @@ def sync_product(message: CtMessage, ctx: Context) -> int:
     document = _read(ctx, product_id)
     if not _is_published(document):
         if not _left_in_klaviyo(ctx, product_id):
-            log.info("product no longer exists; skipped" if document is None
-                     else "product is not published; skipped", ctProductId=product_id)
+            if document is None:
+                # Gone: `validated` logs the shared "product no longer exists; skipped" line.
+                validated("products", product_id, None, Product)
+            else:
+                log.info("product is not published; skipped", ctProductId=product_id)
             return 0
         log.info("product is not published but still in Klaviyo; removing it",
                  ctProductId=product_id)
-    return _converge(ctx, product_id, document)
+    return _converge(ctx, product_id, document, config)
 
 
 def _left_in_klaviyo(ctx: Context, product_id: str) -> bool:
@@ -77,11 +85,12 @@ def _item_filter(product_id: str) -> str:
     return f"equals(item.id,{filter_string(catalog_id(product_id))})"
 
 
-def remove_product(message: CtMessage, ctx: Context) -> int:
+def remove_product(message: CtMessage, ctx: Context, *, config: CatalogConfig) -> int:
     """Delete the item and its variants, unless commercetools shows the product published.
 
     An old ProductUnpublished can arrive after a newer publish; deleting then would remove a
-    live product (reference plugin bug).
+    live product (reference plugin bug). `config` is for the write when commercetools shows
+    the product published again by the confirming read.
     """
     product_id = message.resource.id
     # Read the flag straight from the document: a product that fails model validation must
@@ -91,10 +100,11 @@ def remove_product(message: CtMessage, ctx: Context) -> int:
         log.info("product is published in commercetools; stale message, nothing deleted",
                  ctProductId=product_id)
         return 0
-    return _converge(ctx, product_id, document)
+    return _converge(ctx, product_id, document, config)
 
 
-def _converge(ctx: Context, product_id: str, document: Json | None) -> int:
+def _converge(ctx: Context, product_id: str, document: Json | None,
+              config: CatalogConfig) -> int:
     """Make Klaviyo match `document` (written if published, removed if not), then confirm
     commercetools still shows that state; if it moved on, make Klaviyo match the new one (at
     most MAX_STALE_REWRITES times, then the delivery is redelivered).
@@ -113,7 +123,7 @@ def _converge(ctx: Context, product_id: str, document: Json | None) -> int:
         refused: list[KlaviyoError] = []
         if _is_published(document):
             assert document is not None  # _is_published says so
-            count, refused = _write_product(ctx, product_id, document)
+            count, refused = _write_product(ctx, product_id, document, config)
             # A variant refused for its item ("does not exist"): a concurrent removal deleted
             # the item between our item write and the variant's. Not this variant's fault: the
             # next round writes the item and the variants again, or removes them, as
@@ -142,6 +152,8 @@ def _about_item(error: KlaviyoError) -> bool:
 
 
 def _read(ctx: Context, product_id: str) -> Json | None:
+    """The product as commercetools holds it now, raw (None when gone): the published flag and
+    `_state` are read from the document itself, before (and whether or not) it validates."""
     return ctx.ct.get_by_id("products", product_id, expand=PRODUCT_EXPAND,
                             deadline=ctx.deadline)
 
@@ -170,15 +182,17 @@ def _state_label(document: Json | None) -> str:
     return f"published v{version}" if published else "not published"
 
 
-def _write_product(ctx: Context, product_id: str, document: Json) -> tuple[int, list[KlaviyoError]]:
+def _write_product(
+    ctx: Context, product_id: str, document: Json, config: CatalogConfig,
+) -> tuple[int, list[KlaviyoError]]:
     """Upsert the item from the product's current data, then its variants; delete variants
     whose SKU the product no longer has. Returns the writes and the variants Klaviyo refused.
 
     The item is written first because Klaviyo rejects a variant whose item does not exist (the
     reference plugin sent both at once).
     """
-    product = Product.model_validate(document)
-    config = CatalogConfig.from_settings(ctx.settings)
+    product = validated("products", product_id, document, Product)
+    assert product is not None  # `document` is a document: it validates or raises
     now = datetime.now(UTC)  # one instant, so item and variants pick the same prices
     attributes, relationships = item_attributes(product, config, now=now)
     created = put(ctx, "item", product_id, attributes, relationships, exists=True)
