@@ -104,6 +104,10 @@ def aggregate(parent: Job, parts: Sequence[Job | None], *, max_errors: int = 100
         "counts": counts,
         "errors": errors,
         "errorCount": sum(p.errorCount for p in present),
+        # Klaviyo-side verification (shared/bulk/verification.py), summed over the partitions.
+        "klaviyoPending": sum(p.klaviyoPending for p in present),
+        "klaviyoChecked": sum(p.klaviyoChecked for p in present),
+        "klaviyoFailed": sum(p.klaviyoFailed for p in present),
         "seq": sum(p.seq for p in present),
         "attempts": max((p.attempts for p in present), default=0),
         "errorCode": parent.errorCode or (retrying[0].errorCode if retrying else None),

@@ -38,6 +38,7 @@ class RecordError:
     status: int | None = None
     code: str | None = None
     pointer: str | None = None
+    klaviyo_job: str | None = None  # the Klaviyo bulk job that refused it (after accepting it)
 
 # Klaviyo's bulk payload limit is 5 MB; keep room for the envelope and JSON:API wrappers.
 MAX_PAYLOAD_BYTES = 4_500_000
