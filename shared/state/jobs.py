@@ -17,9 +17,15 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from shared.bulk.base import BatchResult, Kind
 from shared.klaviyo.batches import RecordError
@@ -78,6 +84,14 @@ class JobError(_Model):
     # a catalog job's errors): the Klaviyo job to look it up in.
     klaviyoJobId: str | None = None
 
+    @model_serializer(mode="wrap")
+    def _without_empty_job(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Most errors are the request's, not a job's: no `klaviyoJobId: null` on each of them.
+        data: dict[str, Any] = handler(self)
+        if data.get("klaviyoJobId") is None:
+            data.pop("klaviyoJobId", None)
+        return data
+
     @classmethod
     def of(cls, error: RecordError) -> JobError:
         return cls(ctId=error.ct_id, status=error.status, code=error.code, pointer=error.pointer,
@@ -105,7 +119,7 @@ class Verified(_Model):
 
     def pending_after(self, pending: Sequence[KlaviyoJobRef]) -> list[KlaviyoJobRef]:
         done = set(self.checked)
-        return [r for r in pending if r.id not in done] + list(self.started)
+        return [r for r in (*pending, *self.started) if r.id not in done]
 
 
 class Job(_Model):
