@@ -6,8 +6,11 @@ processing it, listing it in the job's import errors)."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,9 +19,9 @@ from shared.bulk.base import BatchResult
 from shared.klaviyo.batches import RecordError
 from shared.klaviyo.catalog_jobs import CatalogJob, CatalogRecord, job_outcome
 from shared.state.jobs import Job, JobStatus, apply_batch, utcnow
-from tests.test_bulk_e2e import Bulk, add_customers, make_bulk, profile_external_ids
+from tests.test_bulk_e2e import Bulk, add_customers, local_env, make_bulk, profile_external_ids
 
-__all__ = ["make_bulk"]  # the fixture, shared with test_bulk_e2e
+__all__ = ["local_env", "make_bulk"]  # the fixtures, shared with test_bulk_e2e
 
 # Well formed (E.164), but no North American number has area code 100: Klaviyo refuses it.
 IMPOSSIBLE_PHONE = "+1 100 555 0100"
@@ -40,8 +43,9 @@ def status_view(bulk: Bulk, path: str = "/sync/customers") -> dict[str, Any]:
 
 @pytest.mark.emulator
 def test_profile_refused_inside_the_klaviyo_job_is_counted_with_its_ct_id(
-    make_bulk: Callable[..., Bulk], ct: Any, klaviyo: Any, capsys: pytest.CaptureFixture[str],
+    make_bulk: Callable[..., Bulk], ct: Any, klaviyo: Any, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.INFO, logger="connector")
     good = add_customers(ct, 4)
     refused = add_refused_customer(ct)
     bulk = make_bulk()
@@ -64,7 +68,8 @@ def test_profile_refused_inside_the_klaviyo_job_is_counted_with_its_ct_id(
     assert "klaviyoJobs" not in view  # the bookkeeping stays in the document
     # The import error echoes the whole profile; none of it reaches the status or the logs.
     assert "refused@example.com" not in json.dumps(view)
-    assert "@example.com" not in capsys.readouterr().out
+    logged = json.dumps([r.__dict__ for r in caplog.records], default=str)
+    assert "Klaviyo refused records" in logged and "@example.com" not in logged
     assert bulk.deliveries == [200]  # checked by the last batch's task itself
 
 
@@ -132,6 +137,27 @@ def test_partitions_are_verified_and_added_up(
     assert view["counts"]["sent"] == 2 and view["counts"]["failed"] == 2
     assert view["klaviyoFailed"] == 2 and view["klaviyoChecked"] == 2
     assert sorted(e["ctId"] for e in view["errors"]) == ["1fffffff-0", "9fffffff-1"]
+
+
+def test_cli_status_shows_klaviyo_refusals(local_env: Path, ct: Any, klaviyo: Any) -> None:
+    from bulk.__main__ import main
+
+    add_customers(ct, 2)
+    refused = add_refused_customer(ct)
+    out = io.StringIO()
+    assert main(["sync", "customers", "--no-progress"], out=out, err=io.StringIO()) == 0
+    out = io.StringIO()
+    assert main(["status", "customers"], out=out, err=io.StringIO()) == 0
+    text = out.getvalue()
+    assert "read 3  sent 2  skipped 0  failed 1" in text
+    assert "Klaviyo jobs checked 1  pending 0  records refused in them 1" in text
+    [line] = [line for line in text.splitlines() if line.strip().startswith(refused)]
+    assert "code invalid" in line and "Klaviyo job " in line
+    assert "@" not in text
+    out = io.StringIO()
+    assert main(["status", "customers", "--json"], out=out, err=io.StringIO()) == 0
+    view = json.loads(out.getvalue())
+    assert view["klaviyoFailed"] == 1 and view["errors"][0]["ctId"] == refused
 
 
 # ---- catalog jobs: checked within their batch, their refusals counted ------------------------
