@@ -160,6 +160,33 @@ def test_cli_status_shows_klaviyo_refusals(local_env: Path, ct: Any, klaviyo: An
     assert view["klaviyoFailed"] == 1 and view["errors"][0]["ctId"] == refused
 
 
+@pytest.mark.emulator
+def test_a_partitioned_job_waits_for_every_partition_s_klaviyo_jobs(
+    make_bulk: Callable[..., Bulk], ct: Any, klaviyo: Any,
+) -> None:
+    for prefix in ("1", "9"):
+        ct.add("customers", {"id": f"{prefix}0000000", "email": f"p{prefix}@example.com",
+                             "addresses": []})
+    bulk = make_bulk(BULK_PARTITIONS_CUSTOMERS="2", BULK_VERIFY_WAIT_SECONDS="0.05")
+    klaviyo.job_status_sequence = ["processing"] * 10_000
+    job_id = bulk.post("/sync/customers")[1]["jobId"]
+
+    def both_verifying(job: Job) -> bool:
+        return all(p is not None and p.phase == "verifying" and p.seq >= 2
+                   for p in bulk.store.get_parts(job))
+
+    bulk.pump(job_id, until=both_verifying)
+    view = status_view(bulk, f"/sync/jobs/{job_id}")
+    assert view["status"] == "running" and view["phase"] == "verifying"
+    assert view["klaviyoPending"] == 2 and view["counts"]["sent"] == 2
+    assert [p["phase"] for p in view["parts"]] == ["verifying"] * 2
+    klaviyo.job_status_sequence = []
+    bulk.pump(job_id)
+    view = status_view(bulk, f"/sync/jobs/{job_id}")
+    assert view["status"] == "completed" and view["klaviyoChecked"] == 2
+    assert view["klaviyoPending"] == 0 and view["phase"] == "syncing"
+
+
 # ---- catalog jobs: checked within their batch, their refusals counted ------------------------
 
 

@@ -100,7 +100,11 @@ def aggregate(parent: Job, parts: Sequence[Job | None], *, max_errors: int = 100
     latest = max(present, key=lambda p: p.updatedAt, default=None)
     retrying = [p for p in present if p.live and p.errorCode]
     updated: datetime = max([parent.updatedAt, *(p.updatedAt for p in present)])
+    live = [p for p in present if p.live]
+    # Every partition still going is only waiting for Klaviyo (verification.py): so is the job.
+    verifying = parent.live and bool(live) and all(p.phase == "verifying" for p in live)
     return parent.model_copy(update={
+        "phase": "verifying" if verifying else parent.phase,
         "counts": counts,
         "errors": errors,
         "errorCount": sum(p.errorCount for p in present),
@@ -116,7 +120,8 @@ def aggregate(parent: Job, parts: Sequence[Job | None], *, max_errors: int = 100
         "parts": [
             {"partition": i, "status": p.status.value if p else None,
              "cursor": p.cursor if p else None, "through": p.through if p else None,
-             "read": p.counts.read if p else 0, "batches": p.seq if p else 0}
+             "read": p.counts.read if p else 0, "batches": p.seq if p else 0,
+             "phase": p.phase if p else None}
             for i, p in enumerate(parts)
         ],
     })
