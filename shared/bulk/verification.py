@@ -100,12 +100,17 @@ class Verifier:
         room = max(0, max_errors - len(job.errors))
         pending = list(job.klaviyoJobs)
         if job.phase == "verifying":
+            began = time.monotonic()
             found = self.check(pending, deadline=deadline, wait_for=0, strict=True, room=room)
+            if len(found.checked) < len(pending):
+                self._pause(began, deadline)
             return BatchResult(cursor=job.cursor, done=True), _verified(found)
         if len(pending) >= self.max_pending:  # back-pressure: Klaviyo is far behind
+            began = time.monotonic()
             found = self.check(pending, deadline=deadline, wait_for=self.max_pending - 1,
                                strict=False, room=room)
             if len(pending) - len(found.checked) >= self.max_pending:
+                self._pause(began, deadline)
                 log.warning("bulk batch held back: too many Klaviyo jobs unchecked",
                             jobId=job.id, kind=job.kind, pending=len(pending))
                 verified = _verified(found)
@@ -141,6 +146,14 @@ class Verifier:
             raise failure[0]
         return result, self._after(job, result, early, pending, started, deadline,
                                    max(0, room - len(early.errors)))
+
+    def _pause(self, began: float, deadline: Deadline) -> None:
+        """A task that found Klaviyo still processing lasts at least one poll interval, so that
+        a short BULK_VERIFY_WAIT_SECONDS never turns the chain into a loop of GETs and writes
+        (a Firestore document sustains about one write a second)."""
+        rest = self.poll.first - (time.monotonic() - began)
+        if 0 < rest < deadline.remaining():
+            self._sleep(rest)
 
     @staticmethod
     def _send(send: Callable[[], BatchResult]) -> tuple[BatchResult, list[KlaviyoJobRef]]:
