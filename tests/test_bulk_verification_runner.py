@@ -88,3 +88,74 @@ def test_stopping_while_verifying(ct: Any, ct_client: Any, klaviyo: Any,
     drain(runner)
     job = job_of(runner, job.id)
     assert job.status == JobStatus.STOPPED and job.klaviyoPending == 1  # never "completed"
+
+
+# ---- what a finished Klaviyo job says ---------------------------------------------------------
+
+
+class StubKlaviyo:
+    """Answers for the two reads a check makes (the fake's jobs are always complete)."""
+
+    def __init__(self, attributes: dict[str, Any], errors: list[dict[str, Any]]) -> None:
+        self.attributes = attributes
+        self.errors = errors
+        self.error_pages: list[int] = []
+
+    def get_profile_bulk_import_job(self, job_id: str, **_: Any) -> dict[str, Any]:
+        return self.attributes
+
+    def iter_profile_bulk_import_errors(self, job_id: str, *, page_size: int,
+                                        **_: Any) -> Any:
+        self.error_pages.append(page_size)
+        yield from self.errors
+
+
+def check_one(stub: StubKlaviyo, records: int = 10, room: int = 100) -> Any:
+    from shared.deadline import Deadline
+    from shared.state.jobs import KlaviyoJobRef
+
+    verifier = Verifier(stub, poll=FAST)  # type: ignore[arg-type]
+    return verifier.check([KlaviyoJobRef(id="k1", records=records)],
+                          deadline=Deadline.after(5), wait_for=0, strict=True, room=room)
+
+
+def payload(ct_id: str | None) -> dict[str, Any]:
+    profile = {"email": "someone@example.com", "phone_number": "+11005550100"}
+    return {"code": "invalid", "title": "Invalid input", "detail": "bad phone",
+            "source": {"pointer": "/data/attributes/profiles/data/3/attributes/phone_number"},
+            "original_payload": {**profile, **({"external_id": ct_id} if ct_id else {})}}
+
+
+def test_a_cancelled_job_counts_what_it_did_not_complete() -> None:
+    stub = StubKlaviyo({"status": "cancelled", "total_count": 10, "completed_count": 6,
+                        "failed_count": 1}, [payload("c-3")])
+    found = check_one(stub)
+    assert found.checked == ["k1"] and found.failed == 4  # 1 refused + 3 never processed
+    assert [(e.ctId, e.code) for e in found.errors] == [("c-3", "invalid"),
+                                                        ("unknown", "klaviyo_job_cancelled")]
+
+
+def test_import_errors_are_read_only_as_far_as_the_error_list_has_room() -> None:
+    stub = StubKlaviyo({"status": "complete", "total_count": 10, "completed_count": 5,
+                        "failed_count": 5}, [payload(f"c-{i}") for i in range(5)])
+    found = check_one(stub, room=2)
+    assert found.failed == 5 and [e.ctId for e in found.errors] == ["c-0", "c-1"]
+    assert stub.error_pages == [2]
+    # An error without the profile's external_id is counted, reported as "unknown".
+    found = check_one(StubKlaviyo({"status": "complete", "failed_count": 1}, [payload(None)]))
+    assert found.failed == 1 and found.errors[0].ctId == "unknown"
+    # Nothing of the payload but the id is kept.
+    assert "example.com" not in repr(found) and "+1100" not in repr(found)
+
+
+def test_a_job_klaviyo_does_not_know_counts_all_its_records(
+    klaviyo: Any, klaviyo_client: Any,
+) -> None:
+    from shared.deadline import Deadline
+    from shared.state.jobs import KlaviyoJobRef
+
+    verifier = Verifier(klaviyo_client, poll=FAST)
+    found = verifier.check([KlaviyoJobRef(id="no-such-job", records=7)],
+                           deadline=Deadline.after(5), wait_for=0, strict=True, room=10)
+    assert found.checked == ["no-such-job"] and found.failed == 7
+    assert found.errors[0].code == "klaviyo_job_unreadable"
