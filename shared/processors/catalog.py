@@ -48,12 +48,12 @@ from shared.klaviyo.client import filter_string
 from shared.log import get_logger
 from shared.mapping.catalog import (
     CatalogConfig,
-    category_attributes,
-    inventory_quantity,
     item_attributes,
     split_variants,
     variant_attributes,
 )
+from shared.mapping.catalog_categories import category_attributes
+from shared.mapping.catalog_stock import inventory_quantity
 from shared.processors.base import Context, Processor, Trigger
 
 log = get_logger(__name__)
