@@ -98,6 +98,8 @@ class KlaviyoLimits:
             with self.lock:
                 self.stats.clear()
             return Response("{}", content_type="application/json")(environ, start_response)
+        if req.method == "GET" and req.path.startswith("/api/profile-bulk-import-jobs/"):
+            return self._job_check(req)(environ, start_response)
         family = FAMILY_OF_PATH.get(req.path)
         if req.method != "POST" or family is None:
             return Response(json.dumps({"errors": [{"status": 404}]}), status=404)(
@@ -124,6 +126,28 @@ class KlaviyoLimits:
             self.stats[f"{family}:records"] += records
         return Response(json.dumps(answer) if answer else b"", status=202,
                         content_type="application/vnd.api+json")(environ, start_response)
+
+
+    def _job_check(self, req: Request) -> Response:
+        """`GET /api/profile-bulk-import-jobs/{id}`: the connector checks each import job before
+        its sync completes (shared/bulk/verification.py). It shares the family's limits with
+        the POSTs, as at Klaviyo; here every job is complete, nothing refused."""
+        family = "profile-bulk-import"
+        retry_after = self.admit(family)
+        if retry_after is not None:
+            with self.lock:
+                self.stats[f"{family}:429"] += 1
+            return Response(json.dumps({"errors": [{"status": 429, "code": "throttled"}]}),
+                            status=429, headers={"Retry-After": str(math.ceil(retry_after))},
+                            content_type="application/json")
+        time.sleep(LATENCY["lookup"] / self.factor)
+        with self.lock:
+            self.stats[f"{family}:checks"] += 1
+        job_id = req.path.rstrip("/").rsplit("/", 1)[-1]
+        return Response(json.dumps({"data": {
+            "type": "profile-bulk-import-job", "id": job_id,
+            "attributes": {"status": "complete", "failed_count": 0}}}),
+            content_type="application/vnd.api+json")
 
 
 class FastPages:
@@ -345,6 +369,7 @@ def run_one(env: dict[str, Any], kind: str, partitions: int, factor: float,
         "floor_s_per_million": round(floor_s * per_million * factor, 1),
         "ratio_to_floor": round(wall / floor_s, 2) if floor_s else None,
         "klaviyo_429s": stats.get(f"{family}:429", 0),
+        "klaviyo_job_checks": stats.get(f"{family}:checks", 0),  # verification GETs
         "requests": requests_sent,
         "requests_per_1000": round(1000 * requests_sent / records, 3) if records else None,
         "requests_min_per_1000": round(1000 * minimum / records, 3) if records else None,

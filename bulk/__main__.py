@@ -67,6 +67,15 @@ def _counts(job: Job) -> str:
     return (f"deleted {c.deleted:,}  " if job.deleteAll else "") + text
 
 
+def _klaviyo(job: Job) -> str | None:
+    """What Klaviyo's side said (shared/bulk/verification.py), if there is anything to say."""
+    if not (job.klaviyoChecked or job.klaviyoPending or job.klaviyoFailed):
+        return None
+    waiting = " (waiting for Klaviyo)" if job.live and job.phase == "verifying" else ""
+    return (f"Klaviyo jobs checked {job.klaviyoChecked:,}  pending {job.klaviyoPending:,}"
+            f"{waiting}  records refused in them {job.klaviyoFailed:,} (counted in failed)")
+
+
 class Progress:
     """A tqdm bar of records read against the job's total (counted at its start with
     commercetools' withTotal): percentage, rate and ETA, redrawn on each saved batch."""
@@ -90,7 +99,7 @@ class Progress:
     def update(self, job: Job) -> None:
         if not self.enabled:
             return
-        state = (job.seq, job.status, job.total)
+        state = (job.seq, job.status, job.total)  # a verifying task saves a new seq too
         if state == self._last:
             return
         self._last = state
@@ -99,8 +108,8 @@ class Progress:
                 self._bar.close()
             self._bar = self._open(job)
         c = job.counts
-        postfix = {"status": job.status.value, "sent": c.sent, "skipped": c.skipped,
-                   "failed": c.failed}
+        status = job.status.value + (" (verifying)" if job.phase == "verifying" else "")
+        postfix = {"status": status, "sent": c.sent, "skipped": c.skipped, "failed": c.failed}
         if job.deleteAll:
             postfix = {"deleted": c.deleted, **postfix}
         self._bar.set_postfix(postfix, refresh=False)
@@ -127,13 +136,17 @@ def _summary(job: Job, out: IO[str], *, as_json: bool, elapsed: float | None = N
     eta = f", ETA {p['etaSeconds']:,.0f} s" if p["etaSeconds"] is not None else ""
     out.write(f"  read {p['read']:,}{total}{percent}{rate}{eta}\n")
     out.write(f"  {_counts(job)}  batches {job.seq}  cursor {job.cursor or '-'}\n")
+    klaviyo = _klaviyo(job)
+    if klaviyo:
+        out.write(f"  {klaviyo}\n")
     if job.reason or job.errorCode:
         out.write(f"  reason: {job.reason or '-'}  error code: {job.errorCode or '-'}\n")
     if job.errors:
         out.write(f"  errors (first {len(job.errors)} of {job.errorCount}):\n")
         for e in job.errors[:20]:
+            job_ref = f"  Klaviyo job {e.klaviyoJobId}" if e.klaviyoJobId else ""
             out.write(f"    {e.ctId}  status {e.status or '-'}  code {e.code or '-'}"
-                      f"  {e.pointer or ''}\n".rstrip() + "\n")
+                      f"  {e.pointer or ''}{job_ref}".rstrip() + "\n")
 
 
 # ---- commands --------------------------------------------------------------------------------

@@ -223,6 +223,9 @@ class Settings(BaseSettings):
     # Exporters: commercetools page size (keyset paging) and first wait between catalog job polls.
     bulk_page_size: int = Field(500, ge=1, le=500)
     bulk_job_poll_seconds: float = Field(1.0, gt=0, le=60)
+    # Klaviyo-side verification (shared/bulk/verification.py): how long a page task waits for
+    # Klaviyo to finish the profile import jobs it checks before leaving them to the next task.
+    bulk_verify_wait_seconds: float = Field(60.0, ge=0, le=300)
     # Job runner (job state, one-job-per-kind lock, page tasks). Without GOOGLE_CLOUD_PROJECT and
     # the emulator hosts the runner is embedded (state in BULK_LOCAL_STATE_FILE, in-process queue).
     bulk_backend: Literal["auto", "gcp", "local"] = "auto"

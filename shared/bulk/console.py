@@ -86,7 +86,8 @@ function render(kind, job){
   const card = $("#card-" + kind), bar = $("#bar-" + kind);
   if (!job){ card.querySelector(".status").textContent = "no job yet"; return; }
   const p = job.progress || {};
-  card.querySelector(".status").textContent = job.status + (job.phase === "deleting" ? " (deleting)" : "");
+  card.querySelector(".status").textContent = job.status + (job.phase === "deleting" ? " (deleting)" :
+    job.phase === "verifying" && job.status === "running" ? " (waiting for Klaviyo)" : "");
   const pct = p.percent == null ? 0 : p.percent;
   bar.style.width = pct + "%";
   bar.className = "bar" + (job.status === "completed" ? " done" : job.status === "failed" ? " failed" : "");
@@ -96,7 +97,9 @@ function render(kind, job){
     " · " + (p.ratePerSecond ? fmt(p.ratePerSecond) + "/s" : "–/s") + " · ETA " +
     (job.status === "completed" ? "done" : secs(p.etaSeconds)) + "<br>sent " + fmt(c.sent) +
     " · skipped " + fmt(c.skipped) + " · failed " + fmt(c.failed) +
-    (job.deleteAll ? " · deleted " + fmt(c.deleted) : "");
+    (job.deleteAll ? " · deleted " + fmt(c.deleted) : "") +
+    (job.klaviyoFailed || job.klaviyoPending ? "<br>refused by Klaviyo " + fmt(job.klaviyoFailed) +
+     " · Klaviyo jobs unchecked " + fmt(job.klaviyoPending) : "");
   const errs = (job.errors || []).slice(0, 3).map(e => e.ctId + ": " + (e.code || e.status));
   $("#err-" + kind).textContent = (job.reason ? job.reason + ". " : "") +
     (errs.length ? "first errors (" + job.errorCount + "): " + errs.join("; ") : "");

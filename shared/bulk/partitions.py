@@ -100,10 +100,18 @@ def aggregate(parent: Job, parts: Sequence[Job | None], *, max_errors: int = 100
     latest = max(present, key=lambda p: p.updatedAt, default=None)
     retrying = [p for p in present if p.live and p.errorCode]
     updated: datetime = max([parent.updatedAt, *(p.updatedAt for p in present)])
+    live = [p for p in present if p.live]
+    # Every partition still going is only waiting for Klaviyo (verification.py): so is the job.
+    verifying = parent.live and bool(live) and all(p.phase == "verifying" for p in live)
     return parent.model_copy(update={
+        "phase": "verifying" if verifying else parent.phase,
         "counts": counts,
         "errors": errors,
         "errorCount": sum(p.errorCount for p in present),
+        # Klaviyo-side verification (shared/bulk/verification.py), summed over the partitions.
+        "klaviyoPending": sum(p.klaviyoPending for p in present),
+        "klaviyoChecked": sum(p.klaviyoChecked for p in present),
+        "klaviyoFailed": sum(p.klaviyoFailed for p in present),
         "seq": sum(p.seq for p in present),
         "attempts": max((p.attempts for p in present), default=0),
         "errorCode": parent.errorCode or (retrying[0].errorCode if retrying else None),
@@ -112,7 +120,8 @@ def aggregate(parent: Job, parts: Sequence[Job | None], *, max_errors: int = 100
         "parts": [
             {"partition": i, "status": p.status.value if p else None,
              "cursor": p.cursor if p else None, "through": p.through if p else None,
-             "read": p.counts.read if p else 0, "batches": p.seq if p else 0}
+             "read": p.counts.read if p else 0, "batches": p.seq if p else 0,
+             "phase": p.phase if p else None}
             for i, p in enumerate(parts)
         ],
     })

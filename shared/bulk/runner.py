@@ -60,6 +60,7 @@ from shared.state.memory_store import MemoryStore
 from shared.state.store import JobStore
 
 if TYPE_CHECKING:
+    from shared.bulk.verification import Verifier
     from shared.config import Settings
 
 log = get_logger("bulk.runner")
@@ -218,8 +219,12 @@ class Runner:
         clock: Callable[[], datetime] = jobs.utcnow,
         worker_id: str | None = None,
         counter: Callable[[Kind], int] | None = None,
+        verifier: Verifier | None = None,
     ) -> None:
         self.counter = counter  # counts a job's records at its start (None: no total)
+        # Checks the Klaviyo jobs that batches start (None: not checked; verification.py).
+        self.verifier = verifier
+        self._verified: dict[tuple[str, int], jobs.Verified] = {}  # (job, seq) -> to save
         self.store = store
         self.queue = queue
         self.exporters = exporters
@@ -307,6 +312,7 @@ class Runner:
         try:
             return self._run_task(task)
         finally:
+            self._verified.pop((task.jobId, task.seq), None)  # a batch that was not saved
             if partitions.is_partition_id(task.jobId):
                 self._settle_partition(task.jobId)
 
@@ -369,7 +375,8 @@ class Runner:
                 return self._retry_later(job, TransientFailure(exc))
             return self._fail(job, exc)  # a bug: retrying will not help
 
-        if jobs.no_progress(job, result, job.cursor):
+        held = self._verified.get((job.id, job.seq))
+        if jobs.no_progress(job, result, job.cursor) and not (held and held.held):
             ended = self.store.finish(job.id, JobStatus.FAILED, now=self.clock(),
                                       reason=f"batch {job.seq} made no progress",
                                       error_code="no_progress")
@@ -400,8 +407,9 @@ class Runner:
         if job.parentId is not None:  # a partition: its id range, its Klaviyo budget slots
             pacer = self._pacer(job)
             with _gc_paused(), budget.pacing(pacer):
-                result = exporter.run_batch(after=job.cursor, ids=None, deadline=deadline,
-                                            through=job.through)  # type: ignore[call-arg]
+                result = self._checked(job, deadline, lambda: exporter.run_batch(
+                    after=job.cursor, ids=None, deadline=deadline,
+                    through=job.through))  # type: ignore[call-arg]
             if pacer is not None and pacer.last_slot is not None:
                 self._slots[(job.id, job.seq)] = pacer.last_slot
             return result
@@ -409,7 +417,21 @@ class Runner:
             if job.phase == "deleting":
                 return exporter.delete_batch(deadline=deadline)
             ids = self.store.get_ids(job.id) if job.idCount is not None else None
-            return exporter.run_batch(after=job.cursor, ids=ids, deadline=deadline)
+            return self._checked(job, deadline, lambda: exporter.run_batch(
+                after=job.cursor, ids=ids, deadline=deadline))
+
+    def _checked(self, job: Job, deadline: Deadline,
+                 send: Callable[[], BatchResult]) -> BatchResult:
+        """The batch with its Klaviyo-side checks (shared/bulk/verification.py); what they
+        found is saved with the batch."""
+        if self.verifier is None:
+            if job.phase == "verifying":
+                raise RuntimeError("job is verifying but this runner has no Klaviyo verifier")
+            return send()
+        result, verified = self.verifier.around(job, send, deadline=deadline,
+                                                max_errors=self.config.max_errors)
+        self._verified[(job.id, job.seq)] = verified
+        return result
 
     def _pacer(self, job: Job) -> budget.SlotPacer | None:
         parent = self.store.get_job(job.parentId) if job.parentId else None
@@ -443,6 +465,7 @@ class Runner:
             now=self.clock(), lease=self.config.lease, worker=self.worker_id,
             max_errors=self.config.max_errors,
             last_slot=self._slots.pop((job.id, job.seq), None),
+            verified=self._verified.pop((job.id, job.seq), None),
         )
         if saved is None:
             log.info("bulk batch result discarded: the job moved on", jobId=job.id,
@@ -566,11 +589,14 @@ def build_runner(
     config = RunnerConfig.from_settings(settings)
     factory = exporters or default_exporters(settings)
     counter = None
+    verifier = None
     if exporters is None:
         from shared.bulk.totals import commercetools_counter
+        from shared.bulk.verification import build_verifier
         from shared.commercetools.client import CommercetoolsClient
 
         counter = commercetools_counter(CommercetoolsClient.from_settings(settings))
+        verifier = build_verifier(settings)
     store: JobStore
     queue: TaskQueue
     if backend == "gcp":
@@ -582,12 +608,13 @@ def build_runner(
                                        database=settings.bulk_firestore_database)
         queue = PubsubTaskQueue(topic_path(settings.google_cloud_project,
                                            settings.bulk_tasks_topic))
-        return Runner(store, queue, factory, config=config, counter=counter)
+        return Runner(store, queue, factory, config=config, counter=counter, verifier=verifier)
     store = MemoryStore(settings.bulk_local_state_file or None)
     # One in-process worker thread runs every task: partitions would only take turns on it
     # (each waiting for its share of the Klaviyo budget), so a local job is one chain.
     config = dataclasses.replace(config, partitions={})
     local_queue = LocalTaskQueue()
-    runner = Runner(store, local_queue, factory, config=config, counter=counter)
+    runner = Runner(store, local_queue, factory, config=config, counter=counter,
+                    verifier=verifier)
     local_queue.set_handler(runner.run_task)
     return runner

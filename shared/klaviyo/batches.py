@@ -38,6 +38,9 @@ class RecordError:
     status: int | None = None
     code: str | None = None
     pointer: str | None = None
+    # The Klaviyo bulk job that refused it after accepting it (None: the request was refused).
+    # Not part of equality: the same refusal of the same record, whichever job it was in.
+    klaviyo_job: str | None = field(default=None, compare=False)
 
 # Klaviyo's bulk payload limit is 5 MB; keep room for the envelope and JSON:API wrappers.
 MAX_PAYLOAD_BYTES = 4_500_000

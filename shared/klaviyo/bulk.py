@@ -8,9 +8,12 @@ would reject the whole request anyway and the caller should split, not retry.
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from shared.deadline import Deadline
@@ -24,6 +27,31 @@ MAX_CATALOG_BULK = 100
 
 CatalogOp = Literal["create", "update", "delete"]
 PENDING_STATUSES = frozenset({"queued", "processing"})
+
+
+@dataclass(frozen=True)
+class StartedJob:
+    """A profile bulk import job Klaviyo accepted: its id and how many profiles went into it."""
+
+    job_id: str
+    records: int
+
+
+_started: contextvars.ContextVar[list[StartedJob] | None] = contextvars.ContextVar(
+    "klaviyo_started_jobs", default=None)
+
+
+@contextmanager
+def recording_jobs() -> Iterator[list[StartedJob]]:
+    """Profile bulk import jobs started in this context (and in threads run with a copy of it)
+    are listed in the yielded list, so whoever runs a batch can check them on Klaviyo's side
+    later (shared/bulk/verification.py) without every caller passing job ids up."""
+    started: list[StartedJob] = []
+    token = _started.set(started)
+    try:
+        yield started
+    finally:
+        _started.reset(token)
 
 
 def _catalog_job_path(kind: CatalogKind, op: CatalogOp) -> str:
@@ -58,7 +86,11 @@ class BulkMixin(KlaviyoTransport):
             data["relationships"] = {"lists": {"data": [{"type": "list", "id": list_id}]}}
         body = self.request("POST", "/api/profile-bulk-import-jobs", json={"data": data},
                             deadline=deadline)
-        return str((body or {})["data"]["id"])
+        job_id = str((body or {})["data"]["id"])
+        recorder = _started.get()
+        if recorder is not None:
+            recorder.append(StartedJob(job_id, len(profiles)))
+        return job_id
 
     def get_profile_bulk_import_job(
         self, job_id: str, *, deadline: Deadline = Deadline.never()
@@ -76,6 +108,18 @@ class BulkMixin(KlaviyoTransport):
             {"id": e.get("id"), **(e.get("attributes") or {})}
             for e in self.paginate(path, deadline=deadline)
         ]
+
+    def iter_profile_bulk_import_errors(
+        self, job_id: str, *, page_size: int = 100, deadline: Deadline = Deadline.never()
+    ) -> Iterator[dict[str, Any]]:
+        """A job's import errors, one page (≤100, Klaviyo's maximum) per request, fetched as the
+        caller iterates: stop early and no further page is read. Each error's attributes
+        (`code`, `title`, `detail`, `source`, `original_payload`) plus its `id`;
+        `original_payload` is the profile as sent, personal data included."""
+        path = f"/api/profile-bulk-import-jobs/{job_id}/import-errors"
+        params = {"page[size]": str(max(1, min(100, page_size)))}
+        for e in self.paginate(path, params=params, deadline=deadline):
+            yield {"id": e.get("id"), **(e.get("attributes") or {})}
 
     # -- events ------------------------------------------------------------------------------------
 

@@ -152,7 +152,7 @@ def job_outcome(jobs: Sequence[CatalogJob]) -> Outcome[CatalogRecord]:
                 ct_id=job.records[index].ct_id,
                 status=int(status) if isinstance(status, (int, str)) and str(status).isdigit()
                 else None,
-                code=error.get("code"), pointer=pointer))
+                code=error.get("code"), pointer=pointer, klaviyo_job=job.job_id))
         failed_count = attributes.get("failed_count") or 0
         if attributes.get("status") == "cancelled" or unplaced or failed_count > len(bad):
             # Klaviyo says records failed but not which: report every record not known to be
@@ -163,7 +163,8 @@ def job_outcome(jobs: Sequence[CatalogJob]) -> Outcome[CatalogRecord]:
             if attributes.get("status") == "cancelled" or failed_count > len(bad):
                 for index, record in enumerate(job.records):
                     bad.setdefault(index, RecordError(ct_id=record.ct_id, status=None,
-                                                      code=f"job_{attributes.get('status')}"))
+                                                      code=f"job_{attributes.get('status')}",
+                                                      klaviyo_job=job.job_id))
         for index, record in enumerate(job.records):
             if index in bad:
                 outcome.rejected.append(Rejected(record, bad[index]))

@@ -17,14 +17,22 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from shared.bulk.base import BatchResult, Kind
 from shared.klaviyo.batches import RecordError
 
-Phase = Literal["deleting", "syncing"]
+# `verifying`: every record was sent; the job waits for Klaviyo to finish the bulk jobs it started
+# (shared/bulk/verification.py) before it says `completed`.
+Phase = Literal["deleting", "syncing", "verifying"]
 
 
 class JobStatus(str, Enum):  # noqa: UP042 -- StrEnum would change str(status)
@@ -72,10 +80,46 @@ class JobError(_Model):
     status: int | None = None
     code: str | None = None
     pointer: str | None = None
+    # Set when Klaviyo accepted the record into a bulk job and the job refused it (import errors,
+    # a catalog job's errors): the Klaviyo job to look it up in.
+    klaviyoJobId: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _without_empty_job(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        # Most errors are the request's, not a job's: no `klaviyoJobId: null` on each of them.
+        data: dict[str, Any] = handler(self)
+        if data.get("klaviyoJobId") is None:
+            data.pop("klaviyoJobId", None)
+        return data
 
     @classmethod
     def of(cls, error: RecordError) -> JobError:
-        return cls(ctId=error.ct_id, status=error.status, code=error.code, pointer=error.pointer)
+        return cls(ctId=error.ct_id, status=error.status, code=error.code, pointer=error.pointer,
+                   klaviyoJobId=error.klaviyo_job)
+
+
+class KlaviyoJobRef(_Model):
+    """A Klaviyo bulk job a batch started and nobody has checked yet (its id and how many
+    records went into it): stored on the job (or partition) document until checked."""
+
+    id: str
+    records: int = 0
+
+
+class Verified(_Model):
+    """What one task learnt about its document's Klaviyo jobs (shared/bulk/verification.py):
+    the jobs it started, the ones it found finished, and the records those refused. Saved in the
+    same conditional write as the task's batch, so a redelivered task checks again, never twice."""
+
+    started: list[KlaviyoJobRef] = Field(default_factory=list)
+    checked: list[str] = Field(default_factory=list)  # ids of Klaviyo jobs found finished
+    failed: int = 0  # records those jobs refused
+    errors: list[JobError] = Field(default_factory=list)  # the first of them, with CT ids
+    held: bool = False  # the batch was held back (too many unchecked jobs): nothing was sent
+
+    def pending_after(self, pending: Sequence[KlaviyoJobRef]) -> list[KlaviyoJobRef]:
+        done = set(self.checked)
+        return [r for r in (*pending, *self.started) if r.id not in done]
 
 
 class Job(_Model):
@@ -114,6 +158,14 @@ class Job(_Model):
     through: str | None = None
     lastSlot: int | None = None  # the last Klaviyo budget slot its requests used (budget.py)
     parts: list[dict] | None = None  # in a partitioned job's status view: one line per partition
+    # Klaviyo-side verification (shared/bulk/verification.py): the bulk jobs this document's
+    # batches started and nobody has checked yet (bounded: see verification.MAX_PENDING), how
+    # many are unchecked / were checked, and how many records Klaviyo refused in them (these
+    # are counted in `counts.failed` too, and no longer in `counts.sent`).
+    klaviyoJobs: list[KlaviyoJobRef] = Field(default_factory=list)
+    klaviyoPending: int = 0
+    klaviyoChecked: int = 0
+    klaviyoFailed: int = 0
     createdAt: datetime
     startedAt: datetime | None = None
     updatedAt: datetime
@@ -125,7 +177,8 @@ class Job(_Model):
 
     def public(self) -> dict:
         """The status view served by the API and printed by the CLI (JSON-ready, no ids list)."""
-        data = self.model_dump(mode="json", exclude={"id", "nextTaskPublished", "attempts"})
+        data = self.model_dump(mode="json", exclude={"id", "nextTaskPublished", "attempts",
+                                                     "klaviyoJobs"})
         return {"jobId": self.id, **data}
 
 
@@ -244,26 +297,42 @@ def renew(lock: Lock, *, now: datetime, lease: timedelta, holder: str) -> Lock:
 
 def apply_batch(
     job: Job, result: BatchResult, *, now: datetime, lease: timedelta, worker: str,
-    max_errors: int,
+    max_errors: int, verified: Verified | None = None,
 ) -> Job:
-    """`job` after one batch: counts added, errors appended (capped), cursor/phase advanced."""
+    """`job` after one batch: counts added, errors appended (capped), cursor/phase advanced.
+
+    With `verified`, the Klaviyo jobs it started join the unchecked ones, those it checked leave,
+    and the records Klaviyo refused in them move from sent to failed. A job whose last batch is
+    done completes only once no Klaviyo job is left unchecked; until then its phase is
+    `verifying`."""
+    verified = verified or Verified()
     counts = job.counts.model_copy()
-    counts.failed += result.failed
+    counts.failed += result.failed + verified.failed
     if job.phase == "deleting":
         counts.deleted += result.sent
     else:
         counts.read += result.read
         counts.sent += result.sent
         counts.skipped += result.skipped
+    # Refused in a Klaviyo job: sent in an earlier batch of this document, failed after all.
+    counts.sent = max(0, counts.sent - verified.failed)
+    pending = verified.pending_after(job.klaviyoJobs)
     room = max(0, max_errors - len(job.errors))
     errors = job.errors + [JobError.of(e) for e in result.errors[:room]]
+    errors += verified.errors[:max(0, max_errors - len(errors))]
+    # Catalog jobs are checked within their batch: their refusals arrive as record errors.
+    catalog_refused = sum(1 for e in result.errors if e.klaviyo_job)
     not_found_room = max(0, max_errors - len(job.notFoundIds))
     update: dict = {
         "counts": counts,
         "errors": errors,
         "notFound": job.notFound + len(result.not_found),
         "notFoundIds": job.notFoundIds + result.not_found[:not_found_room],
-        "errorCount": job.errorCount + max(len(result.errors), result.failed),
+        "errorCount": job.errorCount + max(len(result.errors), result.failed) + verified.failed,
+        "klaviyoJobs": pending,
+        "klaviyoPending": len(pending),
+        "klaviyoChecked": job.klaviyoChecked + len(verified.checked),
+        "klaviyoFailed": job.klaviyoFailed + verified.failed + catalog_refused,
         "seq": job.seq + 1,
         "attempts": 0,
         "errorCode": None,  # the batch got through: earlier retries no longer matter
@@ -282,14 +351,16 @@ def apply_batch(
     advanced = job.model_copy(update=update)
     if job.status == JobStatus.STOPPING:
         return finish(advanced, JobStatus.STOPPED, now=now, reason="stopped on request")
-    if job.phase == "syncing" and result.done:
+    if (job.phase == "syncing" and result.done) or job.phase == "verifying":
+        if pending:  # sent, but not yet known to be imported: not completed yet
+            return advanced.model_copy(update={"phase": "verifying"})
         return finish(advanced, JobStatus.COMPLETED, now=now)
     return advanced
 
 
 def no_progress(job: Job, result: BatchResult, after: str | None) -> bool:
     """A batch that neither finished nor moved on would be repeated forever."""
-    if result.done:
+    if result.done or job.phase == "verifying":
         return False
     if job.phase == "deleting":
         return result.sent == 0

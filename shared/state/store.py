@@ -164,17 +164,18 @@ class JobStore(ABC):
     def save_batch(
         self, job_id: str, *, seq: int, phase: Phase, cursor: str | None, result: BatchResult,
         now: datetime, lease: timedelta, worker: str, max_errors: int,
-        last_slot: int | None = None,
+        last_slot: int | None = None, verified: jobs.Verified | None = None,
     ) -> Job | None:
         """Add one batch's result if the job is still at (seq, phase, cursor); else None.
 
-        Counts, errors, cursor and lease change together; a job that completes (or was asked to
-        stop) ends here and releases the kind's lock.
+        Counts, errors, cursor, lease and what the task checked on Klaviyo's side (`verified`)
+        change together; a job that completes (or was asked to stop) ends here and releases the
+        kind's lock.
         """
 
         def saved(job: Job) -> Job:
             applied = jobs.apply_batch(job, result, now=now, lease=lease, worker=worker,
-                                       max_errors=max_errors)
+                                       max_errors=max_errors, verified=verified)
             if last_slot is not None:  # a partition's Klaviyo budget slot (shared/bulk/budget.py)
                 applied = applied.model_copy(update={"lastSlot": last_slot})
             return applied

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from tests.fakes.klaviyo.errors import ApiFailure, _bad_filter, _invalid, _not_found, error_object
@@ -22,6 +23,17 @@ if TYPE_CHECKING:
     from tests.fakes.klaviyo.base import FakeApi
 else:
     FakeApi = object  # the type checker's view of the sibling families; nothing at run time
+
+
+_NANP = re.compile(r"^\+1[2-9]\d{2}[2-9]\d{6}$")
+
+
+def _possible_number(phone: str) -> bool:
+    """Klaviyo checks that a number exists, not only its E.164 shape: a North American (+1)
+    number is exactly ten digits whose area code and exchange do not start with 0 or 1 (the
+    NANP's rule), so `+11005550100` is refused however well it is formatted. Other country
+    codes: the E.164 shape only."""
+    return not phone.startswith("+1") or bool(_NANP.match(phone))
 
 
 class Profiles(FakeApi):
@@ -82,7 +94,8 @@ class Profiles(FakeApi):
             raise _invalid(f"{base}/email", "Invalid email address")
         phone = attrs.get("phone_number")
         if check_phone and phone is not None and (
-                not isinstance(phone, str) or not PHONE_RE.match(phone)):
+                not isinstance(phone, str) or not PHONE_RE.match(phone)
+                or not _possible_number(phone)):
             raise _invalid(f"{base}/phone_number",
                            "Invalid phone number format (Example of a valid format: +12345678901)")
         location = attrs.get("location")

@@ -274,7 +274,8 @@ class FakeKlaviyo(Profiles, Events, Catalog, BulkJobs, Privacy, FaultInjector):
             if len(rest) == 1:
                 return 200, {"data": self._poll_job(job)}, {}
             if len(rest) == 2 and rest[1] == "import-errors":
-                return self._paged(job["import_errors"], query, request.path, 100)
+                return self._paged(job["import_errors"], query, request.path,
+                                   _page_size(query), _page_params(query))
         if head == "event-bulk-create-jobs" and not rest:
             allow("POST")
             return self._event_bulk_create(body)
@@ -316,3 +317,22 @@ class FakeKlaviyo(Profiles, Events, Catalog, BulkJobs, Privacy, FaultInjector):
             params["page[cursor]"] = base64.urlsafe_b64encode(str(offset + size).encode()).decode()
             links["next"] = f"{self.url}{path}?{urlencode(params)}"
         return 200, {"data": page, "links": links}, {}
+
+
+def _page_size(query: Any, default: int = 20, maximum: int = 100) -> int:
+    """`page[size]` as the spec declares it for Klaviyo's paged collections: default 20, 1–100
+    (a value outside is a 400, as Klaviyo answers)."""
+    try:
+        size = int(query.get("page[size]", default))
+    except ValueError:
+        size = 0
+    if not 1 <= size <= maximum:
+        raise ApiFailure(400, [error_object(400, "invalid", "Invalid input.",
+                                            f"page[size] must be between 1 and {maximum}.",
+                                            parameter="page[size]")])
+    return size
+
+
+def _page_params(query: Any) -> dict[str, str]:
+    """The query a `links.next` keeps (everything but the cursor)."""
+    return {k: v for k, v in query.items() if k != "page[cursor]"}
