@@ -1,12 +1,13 @@
 """The one read loop of the bulk exporters: keyset pages of a commercetools resource, read one page
 ahead, mapped into rows, cut into Klaviyo writes that are sent while reading goes on.
 
-An exporter (a `KeysetExporter`) states only what is its own: the resource, its expansions and
-filters, the pydantic model of a document, how one record maps to a payload, how big one write
-and one batch may be (`Shape`), and how a write is sent. This module owns the rest:
+An exporter (a `KeysetExporter`) states only what is its own: what it reads (`Source`: the
+resource, the pydantic model of a document, expansions and filters), how one record maps to a
+payload, how big one write and one batch may be (`Shape`), and how a write is sent. This module
+owns the rest:
 
-- paging: `sort=id asc`, `id > cursor` (and `id <= through` in a partition's range; with `since`,
-  `lastModifiedAt >= since`), or the next ids of a partial sync;
+- paging (pages.py): `sort=id asc`, `id > cursor` (and `id <= through` in a partition's range;
+  with `since`, `lastModifiedAt >= since`), or the next ids of a partial sync;
 - the read budget: no page is started once half the batch's time is spent reading;
 - pipelining: while one page is mapped and its writes are sent, the next page is already being
   read (in a thread of its own), and up to `in_flight` writes are in flight at once (each in a
@@ -21,100 +22,36 @@ and one batch may be (`Shape`), and how a write is sent. This module owns the re
 from __future__ import annotations
 
 import contextvars
-import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ClassVar, Generic, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
 from shared.bulk.base import BatchResult, Kind, Tally, unexpected_error
-from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient, predicate_string
+from shared.bulk.exporters.pages import (
+    Doc,
+    Page,
+    ReadAhead,
+    ReadBudget,
+    modified_since,
+    next_page,
+    since_predicate,
+    sorted_ids,
+)
+from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient
 from shared.deadline import Deadline
 from shared.errors import ConnectorError
 from shared.klaviyo import KlaviyoClient
 from shared.klaviyo.batches import RecordError
 from shared.log import Logger, get_logger
 
-Doc = dict[str, Any]
 M = TypeVar("M", bound=BaseModel)
 P = TypeVar("P")
 
-__all__ = ["Doc", "KeysetExporter", "Page", "ReadBudget", "Row", "Sent", "Shape", "Source",
-           "next_page", "since_predicate", "sorted_ids"]
-
-
-class ReadBudget:
-    """Reading more CT pages stops once `share` of the time left at the start is used, so the
-    batch keeps the rest for sending (and for retries of what it sends)."""
-
-    def __init__(self, deadline: Deadline, share: float = 0.5) -> None:
-        self._start = time.monotonic()
-        self._limit = deadline.remaining() * share
-
-    def more(self) -> bool:
-        return time.monotonic() - self._start < self._limit
-
-
-def sorted_ids(ids: Sequence[str] | None) -> list[str] | None:
-    """The requested ids in keyset order (what `id > cursor` means), without repeats."""
-    if ids is None:
-        return None
-    return sorted(set(ids))
-
-
-def since_predicate(since: datetime) -> str:
-    """`lastModifiedAt >= "<iso>"` (UTC, milliseconds; a naive datetime is taken as UTC)."""
-    at = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
-    text = at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
-    return f"lastModifiedAt >= {predicate_string(text)}"
-
-
-def _modified_since(doc: Doc, since: datetime) -> bool:
-    value = doc.get("lastModifiedAt")
-    try:
-        modified = datetime.fromisoformat(str(value))
-    except ValueError:
-        return True  # unknown: read it (its model decides whether it is readable)
-    at = since if since.tzinfo is not None else since.replace(tzinfo=UTC)
-    return modified.tzinfo is None or modified >= at
-
-
-@dataclass
-class Page:
-    docs: list[Doc]
-    cursor: str | None  # last id this page covers
-    exhausted: bool  # nothing after `cursor`
-    missing: tuple[str, ...] = ()  # asked-for ids commercetools does not have
-
-
-def next_page(
-    ct: CommercetoolsClient, resource: str, *, after: str | None, ids: list[str] | None,
-    limit: int, where: Sequence[str] = (), expand: Sequence[str] = (),
-    keep: Callable[[Doc], bool] | None = None, deadline: Deadline, through: str | None = None,
-) -> Page:
-    """One keyset page after `after`: all records (`sort=id asc`, `id > after`, `where`; with
-    `through`, a partition's range: `id <= through`), or the next `limit` of the sorted `ids`
-    (ids that do not exist, or fail `keep`, are passed over)."""
-    if ids is None:
-        if through is not None:
-            where = (*where, f"id <= {predicate_string(through)}")
-        docs = ct.query_page(resource, after=after, limit=limit, where=where, expand=expand,
-                             deadline=deadline)
-        return Page(docs, docs[-1]["id"] if docs else after, len(docs) < limit)
-    remaining = [i for i in ids if after is None or i > after]
-    todo = remaining[:limit]
-    docs = ct.get_by_ids(resource, todo, expand=expand, deadline=deadline) if todo else []
-    found = {str(d.get("id")) for d in docs}
-    missing = tuple(i for i in todo if i not in found)
-    if keep is not None:
-        docs = [d for d in docs if keep(d)]
-    return Page(docs, todo[-1] if todo else after, len(remaining) <= limit, missing)
-
-
-# ---- rows, writes and batches -------------------------------------------------------------------
+__all__ = ["Doc", "KeysetExporter", "M", "P", "Row", "Sent", "Shape", "Source"]
 
 
 @dataclass(frozen=True)
@@ -179,32 +116,6 @@ def _take(rows: Sequence[Row[Any]], shape: Shape) -> int:
     return taken
 
 
-class _ReadAhead:
-    """At most one page read ahead, in a thread of its own; a page not taken is dropped (the
-    next batch reads it again)."""
-
-    def __init__(self, read: Callable[[str | None, int], Page]) -> None:
-        self._read = read
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="bulk-read")
-        self._ahead: tuple[str | None, Future[Page]] | None = None
-
-    def start(self, after: str | None, limit: int) -> None:
-        context = contextvars.copy_context()
-        self._ahead = (after, self._pool.submit(context.run, self._read, after, limit))
-
-    def next(self, after: str | None, limit: int) -> Page:
-        ahead, self._ahead = self._ahead, None
-        if ahead is not None and ahead[0] == after:
-            return ahead[1].result()
-        return self._read(after, limit)
-
-    def close(self) -> None:
-        # Waits for a read in flight (bounded by the batch's deadline), so nothing outlives the
-        # batch; its page, or its error, belongs to no one.
-        self._pool.shutdown(wait=True)
-        self._ahead = None
-
-
 class _Writes(Generic[P]):
     """The batch's writes, in order, up to `in_flight` of them sent at once."""
 
@@ -226,16 +137,20 @@ class _Writes(Generic[P]):
         return any(f.done() and f.exception() is not None for _, f in self.cut)
 
     def results(self) -> list[tuple[list[Row[P]], Sent]]:
-        """Every write's outcome; the first failure of any write fails the batch (after all
-        have ended: whatever was accepted is sent again, idempotently, by the retry)."""
-        self._pool.shutdown(wait=True)
-        done = []
-        for rows, future in self.cut:
-            done.append((rows, future.result()))
-        return done
+        """Every write's outcome. The first failure fails the batch: writes not yet started are
+        cancelled, those in flight waited for (whatever was accepted is sent again, idempotently,
+        when the runner retries the batch)."""
+        futures = [f for _, f in self.cut]
+        wait(futures, return_when=FIRST_EXCEPTION)
+        for future in futures:
+            failure = future.exception() if future.done() else None
+            if failure is not None:
+                self.close()
+                raise failure
+        return [(rows, future.result()) for rows, future in self.cut]
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True)
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class KeysetExporter(Generic[M, P]):
@@ -316,7 +231,7 @@ class KeysetExporter(Generic[M, P]):
                              where=where, expand=source.expand, keep=keep, deadline=deadline,
                              through=through)
 
-        reader = _ReadAhead(read)
+        reader = ReadAhead(read)
         writes: _Writes[P] = _Writes(self.send, self.in_flight, deadline)
         try:
             return self._run(after, reader, writes, deadline)
@@ -324,7 +239,7 @@ class KeysetExporter(Generic[M, P]):
             reader.close()
             writes.close()
 
-    def _run(self, after: str | None, reader: _ReadAhead, writes: _Writes[P],
+    def _run(self, after: str | None, reader: ReadAhead, writes: _Writes[P],
              deadline: Deadline) -> BatchResult:
         shape, batch = self.shape(), self.batch_shape()
         budget = ReadBudget(deadline)
@@ -388,7 +303,7 @@ class KeysetExporter(Generic[M, P]):
 
     def _keep_since(self, doc: Doc) -> bool:
         assert self.since is not None
-        return self.keep(doc) and _modified_since(doc, self.since)
+        return self.keep(doc) and modified_since(doc, self.since)
 
     def _rows(self, docs: list[Doc], memo: dict[str, Any], deadline: Deadline) -> list[Row[P]]:
         validated: list[tuple[str, M | None]] = []
