@@ -216,9 +216,11 @@ def test_customers_pages_read_ahead_never_read_past_a_full_request(
     totals = run_all(CustomersExporter(ct_client, klaviyo_client, page_size=100,
                                        batch_size=250))
     assert totals.sent == 1234 and len(klaviyo.profiles) == 1234
-    limits = [int(r.param("limit") or 0) for r in ct.api_requests("customers")]
+    # Each page once (a retry after a timeout on a loaded machine asks the same again).
+    pages = list(dict.fromkeys((tuple(r.query.get("where", [])), int(r.param("limit") or 0))
+                               for r in ct.api_requests("customers")))
     # 100, 100, 50 per batch of 250: the read-ahead page is sized to what still fits.
-    assert sum(limits[:3]) == 250 and len(limits) == 15
+    assert [limit for _, limit in pages] == [100, 100, 50] * 5
 
 
 # ---- since -----------------------------------------------------------------------------------
