@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from shared.bulk.base import BatchResult, Exporter, Kind
 from shared.bulk.runner import Runner, RunnerConfig
-from shared.bulk.tasks import PageTask
+from shared.bulk.tasks import PageTask, TaskResult
 from shared.deadline import Deadline
 from shared.klaviyo.batches import RecordError
 from shared.state.jobs import Job
@@ -118,11 +118,11 @@ def job_of(runner: Runner, job_id: str) -> Job:
     return job
 
 
-def drain(runner: Runner, *, limit: int = 1000) -> list[str]:
+def drain(runner: Runner, *, limit: int = 1000) -> list[TaskResult]:
     """Run queued tasks (a ListQueue) until none is left; returns the outcomes."""
     queue = runner.queue
     assert isinstance(queue, ListQueue)
-    outcomes = []
+    outcomes: list[TaskResult] = []
     while queue.tasks and limit:
         outcomes.append(runner.run_task(queue.pop()))
         limit -= 1

@@ -30,7 +30,14 @@ from typing import TYPE_CHECKING, Literal
 
 from shared.bulk import budget, partitions
 from shared.bulk.base import KINDS, BatchResult, DeletingExporter, Exporter, Kind
-from shared.bulk.tasks import LocalTaskQueue, PageTask, PubsubTaskQueue, TaskQueue, topic_path
+from shared.bulk.tasks import (
+    LocalTaskQueue,
+    PageTask,
+    PubsubTaskQueue,
+    TaskQueue,
+    TaskResult,
+    topic_path,
+)
 from shared.deadline import Deadline
 from shared.errors import (
     ApiError,
@@ -288,7 +295,7 @@ class Runner:
 
     # ---- the worker -------------------------------------------------------------------------
 
-    def run_task(self, task: PageTask) -> str:
+    def run_task(self, task: PageTask) -> TaskResult:
         """Run one page task. Returns what happened (for logs and tests); raises only when the
         task should be delivered again (a retryable failure, or the store/queue is down)."""
         try:
@@ -297,7 +304,7 @@ class Runner:
             if partitions.is_partition_id(task.jobId):
                 self._settle_partition(task.jobId)
 
-    def _run_task(self, task: PageTask) -> str:
+    def _run_task(self, task: PageTask) -> TaskResult:
         fields = task.log_fields()
         job = self.store.get_job(task.jobId)
         if job is None or job.kind != task.kind:
@@ -426,7 +433,7 @@ class Runner:
             self.store.renew_lease(parent.id, now=now, lease=self.config.lease,
                                    worker=self.worker_id)
 
-    def _save(self, job: Job, result: BatchResult) -> str:
+    def _save(self, job: Job, result: BatchResult) -> TaskResult:
         saved = self.store.save_batch(
             job.id, seq=job.seq, phase=job.phase, cursor=job.cursor, result=result,
             now=self.clock(), lease=self.config.lease, worker=self.worker_id,
@@ -447,7 +454,7 @@ class Runner:
             self._log_end(saved)
         return "saved"
 
-    def _retry_later(self, job: Job, exc: ConnectorError) -> str:
+    def _retry_later(self, job: Job, exc: ConnectorError) -> TaskResult:
         code = error_code(exc)
         if isinstance(exc, DeadlineExceeded) and code == "DeadlineExceeded" and job.errorCode:
             code = job.errorCode  # out of time again: the earlier attempt's error says more
@@ -478,7 +485,7 @@ class Runner:
                         attempt=updated.attempts)
         raise exc
 
-    def _fail(self, job: Job, exc: BaseException) -> str:
+    def _fail(self, job: Job, exc: BaseException) -> TaskResult:
         code = error_code(exc)
         fields = exc.log_fields() if isinstance(exc, ApiError) else {}
         log.error("bulk batch failed terminally", jobId=job.id, kind=job.kind, seq=job.seq,

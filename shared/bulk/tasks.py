@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -23,6 +23,18 @@ from shared.state.jobs import Phase
 log = get_logger("bulk.tasks")
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9_-]{1,64}$"
+
+# What running one page task did (`JobRunner.run_task`; for logs and tests). All are
+# acknowledged: a task that must be delivered again raises instead.
+#   saved          the batch ran and its result was saved (the next task queued if the job goes on)
+#   duplicate      the batch was already done (a redelivery), or the job moved on meanwhile
+#   requeued-next  already done, but its next task may never have been queued: queued now
+#   stopped        the job was asked to stop; it is stopped now
+#   ended          the job (or the partition's job) had already ended
+#   failed         the batch failed terminally, made no progress, or ran out of attempts
+#   unknown-job    no such job (of that kind)
+TaskResult = Literal["saved", "duplicate", "requeued-next", "stopped", "ended", "failed",
+                     "unknown-job"]
 
 
 class PageTask(BaseModel):

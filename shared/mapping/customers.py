@@ -4,12 +4,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from shared.commercetools.models.customer import Address, Customer
 
+if TYPE_CHECKING:
+    from shared.config import Settings
+
 _PHONE_PUNCTUATION = re.compile(r"[\s\-./()]")
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+
+
+@dataclass(frozen=True)
+class ProfileMappingConfig:
+    """The settings the profile mapping reads (CUSTOMER_PROPERTIES_INCLUDE / _EXCLUDE / _RENAME):
+    the keyword arguments of `map_profile`."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+    rename: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ProfileMappingConfig:
+        return cls(include=tuple(settings.customer_properties_include),
+                   exclude=tuple(settings.customer_properties_exclude),
+                   rename=dict(settings.customer_properties_rename))
 
 
 def select_address(customer: Customer) -> Address | None:

@@ -1,4 +1,11 @@
-"""Realtime processors: which commercetools deliveries become which Klaviyo writes."""
+"""Realtime processors: which commercetools deliveries become which Klaviyo writes.
+
+`all_processors(settings)` is the registry (each module's `processors(settings)`, which builds
+that module's mapping configuration once); `enabled_processors` leaves out DISABLED_PROCESSORS.
+The realtime function, the commercetools subscription setup and dead-letter replay all read it.
+A new processor also needs a case in tests/test_processor_contract.py (README: "Adding a message
+type").
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ and a cart that was ordered or merged meanwhile is not reported.
 
 from __future__ import annotations
 
+from functools import partial
+
 from shared.commercetools.client import predicate_string
 from shared.commercetools.messages import CtMessage
 from shared.commercetools.models.cart import Cart
@@ -21,7 +23,7 @@ from shared.mapping.checkout import (
     started_checkout_event,
 )
 from shared.mapping.products import ProductLookup
-from shared.processors.base import Context, Processor, Trigger
+from shared.processors.base import Context, Processor, Trigger, read_current
 from shared.processors.orders import fetch_product_lookup
 
 log = get_logger(__name__)
@@ -52,14 +54,11 @@ def _lookup(ctx: Context, cart: Cart, config: CheckoutMappingConfig) -> ProductL
     return fetch_product_lookup(ctx, product_ids(cart), config.locale)
 
 
-def started_checkout(message: CtMessage, ctx: Context) -> int:
+def started_checkout(message: CtMessage, ctx: Context, *, config: CheckoutMappingConfig) -> int:
     cart_id = message.resource.id
-    document = ctx.ct.get_cart(cart_id, deadline=ctx.deadline)
-    if document is None:
-        log.info("cart no longer exists; skipped", ctCartId=cart_id)
+    cart = read_current(ctx, "carts", cart_id, Cart)
+    if cart is None:
         return 0
-    cart = Cart.model_validate(document)
-    config = CheckoutMappingConfig.from_settings(ctx.settings)
     # Cheap checks on the cart first: most cart edits are not checkouts and cost one read only.
     reason = skip_reason(cart, config)
     if reason is not None:
@@ -82,4 +81,5 @@ def started_checkout(message: CtMessage, ctx: Context) -> int:
 
 
 def processors(settings: Settings) -> list[Processor]:
-    return [Processor("StartedCheckout", Trigger("cart", changes=CART_CHANGES), started_checkout)]
+    handle = partial(started_checkout, config=CheckoutMappingConfig.from_settings(settings))
+    return [Processor("StartedCheckout", Trigger("cart", changes=CART_CHANGES), handle)]

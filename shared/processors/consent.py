@@ -18,12 +18,14 @@ nothing is sent.
 
 from __future__ import annotations
 
+from functools import partial
+
 from shared.commercetools.messages import CtMessage
 from shared.commercetools.models.customer import Customer
 from shared.config import Settings
 from shared.log import get_logger
 from shared.mapping.consent import Channel, ConsentConfig, consent_change, decisions
-from shared.processors.base import Context, Processor, Trigger
+from shared.processors.base import Context, Processor, Trigger, read_current
 
 log = get_logger(__name__)
 
@@ -45,19 +47,16 @@ def _channels(message: CtMessage, config: ConsentConfig) -> list[Channel] | None
     return [channel for channel, field in config.fields().items() if field == name]
 
 
-def sync_consent(message: CtMessage, ctx: Context) -> int:
-    config = ConsentConfig.from_settings(ctx.settings)
+def sync_consent(message: CtMessage, ctx: Context, *, config: ConsentConfig) -> int:
     if not config.enabled:  # the trigger is empty then; kept for direct calls
         return 0
     customer_id = message.resource.id
     channels = _channels(message, config)
     if channels == []:
         return 0  # another custom field changed: consent did not
-    document = ctx.ct.get_customer(customer_id, deadline=ctx.deadline)
-    if document is None:
-        log.info("customer no longer exists; consent skipped", ctCustomerId=customer_id)
+    customer = read_current(ctx, "customers", customer_id, Customer)
+    if customer is None:
         return 0
-    customer = Customer.model_validate(document)
     wanted = decisions(
         customer, config, channels=channels,
         allow_unsubscribe=message.message_type not in SUBSCRIBE_ONLY,
@@ -94,6 +93,6 @@ def sync_consent(message: CtMessage, ctx: Context) -> int:
 def processors(settings: Settings) -> list[Processor]:
     # Always registered, so DISABLED_PROCESSORS=CustomerConsent is a known name; without a
     # configured field the trigger is empty, so the CT subscription does not grow either.
-    enabled = ConsentConfig.from_settings(settings).enabled
-    trigger = Trigger("customer", messages=CONSENT_MESSAGES if enabled else frozenset())
-    return [Processor("CustomerConsent", trigger, sync_consent)]
+    config = ConsentConfig.from_settings(settings)
+    trigger = Trigger("customer", messages=CONSENT_MESSAGES if config.enabled else frozenset())
+    return [Processor("CustomerConsent", trigger, partial(sync_consent, config=config))]

@@ -12,6 +12,8 @@ deletes only by email, phone number or its own profile id. Logs carry ids only.
 
 from __future__ import annotations
 
+from functools import partial
+
 from shared.commercetools.messages import CtMessage
 from shared.config import Settings
 from shared.log import get_logger
@@ -20,8 +22,8 @@ from shared.processors.base import Context, Processor, Trigger
 log = get_logger(__name__)
 
 
-def delete_profile(message: CtMessage, ctx: Context) -> int:
-    if not ctx.settings.customer_deletion_enabled:  # the trigger is empty then
+def delete_profile(message: CtMessage, ctx: Context, *, enabled: bool) -> int:
+    if not enabled:  # the trigger is empty then; kept for direct calls
         return 0
     customer_id = message.resource.id
     email = message.payload.get("email")
@@ -43,5 +45,7 @@ def delete_profile(message: CtMessage, ctx: Context) -> int:
 def processors(settings: Settings) -> list[Processor]:
     # Always registered (a known name for DISABLED_PROCESSORS); no trigger unless enabled, so the
     # commercetools subscription only asks for CustomerDeleted when it will be acted on.
-    messages = frozenset({"CustomerDeleted"}) if settings.customer_deletion_enabled else frozenset()
-    return [Processor("CustomerDeleted", Trigger("customer", messages=messages), delete_profile)]
+    enabled = settings.customer_deletion_enabled
+    messages = frozenset({"CustomerDeleted"}) if enabled else frozenset()
+    return [Processor("CustomerDeleted", Trigger("customer", messages=messages),
+                      partial(delete_profile, enabled=enabled))]

@@ -1,17 +1,18 @@
 """One Pub/Sub delivery → decode → the processors it triggers → outcome.
 
 Returning normally acknowledges the message; raising makes Pub/Sub redeliver it. So: malformed
-input and definite statements about the record (`shared.errors.TERMINAL_STATUSES`) are logged and
-acknowledged; retryable failures, refused credentials and unexpected exceptions are raised once
-every matching processor has had its turn (each Klaviyo write is idempotent, so redelivery is
-safe), so the message is redelivered and finally dead-lettered, never lost.
+input and definite statements about the record (a resource that fails validation, an answer in
+`shared.errors.TERMINAL_STATUSES`) are logged and acknowledged; retryable failures, refused
+credentials and unexpected exceptions are raised once every matching processor has had its turn
+(each Klaviyo write is idempotent, so redelivery is safe), so the message is redelivered and
+finally dead-lettered, never lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError
 
@@ -24,9 +25,17 @@ from shared.pubsub import decode_pubsub_event
 log = get_logger(__name__)
 
 
+# What became of a delivery. Acknowledged: processed (every matching processor ran without an
+# error; 0 writes is fine, e.g. the resource was gone), ignored (a subscription test message, or
+# no processor for it), malformed (not a commercetools delivery), failed (one or more processors
+# hit a definite statement about the record: invalid, or refused by Klaviyo; the others' writes
+# stand). Not acknowledged: redeliver (carried by RedeliveryRequested, never returned).
+OutcomeStatus = Literal["processed", "ignored", "malformed", "failed", "redeliver"]
+
+
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # processed | ignored | malformed | failed | redeliver
+    status: OutcomeStatus
     writes: int = 0
     processors: tuple[str, ...] = ()
     redeliver: tuple[str, ...] = ()  # processors whose failure asks for a redelivery

@@ -1,9 +1,11 @@
 """Orders and refunds → Klaviyo order events (Placed Order, Ordered Product, Fulfilled/Cancelled
 Order, Refunded Order).
 
-Every handler reads the order (and payment) from commercetools by id instead of trusting the
+Every handler reads the order (and payment) as commercetools holds it now instead of trusting the
 delivery: deliveries are at-least-once, unordered and may omit the payload (`payloadNotIncluded`).
-The message is consulted only for *which* change happened (the new state, the transaction id).
+Orders are read by id (`read_current`); a refund's order is found by its payment, with the payment
+expanded, in one query. The message is consulted only for *which* change happened (the new
+state, the transaction id). The mapping configuration is built once, in `processors(settings)`.
 Every event carries a deterministic unique_id, so a redelivery after a partial failure re-sends
 what was already recorded and Klaviyo keeps one copy.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from shared.commercetools.client import predicate_string
 from shared.commercetools.messages import CtMessage
@@ -42,7 +45,7 @@ from shared.mapping.orders import (
     successful_refunds,
 )
 from shared.mapping.products import ProductLookup, product_ids, product_lookup
-from shared.processors.base import Context, Processor, Trigger
+from shared.processors.base import Context, Processor, Trigger, read_current, validated
 
 log = get_logger(__name__)
 
@@ -55,16 +58,8 @@ PAYMENT_MESSAGES = frozenset({"PaymentTransactionAdded", "PaymentTransactionStat
 STATE_MESSAGES = frozenset({"OrderStateChanged", "OrderShipmentStateChanged"})
 
 
-def _config(ctx: Context) -> OrderMappingConfig:
-    return OrderMappingConfig.from_settings(ctx.settings)
-
-
 def _load_order(ctx: Context, order_id: str) -> Order | None:
-    document = ctx.ct.get_by_id("orders", order_id, expand=ORDER_EXPAND, deadline=ctx.deadline)
-    if document is None:
-        log.info("order no longer exists; skipped", ctOrderId=order_id)
-        return None
-    return Order.model_validate(document)
+    return read_current(ctx, "orders", order_id, Order, expand=ORDER_EXPAND)
 
 
 def _lookup(ctx: Context, order: Order, config: OrderMappingConfig) -> ProductLookup:
@@ -165,9 +160,8 @@ def _send_bulk(ctx: Context, order: Order, events: list[KlaviyoEvent]) -> bool:
     return True
 
 
-def placed_order(message: CtMessage, ctx: Context) -> int:
+def placed_order(message: CtMessage, ctx: Context, *, config: OrderMappingConfig) -> int:
     """Placed Order + Ordered Product per line, whatever the order's state."""
-    config = _config(ctx)
     order = _load_order(ctx, message.resource.id)
     if order is None or not _has_profile(order):
         return 0
@@ -194,9 +188,8 @@ def _changed_metrics(message: CtMessage, order: Order, config: OrderMappingConfi
                          shipment_state=order.shipment_state)
 
 
-def order_state_changed(message: CtMessage, ctx: Context) -> int:
+def order_state_changed(message: CtMessage, ctx: Context, *, config: OrderMappingConfig) -> int:
     """Fulfilled / Cancelled Order (per the state maps) for a state change."""
-    config = _config(ctx)
     order = _load_order(ctx, message.resource.id)
     if order is None:
         return 0
@@ -248,7 +241,7 @@ def _younger_than(message: CtMessage, age: timedelta) -> bool:
     return datetime.now(UTC) - created < age
 
 
-def order_refunded(message: CtMessage, ctx: Context) -> int:
+def order_refunded(message: CtMessage, ctx: Context, *, config: OrderMappingConfig) -> int:
     """Refunded Order for the message's refund transaction once it is Success *now*.
 
     A refund added as Pending sends nothing; its later change to Success sends it. Without a
@@ -269,20 +262,19 @@ def order_refunded(message: CtMessage, ctx: Context) -> int:
                                       f"{UNLINKED_PAYMENT_WAIT})")
         log.info("no order for the payment; skipped", ctPaymentId=payment_id)
         return 0
-    order = Order.model_validate(found[0])
+    order = Order.model_validate(found[0])  # found by the query: it exists
     document = next((ref.obj for ref in (order.payment_info.payments if order.payment_info
                                          else []) if ref.id == payment_id and ref.obj), None)
-    if document is None:
-        log.info("payment no longer exists; skipped", ctPaymentId=payment_id)
+    # No expanded payment: the order still references it, but the payment was deleted.
+    payment = validated("payments", payment_id, document, Payment, ctOrderId=order.id)
+    if payment is None:
         return 0
-    payment = Payment.model_validate(document)
     wanted = _transaction_id(message)
     refunds = [t for t in successful_refunds(payment) if wanted is None or t.id == wanted]
     if not refunds:
         log.info("no successful refund transaction; nothing sent", ctPaymentId=payment_id,
                  ctTransactionId=wanted)
         return 0
-    config = _config(ctx)
     if not _has_profile(order):
         return 0
     lookup = _lookup(ctx, order, config)
@@ -291,18 +283,20 @@ def order_refunded(message: CtMessage, ctx: Context) -> int:
 
 
 def processors(settings: Settings) -> list[Processor]:
+    config = OrderMappingConfig.from_settings(settings)
     triggers = frozenset(settings.order_state_change_triggers)
     return [
         Processor(
             "OrderCreated",
             Trigger("order", messages=frozenset(settings.order_created_messages)),
-            placed_order,
+            partial(placed_order, config=config),
         ),
         Processor(
             "OrderStateChanged",
             Trigger("order", messages=triggers & STATE_MESSAGES,
                     changes=triggers & {"ResourceUpdated"}),
-            order_state_changed,
+            partial(order_state_changed, config=config),
         ),
-        Processor("OrderRefunded", Trigger("payment", messages=PAYMENT_MESSAGES), order_refunded),
+        Processor("OrderRefunded", Trigger("payment", messages=PAYMENT_MESSAGES),
+                  partial(order_refunded, config=config)),
     ]
