@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
-# what mypy checks (pyproject.toml lists the test modules not yet clean)
+# what mypy checks: all of it, tests included (pyproject.toml: the settings, untyped packages)
 MYPY_PATHS := shared realtime bulk deploy tests bench soak
 
 .PHONY: install run lint test clean

@@ -132,7 +132,7 @@ def _probe(target: Target, cache_dir: str | None = None, *, preload: bool = Fals
 
 def _top_imports(stderr: str, count: int = 8) -> list[dict[str, Any]]:
     """The slowest top-level imports from `-X importtime` (cumulative, ms)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for line in stderr.splitlines():
         m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \| (\s*)(\S+)", line)
         if m and not m.group(3):  # imported by the entry point itself, not nested
@@ -225,8 +225,8 @@ def dependency_sizes(requirements: Path = ROOT / "requirements.txt") -> dict[str
 
     try:
         from packaging.requirements import Requirement
-    except ImportError:  # pip vendors it
-        from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
+    except ImportError:  # pip vendors it; mypy sees pip's copy of the class as another class
+        from pip._vendor.packaging.requirements import Requirement  # type: ignore[assignment]
 
     wanted: dict[str, set[str]] = {}
     queue = [Requirement(r) for r in _requirement_names(requirements)]

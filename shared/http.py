@@ -8,15 +8,15 @@
   redirects is a misconfigured base URL, better reported), a `json` body encoded compactly
   (`encode_json`); every `requests` failure becomes `HttpFailure` (no answer: retryable) or
   `InvalidRequest` (cannot be sent at all).
-- `parse_json`, `retry_after_seconds`.
+- `parse_json`, `retry_after_seconds`; `chunks_within`: lists of ids cut to a query-string budget.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -24,6 +24,8 @@ from requests.adapters import HTTPAdapter
 from shared import jsontext
 
 Params = Mapping[str, str] | Sequence[tuple[str, str]]
+
+T = TypeVar("T")
 
 # requests' own default pool size; an instance serving more threads gets one connection each.
 _MIN_POOL = 10
@@ -133,6 +135,27 @@ def retry_after_seconds(value: str | None) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+def chunks_within(
+    items: Iterable[T], cost: Callable[[T], int], *, max_items: int, max_chars: int,
+    base_chars: int,
+) -> Iterator[list[T]]:
+    """`items` in order, in chunks of at most `max_items` whose `base_chars` (the filter's own
+    text) plus each item's encoded `cost` stay within `max_chars`: a filter of ids travels in
+    the query string, and a URL too long is refused by proxies before the API sees it. An item
+    over the budget by itself is still sent, alone (the API then says what is wrong with it)."""
+    chunk: list[T] = []
+    size = base_chars
+    for item in items:
+        item_cost = cost(item)
+        if chunk and (len(chunk) >= max_items or size + item_cost > max_chars):
+            yield chunk
+            chunk, size = [], base_chars
+        chunk.append(item)
+        size += item_cost
+    if chunk:
+        yield chunk
 
 
 def encode_json(value: Any) -> bytes:

@@ -25,11 +25,11 @@ from shared.config import Settings
 from shared.klaviyo.catalog import catalog_id
 from shared.mapping.catalog import (
     CatalogConfig,
-    category_attributes,
     item_attributes,
     split_variants,
     variant_attributes,
 )
+from shared.mapping.catalog_categories import category_attributes
 from shared.mapping.customers import map_profile
 from shared.mapping.orders import OrderMappingConfig, expanded_payments, order_events, order_profile
 from shared.mapping.products import category_ids, product_ids, product_lookup

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TypedDict, Unpack
 
 from shared.bulk.base import BatchResult, Exporter, Kind
 from shared.bulk.runner import Runner, RunnerConfig
 from shared.bulk.tasks import PageTask, TaskResult
 from shared.deadline import Deadline
 from shared.klaviyo.batches import RecordError
-from shared.state.jobs import Job
+from shared.state.jobs import Job, Lock
 from shared.state.store import JobStore
+from tests.checks import known
 
 
 class Clock:
@@ -96,18 +99,30 @@ class ListQueue:
         return self.tasks.pop(0)
 
 
+class ConfigOverrides(TypedDict, total=False):
+    """RunnerConfig's fields, any of which a test may set."""
+
+    batch_deadline_seconds: float
+    lease_seconds: float
+    max_batch_attempts: int
+    max_errors: int
+    partitions: Mapping[str, int]
+    klaviyo_share: float
+
+
 def make_runner(
     store: JobStore,
     exporters: Mapping[str, Exporter] | Callable[[Kind], Exporter],
     *,
     clock: Clock | None = None,
     queue: ListQueue | None = None,
-    **config: float | int,
+    **config: Unpack[ConfigOverrides],
 ) -> Runner:
     factory = exporters.__getitem__ if isinstance(exporters, Mapping) else exporters
+    # Short batches and leases for tests; `config` overrides any RunnerConfig field.
+    defaults = RunnerConfig(batch_deadline_seconds=5.0, lease_seconds=60.0)
     return Runner(store, queue or ListQueue(), factory,
-                  config=RunnerConfig(**{"batch_deadline_seconds": 5.0, "lease_seconds": 60.0,
-                                         **config}),  # type: ignore[arg-type]
+                  config=dataclasses.replace(defaults, **config),
                   clock=clock or Clock(), worker_id="test-worker")
 
 
@@ -127,3 +142,15 @@ def drain(runner: Runner, *, limit: int = 1000) -> list[TaskResult]:
         outcomes.append(runner.run_task(queue.pop()))
         limit -= 1
     return outcomes
+
+
+def lock_of(store: JobStore, kind: Kind) -> Lock:
+    """The kind's lock, which the test knows exists (a job of the kind was created)."""
+    return known(store.get_lock(kind), kind)
+
+
+def queue_of(runner: Runner) -> ListQueue:
+    """The runner's task queue as the ListQueue make_runner gave it (tests pop and inspect it)."""
+    queue = runner.queue
+    assert isinstance(queue, ListQueue), queue
+    return queue

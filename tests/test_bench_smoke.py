@@ -43,11 +43,12 @@ def test_bench_runs_and_writes_every_row(tmp_path: Path) -> None:
                    - run["ct_requests_per_message"]) <= 0.5
     for run in results["bulk"]:
         assert run["http_calls"] >= len(run["klaviyo_requests"]) and run["cpu_per_http_call_ms"] > 0
-    # commercetools reads per delivery: the one re-read of the resource, plus its products.
+    # commercetools reads per delivery: the one re-read of the resource, plus its products; a
+    # category whose names were written is read once more, to confirm it did not move on.
     ct_reads = {r["message"].split(" ")[0]: r["ct_requests_per_message"]
                 for r in results["realtime"]}
     assert ct_reads["OrderCreated"] <= 2.2 and ct_reads["OrderStateChanged"] <= 2.2
-    assert ct_reads["PaymentTransactionStateChanged"] <= 2.2 and ct_reads["Category"] <= 1.2
+    assert ct_reads["PaymentTransactionStateChanged"] <= 2.2 and ct_reads["Category"] <= 2.2
     assert results["cold_start"]["realtime"]["import_ms"] > 0
     assert results["cold_start"]["hello"]["import_ms"] > 0
     assert results["cold_start"]["realtime"]["import_ratio"] > 1

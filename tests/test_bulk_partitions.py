@@ -8,18 +8,31 @@ from __future__ import annotations
 import random
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Unpack
 
 import pytest
 
 from shared.bulk import partitions
 from shared.bulk.base import Kind
 from shared.bulk.runner import Runner
+from shared.bulk.tasks import LocalTaskQueue
 from shared.errors import CommercetoolsError, KlaviyoError
 from shared.state import Conflict, JobStatus, MemoryStore
 from shared.state.jobs import LEASE_EXPIRED
 from shared.state.store import JobStore
-from tests.bulk_helpers import Clock, ListExporter, ListQueue, make_runner
+from tests.bulk_helpers import (
+    Clock,
+    ConfigOverrides,
+    ListExporter,
+    ListQueue,
+    job_of,
+    lock_of,
+    make_runner,
+    queue_of,
+)
+from tests.checks import known
+from tests.fakes.commercetools import FakeCommercetools
+from tests.fakes.klaviyo import FakeKlaviyo
 from tests.test_bulk_e2e import Bulk, make_bulk  # noqa: F401 - the e2e harness fixture
 
 rng = random.Random(16)
@@ -31,7 +44,7 @@ def shuffled_drain(runner: Runner, *, seed: int = 1, limit: int = 10_000) -> lis
     queue = runner.queue
     assert isinstance(queue, ListQueue)
     order = random.Random(seed)
-    outcomes = []
+    outcomes: list[str] = []
     while queue.tasks and limit:
         task = queue.tasks.pop(order.randrange(len(queue.tasks)))
         outcomes.append(runner.run_task(task))
@@ -40,8 +53,8 @@ def shuffled_drain(runner: Runner, *, seed: int = 1, limit: int = 10_000) -> lis
 
 
 def partitioned(exporter: ListExporter, k: int = 4, store: JobStore | None = None,
-                **kw: Any) -> Runner:
-    runner = make_runner(store or MemoryStore(), {exporter.kind: exporter}, **kw)
+                clock: Clock | None = None, **kw: Unpack[ConfigOverrides]) -> Runner:
+    runner = make_runner(store or MemoryStore(), {exporter.kind: exporter}, clock=clock, **kw)
     runner.config = type(runner.config)(**{**runner.config.__dict__,
                                            "partitions": {exporter.kind: k}})
     return runner
@@ -83,33 +96,33 @@ def test_every_record_once_and_the_job_adds_its_partitions_up() -> None:
     exporter = ListExporter("customers", RECORDS, page=7, bad={RECORDS[5], RECORDS[150]})
     runner = partitioned(exporter, 4)
     job = runner.start("customers")
-    assert job.partitions == 4 and len(runner.queue.tasks) == 4  # type: ignore[attr-defined]
-    assert {t.jobId for t in runner.queue.tasks} == {  # type: ignore[attr-defined]
+    assert job.partitions == 4 and len(queue_of(runner).tasks) == 4
+    assert {t.jobId for t in queue_of(runner).tasks} == {
         partitions.partition_id(job.id, i) for i in range(4)}
     outcomes = shuffled_drain(runner)
     assert set(outcomes) == {"saved"}
     assert sorted(exporter.sent) == sorted(set(RECORDS) - {RECORDS[5], RECORDS[150]})
     assert len(exporter.sent) == len(set(exporter.sent))
-    whole = runner.job(job.id)
+    whole = job_of(runner, job.id)
     assert whole.status == JobStatus.COMPLETED and whole.finishedAt is not None
     assert whole.counts.read == 200 and whole.counts.sent == 198 and whole.counts.failed == 2
     assert sorted(e.ctId for e in whole.errors) == sorted([RECORDS[5], RECORDS[150]])
-    assert whole.seq == len(outcomes)
+    assert whole.seq == len(outcomes) and whole.parts is not None
     assert [p["status"] for p in whole.parts] == ["completed"] * 4
     assert sum(p["read"] for p in whole.parts) == 200
-    stored = runner.store.get_job(job.id)  # the job document itself holds the sums at the end
+    stored = known(runner.store.get_job(job.id))  # the job document holds the sums at the end
     assert stored.counts == whole.counts and stored.status == JobStatus.COMPLETED
-    assert not runner.store.get_lock("customers").held
-    assert runner.latest("customers").id == job.id
+    assert not lock_of(runner.store, "customers").held
+    assert known(runner.latest("customers")).id == job.id
 
 
 def test_partial_sync_and_catalog_kinds_stay_one_chain() -> None:
     exporter = ListExporter("customers", RECORDS, page=50)
     runner = partitioned(exporter, 4)
     job = runner.start("customers", ids=RECORDS[:20])
-    assert job.partitions is None and len(runner.queue.tasks) == 1  # type: ignore[attr-defined]
+    assert job.partitions is None and len(queue_of(runner).tasks) == 1
     shuffled_drain(runner)
-    assert runner.job(job.id).counts.sent == 20
+    assert job_of(runner, job.id).counts.sent == 20
     products = ListExporter("products", RECORDS, page=50)
     runner = make_runner(MemoryStore(), {"products": products})
     runner.config = type(runner.config)(**{**runner.config.__dict__,
@@ -125,7 +138,7 @@ def test_conflict_while_any_partition_runs() -> None:
     with pytest.raises(Conflict) as caught:
         runner.start("customers")
     assert caught.value.job_id == job.id
-    assert runner.job(job.id).status == JobStatus.RUNNING
+    assert job_of(runner, job.id).status == JobStatus.RUNNING
 
 
 def test_redelivered_and_killed_tasks_count_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -150,7 +163,7 @@ def test_redelivered_and_killed_tasks_count_once(monkeypatch: pytest.MonkeyPatch
         if order.random() < 0.3:
             assert runner.run_task(task) in ("duplicate", "ended")  # delivered twice
     assert kills > 3
-    whole = runner.job(job.id)
+    whole = job_of(runner, job.id)
     assert whole.status == JobStatus.COMPLETED
     assert whole.counts.read == whole.counts.sent == 200
     assert sorted(set(exporter.sent)) == RECORDS  # everything, resent batches included
@@ -166,10 +179,10 @@ def test_stop_reaches_every_partition() -> None:
     sent_before = len(exporter.sent)
     outcomes = shuffled_drain(runner)
     assert outcomes.count("stopped") == 4 and len(exporter.sent) == sent_before
-    whole = runner.job(job.id)
+    whole = job_of(runner, job.id)
     assert whole.status == JobStatus.STOPPED and whole.counts.sent == sent_before
-    assert {p["status"] for p in whole.parts} == {"stopped"}
-    assert not runner.store.get_lock("customers").held
+    assert whole.parts is not None and {p["status"] for p in whole.parts} == {"stopped"}
+    assert not lock_of(runner.store, "customers").held
     assert runner.start("customers").id != job.id  # the kind is free again
 
 
@@ -182,10 +195,10 @@ def test_one_failed_partition_fails_the_job_and_ends_the_others() -> None:
     job = runner.start("customers")
     outcomes = shuffled_drain(runner)
     assert "failed" in outcomes
-    whole = runner.job(job.id)
-    assert whole.status == JobStatus.FAILED and whole.reason.startswith("partition 2:")
-    assert not runner.store.get_lock("customers").held
-    assert all(not p.live for p in runner.store.get_parts(whole))
+    whole = job_of(runner, job.id)
+    assert whole.status == JobStatus.FAILED and known(whole.reason).startswith("partition 2:")
+    assert not lock_of(runner.store, "customers").held
+    assert all(p is not None and not p.live for p in runner.store.get_parts(whole))
     assert whole.counts.read < 200
 
 
@@ -203,9 +216,9 @@ def test_retries_of_a_partition_then_success() -> None:
             runner.run_task(task)
         except CommercetoolsError:
             queue.tasks.append(task)  # Pub/Sub redelivers
-            view = runner.job(job.id)
+            view = job_of(runner, job.id)
             assert view.errorCode == "http_503" and view.attempts >= 1  # shown on the job
-    whole = runner.job(job.id)
+    whole = job_of(runner, job.id)
     assert whole.status == JobStatus.COMPLETED and whole.counts.sent == 200
 
 
@@ -214,34 +227,41 @@ def test_lease_renewed_by_partitions_and_taken_over_when_they_die() -> None:
     exporter = ListExporter("customers", RECORDS, page=3)
     runner = partitioned(exporter, 4, clock=clock)  # lease 60 s
     job = runner.start("customers")
-    first_lease = runner.store.get_job(job.id).leaseExpiresAt
+    first_lease = known(runner.store.get_job(job.id)).leaseExpiresAt
+    assert first_lease is not None
     for _ in range(8):  # batches keep coming: the job's lease never lapses
         clock.advance(20)
         shuffled_drain(runner, limit=1)
-    assert runner.store.get_job(job.id).leaseExpiresAt > first_lease
-    assert runner.store.get_lock("customers").expiresAt > clock.now
+    renewed = known(runner.store.get_job(job.id)).leaseExpiresAt
+    assert renewed is not None and renewed > first_lease
+    assert lock_of(runner.store, "customers").expiresAt > clock.now
     with pytest.raises(Conflict):
         runner.start("customers")
     clock.advance(61)  # every worker died: nothing renews the lease
     new = runner.start("customers")
-    dead = runner.job(job.id)
+    dead = job_of(runner, job.id)
     assert dead.status == JobStatus.FAILED and dead.reason == LEASE_EXPIRED
-    stale = [t for t in runner.queue.tasks if t.jobId.startswith(job.id)]  # type: ignore[attr-defined]
+    stale = [t for t in queue_of(runner).tasks if t.jobId.startswith(job.id)]
     assert stale and all(runner.run_task(t) == "ended" for t in stale)
-    assert all(not p.live for p in runner.store.get_parts(dead))
-    runner.queue.tasks = [t for t in runner.queue.tasks if t.jobId.startswith(new.id)]  # type: ignore[attr-defined]
+    assert all(p is not None and not p.live for p in runner.store.get_parts(dead))
+    queue_of(runner).tasks = [t for t in queue_of(runner).tasks if t.jobId.startswith(new.id)]
     shuffled_drain(runner)
-    assert runner.job(new.id).status == JobStatus.COMPLETED
+    assert job_of(runner, new.id).status == JobStatus.COMPLETED
 
 
 def test_total_counted_once_for_the_whole_job() -> None:
     exporter = ListExporter("customers", RECORDS, page=40)
     counted: list[Kind] = []
     runner = partitioned(exporter, 4)
-    runner.counter = lambda kind: counted.append(kind) or len(RECORDS)
+
+    def count(kind: Kind) -> int:
+        counted.append(kind)
+        return len(RECORDS)
+
+    runner.counter = count
     job = runner.start("customers")
     shuffled_drain(runner)
-    whole = runner.job(job.id)
+    whole = job_of(runner, job.id)
     assert counted == ["customers"] and whole.total == 200 and whole.counts.read == 200
 
 
@@ -249,8 +269,9 @@ def test_total_counted_once_for_the_whole_job() -> None:
 
 
 @pytest.mark.emulator
-def test_partitioned_customers_sync_through_pubsub(make_bulk: Callable[..., Bulk], ct: Any,
-                                                   klaviyo: Any) -> None:
+def test_partitioned_customers_sync_through_pubsub(make_bulk: Callable[..., Bulk],
+                                                   ct: FakeCommercetools,
+                                                   klaviyo: FakeKlaviyo) -> None:
     ids = sorted(str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(12))
     for i, ct_id in enumerate(ids):
         ct.add("customers", {"id": ct_id, "email": f"p{i}@example.com", "addresses": []})
@@ -286,5 +307,5 @@ def test_local_mode_runs_one_chain(monkeypatch: pytest.MonkeyPatch) -> None:
     runner = build_runner(settings, exporters=lambda kind: ListExporter(kind, RECORDS))
     job = runner.start("customers")
     assert job.partitions is None
-    assert runner.queue.wait_idle(10)  # type: ignore[attr-defined]
-    assert runner.job(job.id).status == JobStatus.COMPLETED
+    assert isinstance(runner.queue, LocalTaskQueue) and runner.queue.wait_idle(10)
+    assert job_of(runner, job.id).status == JobStatus.COMPLETED

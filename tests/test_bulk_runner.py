@@ -5,16 +5,27 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from shared.bulk.base import BatchResult
 from shared.bulk.runner import EnqueueError, Runner, build_runner, select_backend
 from shared.bulk.tasks import LocalTaskQueue, PageTask
-from shared.config import load_settings
+from shared.config import Settings, load_settings
 from shared.errors import CommercetoolsError, ConfigError, KlaviyoError
 from shared.state import Conflict, JobStatus, MemoryStore
 from shared.state.jobs import LEASE_EXPIRED
-from tests.bulk_helpers import Clock, ListExporter, drain, make_runner
+from tests.bulk_helpers import (
+    Clock,
+    ListExporter,
+    drain,
+    job_of,
+    lock_of,
+    make_runner,
+    queue_of,
+)
+from tests.checks import known
 
 RECORDS = [f"c{i:02d}" for i in range(10)]
 
@@ -32,22 +43,22 @@ def runner(exporter: ListExporter) -> Runner:
 def test_pages_through_every_batch_once(runner: Runner, exporter: ListExporter) -> None:
     job = runner.start("customers")
     assert drain(runner) == ["saved"] * 4
-    done = runner.job(job.id)
+    done = job_of(runner, job.id)
     assert done.status == JobStatus.COMPLETED and done.seq == 4 and done.cursor == "c09"
     assert done.counts.read == done.counts.sent == 10
     assert exporter.sent == RECORDS
     assert [after for after, _ in exporter.calls] == [None, "c02", "c05", "c08"]
-    assert not runner.store.get_lock("customers").held
+    assert not lock_of(runner.store, "customers").held
 
 
 def test_redelivered_task_is_a_no_op(runner: Runner, exporter: ListExporter) -> None:
     runner.start("customers")
-    first = runner.queue.pop()  # type: ignore[attr-defined]
+    first = queue_of(runner).pop()
     assert runner.run_task(first) == "saved"
     assert runner.run_task(first) == "duplicate"  # Pub/Sub delivered it twice
     drain(runner)
     assert exporter.sent == RECORDS
-    assert runner.latest("customers").counts.sent == 10
+    assert known(runner.latest("customers")).counts.sent == 10
 
 
 def test_worker_killed_between_sending_and_saving(
@@ -55,7 +66,7 @@ def test_worker_killed_between_sending_and_saving(
 ) -> None:
     job = runner.start("customers")
     drain(runner, limit=1)
-    task = runner.queue.pop()  # type: ignore[attr-defined]
+    task = queue_of(runner).pop()
     real_save = runner.store.save_batch
 
     def killed(*args: object, **kwargs: object) -> None:
@@ -67,7 +78,7 @@ def test_worker_killed_between_sending_and_saving(
     monkeypatch.setattr(runner.store, "save_batch", real_save)
     assert runner.run_task(task) == "saved"  # redelivery: the same batch again
     drain(runner)
-    done = runner.job(job.id)
+    done = job_of(runner, job.id)
     assert exporter.sent.count("c03") == 2  # resent (idempotent on Klaviyo's side) ...
     assert done.counts.sent == done.counts.read == 10  # ... but counted once
     assert sorted(set(exporter.sent)) == RECORDS  # no gap
@@ -77,26 +88,26 @@ def test_lost_next_task_is_requeued_by_the_redelivery(
     runner: Runner, exporter: ListExporter
 ) -> None:
     job = runner.start("customers")
-    task = runner.queue.pop()  # type: ignore[attr-defined]
-    runner.queue.fail_next = 1  # type: ignore[attr-defined]  # saved, then publishing fails
+    task = queue_of(runner).pop()
+    queue_of(runner).fail_next = 1  # saved, then publishing fails
     with pytest.raises(RuntimeError):
         runner.run_task(task)
-    assert runner.job(job.id).seq == 1 and not runner.queue.tasks  # type: ignore[attr-defined]
+    assert job_of(runner, job.id).seq == 1 and not queue_of(runner).tasks
     assert runner.run_task(task) == "requeued-next"  # the redelivery heals the chain
     assert runner.run_task(task) == "duplicate"  # and only once
     drain(runner)
-    assert runner.job(job.id).status == JobStatus.COMPLETED and exporter.sent == RECORDS
+    assert job_of(runner, job.id).status == JobStatus.COMPLETED and exporter.sent == RECORDS
 
 
 def test_stop_mid_job(runner: Runner, exporter: ListExporter) -> None:
     job = runner.start("customers")
     drain(runner, limit=2)
-    assert runner.stop("customers").status == JobStatus.STOPPING
+    assert known(runner.stop("customers")).status == JobStatus.STOPPING
     assert drain(runner) == ["stopped"]
-    stopped = runner.job(job.id)
+    stopped = job_of(runner, job.id)
     assert stopped.status == JobStatus.STOPPED and stopped.cursor == "c05"
     assert exporter.sent == RECORDS[:6]
-    assert runner.stop("customers").status == JobStatus.STOPPED  # reported, nothing changed
+    assert known(runner.stop("customers")).status == JobStatus.STOPPED  # reported, nothing changed
     runner.start("customers")  # the kind is free again
 
 
@@ -111,55 +122,55 @@ def test_conflict_and_enqueue_failure(runner: Runner) -> None:
     with pytest.raises(Conflict) as conflict:
         runner.start("customers")
     assert conflict.value.job_id == job.id
-    runner.queue.fail_next = 1  # type: ignore[attr-defined]
+    queue_of(runner).fail_next = 1
     with pytest.raises(EnqueueError) as failed:
         runner.start("orders")
     assert failed.value.job.status == JobStatus.FAILED
-    assert not runner.store.get_lock("orders").held
+    assert not lock_of(runner.store, "orders").held
 
 
 def test_retryable_failure_is_redelivered_then_fails_the_job(exporter: ListExporter) -> None:
     runner = make_runner(MemoryStore(), {"customers": exporter}, max_batch_attempts=3)
-    exporter.fail["c02"] = [KlaviyoError("x", status=503)] + [KlaviyoError("y", status=429)] * 5
+    exporter.fail["c02"] = [KlaviyoError("x", status=503), *[KlaviyoError("y", status=429)] * 5]
     job = runner.start("customers")
     drain(runner, limit=1)
-    task = runner.queue.pop()  # type: ignore[attr-defined]
+    task = queue_of(runner).pop()
     with pytest.raises(KlaviyoError):
         runner.run_task(task)  # raise → Pub/Sub redelivers
-    assert runner.job(job.id).attempts == 1 and runner.job(job.id).errorCode == "http_503"
+    assert job_of(runner, job.id).attempts == 1 and job_of(runner, job.id).errorCode == "http_503"
     with pytest.raises(KlaviyoError):
         runner.run_task(task)
     assert runner.run_task(task) == "failed"  # third attempt: the job gives up (acknowledged)
-    failed = runner.job(job.id)
+    failed = job_of(runner, job.id)
     assert failed.status == JobStatus.FAILED and failed.errorCode == "http_429"
     assert failed.reason == "batch 1 failed 3 times" and failed.cursor == "c02"
 
 
 def test_stopping_job_does_not_retry_a_failing_batch(
-    runner: Runner, exporter: ListExporter
+    runner: Runner, exporter: ListExporter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     job = runner.start("customers")
-    task = runner.queue.pop()  # type: ignore[attr-defined]
+    task = queue_of(runner).pop()
 
     def stop_then_fail(**kwargs: object) -> None:
         runner.stop("customers")  # the stop request arrives while the batch is failing
         raise KlaviyoError("x", status=503)
 
-    exporter.run_batch = stop_then_fail  # type: ignore[method-assign, assignment]
+    monkeypatch.setattr(exporter, "run_batch", stop_then_fail)
     assert runner.run_task(task) == "stopped"  # acknowledged: no redelivery needed
-    stopped = runner.job(job.id)
+    stopped = job_of(runner, job.id)
     assert stopped.status == JobStatus.STOPPED and stopped.cursor is None and stopped.seq == 0
 
 
 def test_retry_succeeds_within_attempts(runner: Runner, exporter: ListExporter) -> None:
     exporter.fail[None] = [KlaviyoError("x", status=500)]
     job = runner.start("customers")
-    task = runner.queue.pop()  # type: ignore[attr-defined]
+    task = queue_of(runner).pop()
     with pytest.raises(KlaviyoError):
         runner.run_task(task)
     assert runner.run_task(task) == "saved"
     drain(runner)
-    done = runner.job(job.id)
+    done = job_of(runner, job.id)
     assert done.status == JobStatus.COMPLETED and done.attempts == 0 and exporter.sent == RECORDS
     assert done.errorCode is None
 
@@ -172,11 +183,11 @@ def test_out_of_time_keeps_the_more_specific_error_code(
     exporter.fail[None] = [KlaviyoError("x", status=429, code="throttled"),
                            DeadlineExceeded("no time left for the request")]
     job = runner.start("customers")
-    task = runner.queue.pop()  # type: ignore[attr-defined]
+    task = queue_of(runner).pop()
     for _ in range(2):
         with pytest.raises((KlaviyoError, DeadlineExceeded)):
             runner.run_task(task)
-    assert runner.job(job.id).errorCode == "throttled" and runner.job(job.id).attempts == 2
+    assert job_of(runner, job.id).errorCode == "throttled" and job_of(runner, job.id).attempts == 2
 
 
 @pytest.mark.parametrize("error, code", [
@@ -189,9 +200,9 @@ def test_terminal_failure_fails_the_job_at_once(
     exporter.fail[None] = [error]
     job = runner.start("customers")
     assert drain(runner) == ["failed"]
-    failed = runner.job(job.id)
+    failed = job_of(runner, job.id)
     assert failed.status == JobStatus.FAILED and failed.errorCode == code
-    assert not runner.store.get_lock("customers").held
+    assert not lock_of(runner.store, "customers").held
 
 
 @pytest.mark.parametrize("error, code", [
@@ -209,14 +220,14 @@ def test_refused_credentials_retry_the_batch_and_name_the_setting(
     # fixed by then) and the job's status says which setting to fix; the job goes on afterwards.
     exporter.fail[None] = [error]
     job = runner.start("customers")
-    task = runner.queue.pop()  # type: ignore[attr-defined]
+    task = queue_of(runner).pop()
     with pytest.raises(type(error)):
         runner.run_task(task)
-    waiting = runner.job(job.id)
+    waiting = job_of(runner, job.id)
     assert waiting.status == JobStatus.RUNNING and waiting.errorCode == code
-    assert waiting.attempts == 1 and runner.store.get_lock("customers").held
+    assert waiting.attempts == 1 and lock_of(runner.store, "customers").held
     assert runner.run_task(task) == "saved"
-    assert drain(runner)[-1] == "saved" and runner.job(job.id).status == JobStatus.COMPLETED
+    assert drain(runner)[-1] == "saved" and job_of(runner, job.id).status == JobStatus.COMPLETED
 
 
 def test_batch_without_progress_fails_instead_of_looping(
@@ -225,7 +236,7 @@ def test_batch_without_progress_fails_instead_of_looping(
     exporter.page = 0  # returns no records, cursor unchanged, not done
     job = runner.start("customers")
     assert drain(runner) == ["failed"]
-    assert runner.job(job.id).errorCode == "no_progress"
+    assert job_of(runner, job.id).errorCode == "no_progress"
 
 
 def test_partial_ids_reach_the_exporter(runner: Runner, exporter: ListExporter) -> None:
@@ -233,7 +244,7 @@ def test_partial_ids_reach_the_exporter(runner: Runner, exporter: ListExporter) 
     drain(runner)
     assert exporter.sent == ["c01", "c07"]
     assert exporter.calls[0][1] == ("c07", "c01", "zz-missing")
-    assert runner.job(job.id).idCount == 3
+    assert job_of(runner, job.id).idCount == 3
 
 
 def test_record_errors_are_reported(exporter: ListExporter) -> None:
@@ -241,7 +252,7 @@ def test_record_errors_are_reported(exporter: ListExporter) -> None:
     runner = make_runner(MemoryStore(), {"customers": exporter}, max_errors=2)
     job = runner.start("customers")
     drain(runner)
-    done = runner.job(job.id)
+    done = job_of(runner, job.id)
     assert done.status == JobStatus.COMPLETED
     assert (done.counts.sent, done.counts.failed, done.errorCount) == (6, 4, 4)
     assert [e.ctId for e in done.errors] == ["c01", "c04"]
@@ -254,7 +265,7 @@ def test_delete_all_deletes_then_syncs() -> None:
     runner = make_runner(MemoryStore(), {"categories": exporter})
     job = runner.start("categories", delete_all=True)
     assert drain(runner) == ["saved"] * 4
-    done = runner.job(job.id)
+    done = job_of(runner, job.id)
     assert exporter.calls == [("<delete>", None)] * 3 + [(None, None)]
     assert done.status == JobStatus.COMPLETED
     assert (done.counts.deleted, done.counts.sent) == (5, 2)
@@ -265,17 +276,17 @@ def test_expired_lease_takeover_ignores_the_dead_jobs_tasks(exporter: ListExport
     runner = make_runner(MemoryStore(), {"customers": exporter}, clock=clock, lease_seconds=30)
     dead = runner.start("customers")
     drain(runner, limit=1)
-    stale = runner.queue.pop()  # type: ignore[attr-defined]  # its worker "crashed"
+    stale = queue_of(runner).pop()  # its worker "crashed"
     with pytest.raises(Conflict):
         runner.start("customers")
     clock.advance(31)
     fresh = runner.start("customers")
-    assert runner.job(dead.id).status == JobStatus.FAILED
-    assert runner.job(dead.id).reason == LEASE_EXPIRED
+    assert job_of(runner, dead.id).status == JobStatus.FAILED
+    assert job_of(runner, dead.id).reason == LEASE_EXPIRED
     calls = len(exporter.calls)
     assert runner.run_task(stale) == "ended" and len(exporter.calls) == calls
     drain(runner)
-    assert runner.job(fresh.id).status == JobStatus.COMPLETED
+    assert job_of(runner, fresh.id).status == JobStatus.COMPLETED
 
 
 def test_task_for_unknown_job_is_acknowledged(runner: Runner) -> None:
@@ -305,12 +316,12 @@ def test_local_queue_runs_the_chain_and_redelivers_failures(exporter: ListExport
     queue.set_handler(runner.run_task)
     job = runner.start("customers")
     assert queue.wait_idle(10)
-    done = runner.job(job.id)
+    done = job_of(runner, job.id)
     assert done.status == JobStatus.COMPLETED and exporter.sent == RECORDS
     queue.close()
 
 
-def _settings(**env: str):  # type: ignore[no-untyped-def]
+def _settings(**env: str) -> Settings:
     base = {"ctp_project_key": "p", "ctp_client_id": "c", "ctp_client_secret": "s",
             "ctp_api_url": "http://127.0.0.1:1", "ctp_auth_url": "http://127.0.0.1:1",
             "klaviyo_api_key": "k", "google_cloud_project": None,
@@ -350,7 +361,7 @@ def test_build_runner_local_uses_the_state_file(
     assert isinstance(runner.queue, LocalTaskQueue) and isinstance(runner.store, MemoryStore)
     job = runner.start("customers")
     assert runner.queue.wait_idle(10)
-    assert MemoryStore(path).get_job(job.id).status == JobStatus.COMPLETED
+    assert known(MemoryStore(path).get_job(job.id)).status == JobStatus.COMPLETED
     assert os.path.exists(path)
 
 
@@ -363,7 +374,7 @@ def test_batches_run_with_the_cyclic_gc_paused() -> None:
     seen: list[bool] = []
 
     class Probe(ListExporter):
-        def run_batch(self, **kwargs):  # type: ignore[no-untyped-def]
+        def run_batch(self, **kwargs: Any) -> BatchResult:  # whatever the runner passes
             seen.append(gc.isenabled())
             return super().run_batch(**kwargs)
 

@@ -3,18 +3,23 @@ and file) and on the real Firestore emulator."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import uuid
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, TypedDict, Unpack
 
 import pytest
 
-from shared.bulk.base import BatchResult
+from shared.bulk.base import BatchResult, Kind
 from shared.klaviyo.batches import RecordError
 from shared.state import Conflict, Job, JobStatus, JobStore, MemoryStore
-from shared.state.jobs import LEASE_EXPIRED
-from tests.bulk_helpers import Clock
+from shared.state.jobs import LEASE_EXPIRED, Phase
+from shared.state.store import Txn
+from tests.bulk_helpers import Clock, lock_of
+from tests.checks import known
 
 LEASE = timedelta(seconds=60)
 
@@ -31,21 +36,30 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
     return FirestoreStore(db, prefix=f"t{uuid.uuid4().hex[:6]}_")
 
 
-def create(store: JobStore, clock: Clock, kind: str = "customers", **kw: object) -> Job:
-    options = {"ids": None, "delete_all": False, **kw}
-    return store.create(kind, now=clock(), lease=LEASE, **options).job  # type: ignore[arg-type]
+def create(store: JobStore, clock: Clock, kind: Kind = "customers", *,
+           ids: Sequence[str] | None = None, delete_all: bool = False) -> Job:
+    return store.create(kind, ids=ids, delete_all=delete_all, now=clock(), lease=LEASE).job
 
 
-def save(store: JobStore, job: Job, clock: Clock, result: BatchResult, **kw: object) -> Job | None:
-    position = {"seq": job.seq, "phase": job.phase, "cursor": job.cursor, **kw}
+class Position(TypedDict, total=False):
+    """Where save_batch expects the job to be; a test overrides part of it."""
+
+    seq: int
+    phase: Phase
+    cursor: str | None
+
+
+def save(store: JobStore, job: Job, clock: Clock, result: BatchResult,
+         **kw: Unpack[Position]) -> Job | None:
+    position: Position = {"seq": job.seq, "phase": job.phase, "cursor": job.cursor, **kw}
     return store.save_batch(job.id, result=result, now=clock(), lease=LEASE, worker="w",
-                            max_errors=3, **position)  # type: ignore[arg-type]
+                            max_errors=3, **position)
 
 
 def test_one_live_job_per_kind(store: JobStore) -> None:
     clock = Clock()
     job = create(store, clock)
-    assert job.status == JobStatus.QUEUED and store.get_lock("customers").jobId == job.id
+    assert job.status == JobStatus.QUEUED and lock_of(store, "customers").jobId == job.id
     with pytest.raises(Conflict) as conflict:
         create(store, clock)
     assert conflict.value.job_id == job.id
@@ -64,8 +78,8 @@ def test_expired_lease_is_taken_over_and_the_dead_job_failed(store: JobStore) ->
     assert created.took_over == dead.id
     old = store.get_job(dead.id)
     assert old is not None and old.status == JobStatus.FAILED and old.reason == LEASE_EXPIRED
-    assert store.get_lock("customers").jobId == created.job.id
-    assert store.latest_job("customers").id == created.job.id
+    assert lock_of(store, "customers").jobId == created.job.id
+    assert known(store.latest_job("customers")).id == created.job.id
     # the dead job's late batch is not saved into anything
     assert save(store, dead, clock, BatchResult(read=1, sent=1, cursor="a")) is None
 
@@ -79,7 +93,7 @@ def test_saved_batch_renews_the_lease(store: JobStore) -> None:
     clock.advance(50)  # 100 s after the start, 50 s after the renewal
     with pytest.raises(Conflict):
         create(store, clock)
-    assert store.get_lock("customers").expiresAt == clock() + timedelta(seconds=10)
+    assert lock_of(store, "customers").expiresAt == clock() + timedelta(seconds=10)
 
 
 def test_batch_is_saved_once_and_only_at_its_position(store: JobStore) -> None:
@@ -96,9 +110,9 @@ def test_batch_is_saved_once_and_only_at_its_position(store: JobStore) -> None:
     assert done is not None and done.status == JobStatus.COMPLETED and done.finishedAt
     assert done.counts.model_dump() == {"read": 4, "sent": 3, "skipped": 1, "failed": 0,
                                         "deleted": 0}
-    lock = store.get_lock("customers")
+    lock = lock_of(store, "customers")
     assert lock.jobId == job.id and not lock.held  # released, still names the latest job
-    assert store.latest_job("customers").status == JobStatus.COMPLETED
+    assert known(store.latest_job("customers")).status == JobStatus.COMPLETED
     assert create(store, clock).id != job.id
 
 
@@ -107,9 +121,9 @@ def test_errors_are_capped_and_counted(store: JobStore) -> None:
     job = create(store, clock)
     errors = [RecordError(ct_id=f"id-{i}", status=400, code="invalid", pointer="/p")
               for i in range(2)]
-    job = save(store, job, clock, BatchResult(read=2, failed=2, errors=errors, cursor="b"))
+    job = known(save(store, job, clock, BatchResult(read=2, failed=2, errors=errors, cursor="b")))
     errors = [RecordError(ct_id=f"id-{i}", status=409, code="duplicate") for i in range(2, 5)]
-    job = save(store, job, clock, BatchResult(read=3, failed=3, errors=errors, cursor="e"))
+    job = known(save(store, job, clock, BatchResult(read=3, failed=3, errors=errors, cursor="e")))
     assert [e.ctId for e in job.errors] == ["id-0", "id-1", "id-2"]  # max_errors=3
     assert job.errorCount == 5 and job.counts.failed == 5
     assert job.errors[0].model_dump() == {"ctId": "id-0", "status": 400, "code": "invalid",
@@ -122,29 +136,29 @@ def test_stop_request(store: JobStore) -> None:
     job = create(store, clock)
     stopping = store.request_stop("customers", now=clock())
     assert stopping is not None and stopping.status == JobStatus.STOPPING
-    assert store.request_stop("customers", now=clock()).status == JobStatus.STOPPING
+    assert known(store.request_stop("customers", now=clock())).status == JobStatus.STOPPING
     # the batch in flight is still saved, then the job stops and frees the kind
     stopped = save(store, job, clock, BatchResult(read=1, sent=1, cursor="a"))
     assert stopped is not None and stopped.status == JobStatus.STOPPED
     assert stopped.counts.sent == 1 and stopped.cursor == "a"
     # a stop after the job ended reports how it ended, and changes nothing
-    assert store.request_stop("customers", now=clock()).status == JobStatus.STOPPED
+    assert known(store.request_stop("customers", now=clock())).status == JobStatus.STOPPED
     create(store, clock)
 
 
 def test_failed_attempts_end_the_job(store: JobStore) -> None:
     clock = Clock()
     job = create(store, clock)
-    kw = {"now": clock(), "lease": LEASE, "worker": "w", "max_attempts": 3,
-          "error_code": "http_503"}
-    assert store.record_failure(job.id, seq=0, **kw).attempts == 1  # type: ignore[arg-type]
-    assert store.record_failure(job.id, seq=5, **kw) is None  # type: ignore[arg-type]
-    second = store.record_failure(job.id, seq=0, **kw)  # type: ignore[arg-type]
+    fail = functools.partial(store.record_failure, job.id, now=clock(), lease=LEASE, worker="w",
+                             max_attempts=3, error_code="http_503")
+    assert known(fail(seq=0)).attempts == 1
+    assert fail(seq=5) is None
+    second = fail(seq=0)
     assert second is not None and second.attempts == 2 and second.status == JobStatus.QUEUED
-    ended = store.record_failure(job.id, seq=0, **kw)  # type: ignore[arg-type]
+    ended = fail(seq=0)
     assert ended is not None and ended.status == JobStatus.FAILED
     assert ended.errorCode == "http_503" and ended.reason == "batch 0 failed 3 times"
-    assert not store.get_lock("customers").held
+    assert not lock_of(store, "customers").held
 
 
 def test_force_release(store: JobStore) -> None:
@@ -153,7 +167,7 @@ def test_force_release(store: JobStore) -> None:
     job = create(store, clock)
     released = store.force_release("customers", now=clock(), reason="released by operator")
     assert released is not None and released.id == job.id and released.status == JobStatus.FAILED
-    assert not store.get_lock("customers").held
+    assert not lock_of(store, "customers").held
     create(store, clock)
 
 
@@ -161,7 +175,7 @@ def test_partial_ids_are_kept_apart_from_the_job(store: JobStore) -> None:
     clock = Clock()
     job = create(store, clock, ids=["b", "a"])
     assert job.idCount == 2 and store.get_ids(job.id) == ["b", "a"]
-    assert "ids" not in store.get_job(job.id).public()
+    assert "ids" not in known(store.get_job(job.id)).public()
     assert store.get_ids(create(store, clock, "orders").id) is None
 
 
@@ -169,11 +183,11 @@ def test_delete_phase_then_sync_phase(store: JobStore) -> None:
     clock = Clock()
     job = create(store, clock, "categories", delete_all=True)
     assert job.phase == "deleting"
-    job = save(store, job, clock, BatchResult(sent=100))
+    job = known(save(store, job, clock, BatchResult(sent=100)))
     assert (job.phase, job.counts.deleted, job.counts.sent) == ("deleting", 100, 0)
-    job = save(store, job, clock, BatchResult(sent=5, done=True))
+    job = known(save(store, job, clock, BatchResult(sent=5, done=True)))
     assert (job.phase, job.cursor, job.live) == ("syncing", None, True)
-    job = save(store, job, clock, BatchResult(read=7, sent=7, cursor="z", done=True))
+    job = known(save(store, job, clock, BatchResult(read=7, sent=7, cursor="z", done=True)))
     assert job.status == JobStatus.COMPLETED
     assert job.counts.model_dump() == {"read": 7, "sent": 7, "skipped": 0, "failed": 0,
                                        "deleted": 105}
@@ -206,29 +220,29 @@ def test_file_store_is_shared_between_instances(tmp_path: Path) -> None:
     path = tmp_path / "bulk.json"
     job = create(MemoryStore(path), clock)
     other = MemoryStore(path)  # e.g. `python -m bulk status` in another process
-    assert other.latest_job("customers").id == job.id
-    assert other.request_stop("customers", now=clock()).status == JobStatus.STOPPING
-    assert MemoryStore(path).get_job(job.id).status == JobStatus.STOPPING
+    assert known(other.latest_job("customers")).id == job.id
+    assert known(other.request_stop("customers", now=clock())).status == JobStatus.STOPPING
+    assert known(MemoryStore(path).get_job(job.id)).status == JobStatus.STOPPING
 
 
 @pytest.mark.emulator
-def test_firestore_write_is_conditional_on_what_was_read(firestore_db: object) -> None:
+def test_firestore_write_is_conditional_on_what_was_read(firestore_db: Any) -> None:
     """A change committed between a state change's reads and its write makes it run again."""
     from shared.state.firestore_store import FirestoreStore
 
     clock = Clock()
-    store = FirestoreStore(firestore_db, prefix="cas_")  # type: ignore[arg-type]
+    store = FirestoreStore(firestore_db, prefix="cas_")
     job = create(store, clock)
     seen: list[int] = []
 
-    def bump_counts(txn: object) -> None:
-        current = txn.job(job.id)  # type: ignore[attr-defined]
+    def bump_counts(txn: Txn) -> None:
+        current = known(txn.job(job.id))
         seen.append(current.counts.read)
         if len(seen) == 1:  # another instance saves a batch in between
-            store.run(lambda t: t.put_job(t.job(job.id).model_copy(  # type: ignore[attr-defined]
+            store.run(lambda t: t.put_job(known(t.job(job.id)).model_copy(
                 update={"counts": current.counts.model_copy(update={"read": 10})})))
-        txn.put_job(current.model_copy(  # type: ignore[attr-defined]
+        txn.put_job(current.model_copy(
             update={"counts": current.counts.model_copy(update={"read": current.counts.read + 1})}))
 
     store.run(bump_counts)
-    assert seen == [0, 10] and store.get_job(job.id).counts.read == 11
+    assert seen == [0, 10] and known(store.get_job(job.id)).counts.read == 11

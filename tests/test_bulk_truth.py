@@ -5,7 +5,7 @@ not have."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from google.api_core import exceptions as gexc
@@ -18,7 +18,8 @@ from shared.bulk.runner import Runner, TransientFailure, error_code, is_transien
 from shared.state.firestore_store import ContentionError
 from shared.state.jobs import JobStatus
 from shared.state.memory_store import MemoryStore
-from tests.bulk_helpers import ListExporter, drain, job_of, make_runner
+from shared.state.store import JobStore
+from tests.bulk_helpers import Clock, ListExporter, drain, job_of, make_runner, queue_of
 from tests.test_bulk_exporters import customer_doc, order_doc, product_doc, run_all
 
 RECORDS = [f"c{i:02d}" for i in range(10)]
@@ -35,7 +36,9 @@ def runner(exporter: ListExporter) -> Runner:
 
 
 class FlakyIds:
-    """The runner's real store, whose `get_ids` fails `times` times the way Firestore does."""
+    """The runner's real store, whose `get_ids` fails `times` times the way Firestore does.
+    Duck-typed (everything else is forwarded), so the tests cast it to the JobStore it stands
+    for."""
 
     def __init__(self, store: Any, error: Exception, times: int) -> None:
         self._store, self._error, self.times = store, error, times
@@ -63,8 +66,8 @@ def test_transient_store_error_in_a_page_task_is_retried(
     runner: Runner, exporter: ListExporter, error: Exception,
 ) -> None:
     job = runner.start("customers", ids=["c01", "c03"])
-    runner.store = FlakyIds(runner.store, error, times=2)  # type: ignore[assignment]
-    task = runner.queue.pop()  # type: ignore[attr-defined]
+    runner.store = cast(JobStore, FlakyIds(runner.store, error, times=2))
+    task = queue_of(runner).pop()
     for attempt in (1, 2):
         with pytest.raises(TransientFailure):
             runner.run_task(task)  # raised: the task is delivered again
@@ -79,7 +82,7 @@ def test_transient_store_error_in_a_page_task_is_retried(
 
 def test_a_bug_still_fails_the_job(runner: Runner, exporter: ListExporter) -> None:
     job = runner.start("customers", ids=["c01"])
-    runner.store = FlakyIds(runner.store, KeyError("bug"), times=1)  # type: ignore[assignment]
+    runner.store = cast(JobStore, FlakyIds(runner.store, KeyError("bug"), times=1))
     assert drain(runner) == ["failed"]
     assert job_of(runner, job.id).errorCode == "KeyError"
 
@@ -107,7 +110,8 @@ def test_stop_reaches_a_job_whose_lease_lapsed_while_its_tasks_run(
 ) -> None:
     job = runner.start("customers")
     drain(runner, limit=1)  # one batch saved; the next task is queued
-    runner.clock.advance(runner.config.lease.total_seconds() + 1)  # type: ignore[attr-defined]
+    assert isinstance(runner.clock, Clock)  # make_runner's
+    runner.clock.advance(runner.config.lease.total_seconds() + 1)
     stopped = runner.stop("customers")
     assert stopped is not None and stopped.status == JobStatus.STOPPED
     lock = runner.store.get_lock("customers")

@@ -7,15 +7,22 @@ import socket
 import time
 import uuid
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import pytest
 
-from shared.commercetools import CommercetoolsClient, predicate_string
+from shared.commercetools.client import CommercetoolsClient, predicate_string
 from shared.config import load_settings
 from shared.deadline import Deadline
 from shared.errors import CommercetoolsError, ConfigError, DeadlineExceeded
 from shared.retry import MAX_AUTH_ATTEMPTS
+from tests.checks import known
 from tests.fakes.commercetools import FakeCommercetools, parse_predicate
+
+if TYPE_CHECKING:  # for annotations; the functions import these where they run
+    from commercetools.platform.models import Customer
+
+    from tests.test_http import RawServer
 
 Fake = FakeCommercetools
 Client = CommercetoolsClient
@@ -74,7 +81,7 @@ def test_get_category_expands_ancestors(ct: Fake, ct_client: Client) -> None:
                                  "ancestors": [_ref("category", root["id"]),
                                                _ref("category", mid["id"])]})
 
-    category = ct_client.get_category(leaf["id"])
+    category = known(ct_client.get_category(leaf["id"]))
 
     assert [a["obj"]["name"]["en"] for a in category["ancestors"]] == ["Root", "Men"]
     assert [a["id"] for a in category["ancestors"]] == [root["id"], mid["id"]]
@@ -89,7 +96,7 @@ def test_product_projection_by_id_and_query(ct: FakeCommercetools,
     ct.add("products", {"key": "p2",
                         "masterData": {"published": False, "current": {}, "staged": {}}})
 
-    projection = ct_client.get_by_id("product-projections", published["id"])
+    projection = known(ct_client.get_by_id("product-projections", published["id"]))
     page = ct_client.query_page("product-projections", after=None)
 
     assert projection["name"] == {"en": "Live"} and projection["key"] == "p1"
@@ -227,7 +234,7 @@ def test_find_order_by_payment_id(ct: Fake, ct_client: Client) -> None:
                                                            _ref("payment", "pay-2")]}})
     ct.add("orders", {"paymentInfo": {"payments": [_ref("payment", "pay-3")]}})
 
-    assert ct_client.find_order_by_payment_id("pay-2")["id"] == order["id"]
+    assert known(ct_client.find_order_by_payment_id("pay-2"))["id"] == order["id"]
     assert ct_client.find_order_by_payment_id("pay-9") is None
     request = ct.api_requests("orders")[0]
     assert request.query["where"] == ['paymentInfo(payments(id="pay-2"))']
@@ -243,7 +250,7 @@ def test_predicate_string_escapes() -> None:
     assert predicate_string("a\\b") == r'"a\\b"'
     assert predicate_string('\\"') == r'"\\\""'
     with pytest.raises(TypeError):
-        predicate_string(1)  # type: ignore[arg-type]
+        predicate_string(1)  # type: ignore[arg-type]  # deliberately not a string
 
 
 @pytest.mark.parametrize("value", [HOSTILE_ID, 'x\\" or id="y', "tail\\", 'q"', "ünï ✓"])
@@ -259,8 +266,8 @@ def test_hostile_id_matches_only_itself(ct: Fake, ct_client: Client) -> None:
     target = ct.add("orders", {"paymentInfo": {"payments": [_ref("payment", HOSTILE_ID)]}})
 
     assert [c["id"] for c in ct_client.get_by_ids("customers", [HOSTILE_ID])] == [HOSTILE_ID]
-    assert ct_client.get_customer(HOSTILE_ID)["id"] == HOSTILE_ID
-    assert ct_client.find_order_by_payment_id(HOSTILE_ID)["id"] == target["id"]
+    assert known(ct_client.get_customer(HOSTILE_ID))["id"] == HOSTILE_ID
+    assert known(ct_client.find_order_by_payment_id(HOSTILE_ID))["id"] == target["id"]
     after = ct_client.query_page("customers", after=HOSTILE_ID)
     assert [c["id"] for c in after] == sorted(i for i in others if i > HOSTILE_ID)
 
@@ -497,7 +504,7 @@ def test_token_answer_without_access_token_is_retried(ct: Fake, ct_client: Clien
     ct.inject(200, times=1, path="/oauth/token")
     assert ct_client.get_cart("c1") is None
     assert len(ct.token_requests()) == 2 and len(ct.api_requests("carts")) == 1
-    ct_client.session._token = None  # type: ignore[attr-defined]
+    ct_client.session._token = None
     ct.inject(200, times=None, path="/oauth/token")
     with pytest.raises(DeadlineExceeded) as info:
         ct_client.get_cart("c1", deadline=Deadline.after(0.3))
@@ -515,7 +522,7 @@ def test_query_answer_without_results_is_retryable(ct: Fake, ct_client: Client) 
 # ---- the token endpoint misbehaving (a raw socket server answers /oauth/token) ---------------
 
 
-def _token_server(answer: bytes, delay: float = 0.0):  # noqa: ANN202 - a tests.test_http.RawServer
+def _token_server(answer: bytes, delay: float = 0.0) -> RawServer:
     from tests.test_http import RawServer
 
     def behaviour(conn: socket.socket, n: int) -> bool:
@@ -590,7 +597,7 @@ SDK_API_URL = "https://api.europe-west1.gcp.commercetools.com"
 SDK_AUTH_URL = "https://auth.europe-west1.gcp.commercetools.com"  # the only one it answers
 
 
-def _sdk_customer(email: str) -> object:
+def _sdk_customer(email: str) -> Customer:
     import datetime
 
     from commercetools.platform import models

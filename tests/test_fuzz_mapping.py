@@ -32,12 +32,12 @@ from shared.commercetools.models.product import Product
 from shared.errors import MessageError
 from shared.mapping.catalog import (
     CatalogConfig,
-    category_attributes,
-    inventory_quantity,
     item_attributes,
     split_variants,
     variant_attributes,
 )
+from shared.mapping.catalog_categories import category_attributes
+from shared.mapping.catalog_stock import inventory_quantity
 from shared.mapping.checkout import CheckoutMappingConfig, started_checkout_event
 from shared.mapping.consent import ConsentConfig, consent_change, decisions
 from shared.mapping.customers import map_profile

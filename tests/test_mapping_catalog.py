@@ -13,20 +13,15 @@ from shared.commercetools.models.inventory import InventoryEntry
 from shared.commercetools.models.product import Price, Product, ProductVariantAvailability
 from shared.mapping.catalog import (
     CatalogConfig,
-    availability_quantity,
-    category_attributes,
-    category_ids,
-    category_name,
-    inventory_quantity,
     item_attributes,
-    localized_json,
-    price_metadata,
-    price_value,
     product_url,
-    select_price,
     split_variants,
     variant_attributes,
 )
+from shared.mapping.catalog_categories import category_attributes, category_ids, category_name
+from shared.mapping.catalog_metadata import localized_json, price_metadata
+from shared.mapping.catalog_prices import price_value, select_price
+from shared.mapping.catalog_stock import availability_quantity, inventory_quantity
 from shared.mapping.currency_countries import COUNTRIES_BY_CURRENCY, countries_using
 from shared.setting_syntax import check_url_template
 
@@ -446,7 +441,7 @@ def test_config_rejects_bad_catalog_settings() -> None:
 
 # -- issue 15: attributes in custom_metadata, one locale per product, §4 gaps ----------------------
 
-from shared.mapping.catalog import MAX_METADATA_BYTES, attribute_metadata  # noqa: E402
+from shared.mapping.catalog_metadata import MAX_METADATA_BYTES, attribute_metadata  # noqa: E402
 
 
 def attributed(variant_attributes: list[dict[str, Any]],

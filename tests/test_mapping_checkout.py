@@ -312,6 +312,7 @@ def test_checkout_items_follow_the_order_item_attribute_settings() -> None:
         order_item_attributes_include="size,brand", order_item_attributes_exclude="brand",
         order_brand_attribute="brand",
     )
-    item_config = CheckoutMappingConfig.from_settings(settings).item_config()
+    # The checkout config is itself what the Items[] builder reads (line_items.ItemSettings).
+    item_config = CheckoutMappingConfig.from_settings(settings)
     assert (item_config.item_attributes_include, item_config.item_attributes_exclude,
             item_config.brand_attribute) == (("size", "brand"), ("brand",), "brand")

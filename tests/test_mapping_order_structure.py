@@ -24,17 +24,13 @@ from shared.mapping.limits import (
     _size,
     limit_properties,
 )
+from shared.mapping.line_items import custom_line_item_properties, item_brand, line_item_properties
+from shared.mapping.order_properties import order_address, order_properties, total_tax
 from shared.mapping.orders import (
     OrderMappingConfig,
-    custom_line_item_properties,
-    item_brand,
-    line_item_properties,
-    order_address,
     order_events,
-    order_properties,
     placed_order_events,
     placed_order_wanted,
-    total_tax,
 )
 from shared.mapping.products import ProductInfo, product_lookup
 

@@ -198,10 +198,12 @@ def test_category_created(realtime: Any, ct: Any, klaviyo: Any) -> None:
     assert create.json == {"data": {"type": "catalog-category", "attributes": {
         "external_id": "c-jeans", "name": "Women > Pants > Jeans",
         "integration_type": "$custom", "catalog_type": "$default"}}}
-    # One read: the category and its subtree in one query, ancestors expanded.
-    (subtree,) = ct.api_requests("categories")
+    # The category and its subtree in one query, ancestors expanded; after the write the same
+    # query once more, to confirm nothing moved on meanwhile.
+    subtree, confirm = ct.api_requests("categories")
     assert subtree.param("expand") == "ancestors[*]"
     assert subtree.query["where"] == ['id = "c-jeans" or ancestors(id = "c-jeans")']
+    assert confirm.query == subtree.query
 
 
 def test_category_resource_created_change(realtime: Any, ct: Any, klaviyo: Any) -> None:
@@ -350,10 +352,10 @@ def test_product_published_new_item_before_its_variants(
     skipped = [r for r in caplog.records if r.getMessage() == "variants without SKU not sent"]
     assert [r.__dict__["variantIds"] for r in skipped] == [[3]]
     # commercetools: the product with its categories expanded (their ancestors give the ids),
-    # then its version once more, to confirm it did not move on while it was written.
+    # then once more, to confirm neither it nor its categories' ancestors moved on meanwhile.
     product_request, confirm = ct.api_requests("products")
     assert product_request.param("expand") == "masterData.current.categories[*]"
-    assert confirm.param("expand") is None
+    assert confirm.param("expand") == "masterData.current.categories[*]"
 
 
 def test_product_published_again_updates_adds_and_removes_variants(
@@ -780,7 +782,9 @@ def test_unpublished_or_missing_product_is_not_written(
     assert realtime.deliver(delivery) == 200
     ct.delete("products", "p-1")
     assert realtime.deliver(delivery) == 200
-    assert klaviyo.requests == []
+    # Two reads each (nothing of it left in Klaviyo?), no write.
+    assert calls(klaviyo) == [("GET", "/api/catalog-variants"),
+                              ("GET", f"/api/catalog-items/{P}p-1")] * 2
 
 
 @pytest.mark.parametrize(
@@ -802,9 +806,9 @@ def test_unpublished_or_deleted_product_is_removed(
 
     assert realtime.deliver(delivery) == 200
 
-    # Variants first: once the item is gone Klaviyo can no longer list them.
+    # Variants first, found by their item relationship (also those of an item already gone).
     assert calls(klaviyo, mark) == [
-        ("GET", f"/api/catalog-items/{P}p-1/variants"),
+        ("GET", "/api/catalog-variants"),
         ("DELETE", f"/api/catalog-variants/{P}SKU-1"),
         ("DELETE", f"/api/catalog-variants/{P}SKU-2"),
         ("DELETE", f"/api/catalog-items/{P}p-1"),
@@ -814,8 +818,9 @@ def test_unpublished_or_deleted_product_is_removed(
     # Redelivered: nothing left to delete, acknowledged.
     mark = len(klaviyo.requests)
     assert realtime.deliver(delivery) == 200
-    assert calls(klaviyo, mark) == [("GET", f"/api/catalog-items/{P}p-1/variants"),
+    assert calls(klaviyo, mark) == [("GET", "/api/catalog-variants"),
                                     ("DELETE", f"/api/catalog-items/{P}p-1")]
+    assert klaviyo.requests[mark].query == {"filter": f'equals(item.id,"{P}p-1")'}
 
 
 def test_old_unpublish_after_a_republish_deletes_nothing(
@@ -864,8 +869,9 @@ def test_inventory_quantity_set_patches_the_variant(realtime: Any, ct: Any, klav
     assert klaviyo.requests[-1].json == {"data": {
         "type": "catalog-variant", "id": f"{P}SKU-1", "attributes": {"inventory_quantity": 25}}}
     assert stock(klaviyo, "SKU-1") == 25
-    (query,) = ct.api_requests("inventory")
-    assert query.query["where"] == ['sku="SKU-1"']
+    # The SKU's entries, then once more after the write, to confirm the stock did not move.
+    query, confirm = ct.api_requests("inventory")
+    assert query.query["where"] == confirm.query["where"] == ['sku="SKU-1"']
 
 
 def test_inventory_quantity_zero_is_sent(realtime: Any, ct: Any, klaviyo: Any) -> None:

@@ -54,9 +54,6 @@ def test_realtime_soak(own_pubsub_emulator: str) -> None:
 
 @pytest.mark.emulator
 @pytest.mark.timeout(900)
-@pytest.mark.xfail(strict=False, reason=(
-    "known race, not fixed yet: a variant write still in flight when a concurrent unpublish "
-    "removed the item can land after the removal (resurrected variant, e.g. SKU-153-2 seed 7)"))
 def test_realtime_soak_with_live_edits(own_pubsub_emulator: str) -> None:
     """commercetools changes while the deliveries are in flight (soak/edits.py), with latency
     on both fakes; the end check is against its final state."""

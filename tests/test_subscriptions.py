@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from deploy import subscriptions
+from deploy import subscription_plan, subscriptions
 from shared.config import get_settings, load_settings
 from shared.processors import all_processors, enabled_processors
 from tests.fakes import ct_subscriptions
@@ -57,7 +57,7 @@ def updates(ct: Any) -> list[Any]:
 
 def test_needed_is_the_union_of_the_enabled_triggers_grouped_by_resource() -> None:
     processors = enabled_processors(settings())
-    needed = subscriptions.needed_subscription(processors, project_id="demo",
+    needed = subscription_plan.needed_subscription(processors, project_id="demo",
                                                topic="ct-klaviyo-ct-messages")
     assert needed.destination == PUBSUB
     assert needed.format == {"type": "Platform"}
@@ -80,8 +80,8 @@ def test_a_disabled_processor_drops_what_only_it_needed() -> None:
     unique = next(p for p in every if p.trigger.messages and not any(
         q is not p and q.trigger.resource == p.trigger.resource
         and p.trigger.messages & q.trigger.messages for q in every))
-    needed_all = subscriptions.needed_subscription(every, project_id="d", topic="t")
-    needed = subscriptions.needed_subscription(
+    needed_all = subscription_plan.needed_subscription(every, project_id="d", topic="t")
+    needed = subscription_plan.needed_subscription(
         enabled_processors(settings(disabled_processors=unique.name)), project_id="d", topic="t")
     resource = unique.trigger.resource
     assert unique.trigger.messages <= set(needed_all.messages[resource])
@@ -89,7 +89,7 @@ def test_a_disabled_processor_drops_what_only_it_needed() -> None:
 
 
 def test_topic_path_is_reduced_to_its_id() -> None:
-    needed = subscriptions.needed_subscription(
+    needed = subscription_plan.needed_subscription(
         all_processors(settings()), project_id="demo",
         topic="projects/demo/topics/ct-klaviyo-ct-messages")
     assert needed.destination == PUBSUB
@@ -105,7 +105,7 @@ def test_create_then_rerun_changes_nothing(cli: Cli, ct: FakeCommercetools) -> N
     code, out, _ = cli("create")
     assert code == 0 and f"subscription {KEY!r}: created (version 1" in out
     created = ct_subscriptions.stored(ct)[KEY]
-    needed = subscriptions.needed_subscription(
+    needed = subscription_plan.needed_subscription(
         enabled_processors(subscriptions._settings()), project_id="demo",
         topic="ct-klaviyo-ct-messages")
     assert created["destination"] == PUBSUB

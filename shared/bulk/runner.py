@@ -15,6 +15,12 @@ The backend (Firestore + Pub/Sub, or the embedded store + in-process queue) is c
 place, `build_runner`.
 """
 
+# Longer than the ~400 lines a module should be, on purpose for now: the sweep and prune phases,
+# the Klaviyo-side verification and the typed task results all hook into this file at once.
+# Once they are in, it splits into failure classification (TransientFailure, is_transient,
+# error_code), backend wiring (select_backend, default_exporters, build_runner), job control
+# (start/stop/status/release) and running one page task (issue 13 §1).
+
 from __future__ import annotations
 
 import dataclasses

@@ -18,7 +18,7 @@ from shared.commercetools.auth import CommercetoolsSession, error_from
 from shared.config import Settings
 from shared.deadline import Deadline
 from shared.errors import CommercetoolsError, ConnectorError, DeadlineExceeded
-from shared.http import HttpFailure, InvalidRequest, parse_json
+from shared.http import HttpFailure, InvalidRequest, chunks_within, parse_json
 from shared.log import get_logger
 from shared.retry import call_with_retry
 
@@ -278,10 +278,10 @@ class CommercetoolsClient:
         *,
         none_on_404: bool,
     ) -> Any:
-        full_path = f"/{self.project_key}{path}"
+        url = f"{self._base_url}/{self.project_key}{path}"
 
         def attempt() -> Any:
-            return self._get_once(full_path, params, deadline, resource, none_on_404)
+            return self._get_once(url, params, deadline, resource, none_on_404)
 
         def on_retry(n: int, exc: ConnectorError, delay: float) -> None:
             fields = exc.log_fields() if isinstance(exc, CommercetoolsError) else {}
@@ -296,15 +296,9 @@ class CommercetoolsClient:
             raise DeadlineExceeded("deadline reached before the commercetools request")
         return (min(self._timeout[0], remaining), min(self._timeout[1], remaining))
 
-    def _get_once(
-        self,
-        path: str,
-        params: list[tuple[str, str]],
-        deadline: Deadline,
-        resource: str,
-        none_on_404: bool,
-    ) -> Any:
-        url = self._base_url + path
+    def _get_once(self, url: str, params: list[tuple[str, str]], deadline: Deadline,
+                  resource: str, none_on_404: bool) -> Any:
+        """One GET of `url` (`_get`'s attempt): the answer's JSON, None for a 404 when asked."""
         try:
             response = self.session.request("GET", url, params=params, headers=_ACCEPT_JSON,
                                             timeout=lambda: self._timeout_for(deadline))
@@ -336,14 +330,6 @@ def _chunk_ids(ids: list[str]) -> Iterator[list[str]]:
     if len(ids) <= MAX_LIMIT and sum(len(i) + 4 for i in ids) * 6 + 8 <= _MAX_IDS_WHERE_CHARS:
         yield ids
         return
-    chunk: list[str] = []
-    size = len("id in ()")
-    for id_ in ids:
-        cost = len(urllib.parse.quote_plus(predicate_string(id_) + ", "))
-        if chunk and (size + cost > _MAX_IDS_WHERE_CHARS or len(chunk) >= MAX_LIMIT):
-            yield chunk
-            chunk, size = [], len("id in ()")
-        chunk.append(id_)
-        size += cost
-    if chunk:
-        yield chunk
+    yield from chunks_within(
+        ids, lambda id_: len(urllib.parse.quote_plus(predicate_string(id_) + ", ")),
+        max_items=MAX_LIMIT, max_chars=_MAX_IDS_WHERE_CHARS, base_chars=len("id in ()"))

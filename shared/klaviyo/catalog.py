@@ -1,4 +1,5 @@
-"""Catalog items, variants and categories (single-object calls).
+"""Catalog items, variants and categories: the single-object calls and listings, and the JSON:API
+resource bodies (`catalog_resource`, `catalog_ref`) the mappers and the bulk jobs build on.
 
 Klaviyo ids catalog objects by a compound id, `$custom:::$default:::<external id>`; we always use
 the `$custom` integration and the `$default` catalog, so an object's id follows from its external

@@ -1,4 +1,5 @@
-"""Our thin Klaviyo client on `requests`: profiles and events here, catalog and bulk in mixins.
+"""Our thin Klaviyo client on `requests`: profiles and events here; catalog, bulk jobs and privacy
+(consent, deletion) in mixins over one transport (`transport.KlaviyoTransport`).
 
 Every public method takes `deadline`, so retries (429 honouring Retry-After, 5xx, transport
 errors) stop in time for the Cloud Function to fail and have Pub/Sub redeliver the message.

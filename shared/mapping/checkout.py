@@ -6,8 +6,8 @@ of the basket (product, variant and quantity of each line), so a redelivery or a
 the basket as it was (an address typo fixed) is deduplicated by Klaviyo, while a changed basket is
 a new event (and a new flow entry with the right items).
 
-Items[] reuses the order mapping (`mapping.orders.line_item_properties`), so a Started Checkout
-item and a Placed Order item look the same in Klaviyo templates.
+Items[] is built as an order's is (`mapping.line_items`), so a Started Checkout item and a Placed
+Order item look the same in Klaviyo templates.
 """
 
 from __future__ import annotations
@@ -23,11 +23,7 @@ from shared.log import get_logger
 from shared.mapping.common import klaviyo_time, localized, money_value
 from shared.mapping.events import KlaviyoEvent
 from shared.mapping.limits import limit_properties
-from shared.mapping.orders import (
-    OrderMappingConfig,
-    custom_line_item_properties,
-    line_item_properties,
-)
+from shared.mapping.line_items import item_entries
 from shared.mapping.products import ProductInfo, ProductLookup
 from shared.setting_syntax import SignalKind, checkout_signal_parts
 
@@ -74,7 +70,8 @@ class CheckoutMappingConfig:
     checkout_url_template: str | None = None
     locale: str | None = None
     product_url_template: str | None = None
-    # The order items' attribute and brand settings: a checkout item looks like an order item.
+    # The order items' attribute and brand settings: a checkout item looks like an order item
+    # (this config is the `line_items.ItemSettings` the Items[] builder reads, as an order's is).
     item_attributes_include: tuple[str, ...] = ()
     item_attributes_exclude: tuple[str, ...] = ()
     brand_attribute: str | None = None
@@ -91,14 +88,6 @@ class CheckoutMappingConfig:
             item_attributes_exclude=tuple(getattr(settings, "order_item_attributes_exclude", ())),
             brand_attribute=getattr(settings, "order_brand_attribute", None),
         )
-
-    def item_config(self) -> OrderMappingConfig:
-        """What the order mapping's item builder reads (locale, product URLs, attributes)."""
-        return OrderMappingConfig(locale=self.locale,
-                                  product_url_template=self.product_url_template,
-                                  item_attributes_include=self.item_attributes_include,
-                                  item_attributes_exclude=self.item_attributes_exclude,
-                                  brand_attribute=self.brand_attribute)
 
 
 def skip_reason(cart: Cart, config: CheckoutMappingConfig) -> str | None:
@@ -162,9 +151,7 @@ def checkout_properties(
 ) -> dict[str, Any]:
     """Klaviyo's recommended Started Checkout properties (the value and currency are the event's
     own `value`/`value_currency`, Klaviyo's API form of `$value`)."""
-    item_config = config.item_config()
-    items = [line_item_properties(li, lookup, item_config) for li in cart.line_items]
-    items += [custom_line_item_properties(cli, item_config) for cli in cart.custom_line_items]
+    items = item_entries(cart, lookup, config)
     names = [localized(li.name, config.locale) for li in cart.line_items]
     names += [localized(cli.name, config.locale) for cli in cart.custom_line_items]
     categories = [c for li in cart.line_items

@@ -5,40 +5,29 @@ Realtime processors call the per-trigger functions (`placed_order_events`, `stat
 state implies. Both produce the same events with the same `unique_id`s, so an order seen by both
 is recorded once in Klaviyo.
 
-Properties follow Klaviyo's recommended order structure (OrderId, ItemNames, Categories, Items[]
-with ProductID/SKU/ProductName/Quantity/ItemPrice/RowTotal/ProductURL/ImageURL/Categories), not
-the raw order: the reference plugin's whole-order properties break Klaviyo's limits and carry
-addresses. Raw fields are sent only when ORDER_PROPERTIES_INCLUDE names them.
+This module decides which events an order gets, for whom, when, with which value and
+`unique_id`. What they say is built elsewhere: the order-level properties in
+`mapping.order_properties`, the Items[] entries (and each Ordered Product's body) in
+`mapping.line_items`, both cut to Klaviyo's limits by `mapping.limits` here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from shared.commercetools.models.base import Money
-from shared.commercetools.models.customer import Address
-from shared.commercetools.models.order import (
-    CustomLineItem,
-    DiscountedPricePerQuantity,
-    LineItem,
-    Order,
-    ShippingInfo,
-)
+from shared.commercetools.models.order import Order
 from shared.commercetools.models.payment import Payment, Transaction
 from shared.log import get_logger
-from shared.mapping.attributes import attribute_values, display_value
-from shared.mapping.common import klaviyo_time, localized, money_value, resource_locale
-from shared.mapping.customers import address_region, map_location
+from shared.mapping.common import klaviyo_time, money_value
+from shared.mapping.customers import map_location
 from shared.mapping.events import KlaviyoEvent
 from shared.mapping.limits import limit_properties
-from shared.mapping.products import (
-    ProductInfo,
-    ProductLookup,
-    product_url,
-)
+from shared.mapping.line_items import item_entries
+from shared.mapping.order_properties import order_properties
+from shared.mapping.products import ProductLookup
 
 if TYPE_CHECKING:
     from shared.config import Settings
@@ -135,243 +124,9 @@ def order_profile(order: Order, *, with_location: bool = False) -> dict[str, Any
     return profile
 
 
-def _number(amount: Decimal) -> float:
-    # float(Decimal) is the nearest double, so 19.99 stays 19.99 in JSON.
-    return float(amount)
-
-
-def _line_discount(per_quantity: Sequence[DiscountedPricePerQuantity]) -> Decimal:
-    return sum(
-        (
-            portion.discounted_amount.amount * part.quantity
-            for part in per_quantity
-            for portion in part.discounted_price.included_discounts
-        ),
-        Decimal(0),
-    )
-
-
-def _shipping_infos(order: Order) -> list[ShippingInfo]:
-    if order.shipping_info is not None:
-        return [order.shipping_info]
-    return [s.shipping_info for s in order.shipping if s.shipping_info is not None]
-
-
-def _shipping_charged(info: ShippingInfo) -> Decimal | None:
-    if info.discounted_price is not None:
-        return info.discounted_price.value.amount
-    return info.price.amount if info.price is not None else None
-
-
-def _shipping_discount(info: ShippingInfo) -> Decimal:
-    if info.discounted_price is None:
-        return Decimal(0)
-    return sum((p.discounted_amount.amount for p in info.discounted_price.included_discounts),
-               Decimal(0))
-
-
-def _drop_empty(item: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in item.items() if v is not None and v != [] and v != ""}
-
-
-def _unit_price(li: LineItem) -> Money | None:
-    if li.price is None:
-        return None
-    return li.price.discounted.value if li.price.discounted is not None else li.price.value
-
-
-def item_brand(li: LineItem, info: ProductInfo, config: OrderMappingConfig,
-               locale: str | None) -> str | None:
-    """The BRAND attribute's display value: the variant's, else the product's."""
-    name = config.brand_attribute
-    if not name:
-        return None
-    for attribute in li.variant.attributes if li.variant else []:
-        if attribute.name == name:
-            shown = display_value(attribute.value, locale)
-            if shown is not None:
-                return str(shown)
-    for raw in info.attributes:
-        if raw.get("name") == name:
-            shown = display_value(raw.get("value"), locale)
-            if shown is not None:
-                return str(shown)
-    return None
-
-
-def line_item_properties(
-    li: LineItem, lookup: ProductLookup, config: OrderMappingConfig
-) -> dict[str, Any]:
-    """One entry of Items[] (and the body of its Ordered Product event).
-
-    Every localized field is read in one locale, the one the name is shown in, so the link
-    (slug) is in the language of the name (with PREFERRED_LOCALE unset: the name's first)."""
-    info = lookup.get(li.product_id or "") or ProductInfo()
-    locale = resource_locale(li.name, config.locale)
-    sku = li.variant.sku if li.variant else None
-    slug = (localized(li.product_slug, locale) or localized(info.slugs, locale) or info.slug)
-    images = li.variant.images if li.variant else []
-    discount = _line_discount(li.discounted_price_per_quantity)
-    attributes = attribute_values(
-        li.variant.attributes if li.variant else [], locale,
-        include=config.item_attributes_include, exclude=config.item_attributes_exclude)
-    return _drop_empty({
-        "ProductID": li.product_id,
-        "SKU": sku,
-        "ProductName": localized(li.name, locale),
-        "Quantity": li.quantity,
-        "ItemPrice": money_value(_unit_price(li)) if li.price is not None else None,
-        "RowTotal": money_value(li.total_price) if li.total_price is not None else None,
-        "ProductURL": product_url(config.product_url_template, slug=slug,
-                                  product_id=li.product_id, sku=sku,
-                                  key=li.product_key or info.key),
-        "ImageURL": images[0].url if images else None,
-        "Categories": list(info.categories),
-        "DiscountValue": _number(discount) if discount else None,
-        "Brand": item_brand(li, info, config, locale),
-        "Attributes": attributes or None,
-    })
-
-
-def custom_line_item_properties(cli: CustomLineItem, config: OrderMappingConfig) -> dict[str, Any]:
-    """A custom line item (fee, gift wrap, …) has no product: no ProductID, SKU or URLs."""
-    discount = _line_discount(cli.discounted_price_per_quantity)
-    return _drop_empty({
-        "ProductName": localized(cli.name, config.locale),
-        "Quantity": cli.quantity,
-        "ItemPrice": money_value(cli.money) if cli.money is not None else None,
-        "RowTotal": money_value(cli.total_price) if cli.total_price is not None else None,
-        "DiscountValue": _number(discount) if discount else None,
-    })
-
-
-def selected_order_fields(order: Order, config: OrderMappingConfig) -> dict[str, Any]:
-    """The raw order fields ORDER_PROPERTIES_INCLUDE asks for, minus _EXCLUDE, renamed.
-
-    `custom.<name>` flattens a custom field; `*` / `custom.*` select all. Falsy values (False, 0,
-    "") are kept — dropping them, as the reference does, leaves stale values in Klaviyo.
-    """
-    raw = order.raw
-    custom = ((raw.get("custom") or {}).get("fields")) or {}
-    candidates: dict[str, Any] = {}
-    for name in config.properties_include:
-        if name == "*":
-            for key, value in raw.items():
-                candidates.setdefault(key, value)
-        elif name == "custom.*":
-            for key, value in custom.items():
-                candidates.setdefault(f"custom.{key}", value)
-        elif name.startswith("custom."):
-            if name[7:] in custom:
-                candidates.setdefault(name, custom[name[7:]])
-        elif name in raw:
-            candidates.setdefault(name, raw[name])
-    selected: dict[str, Any] = {}
-    for name, value in candidates.items():
-        if name in config.properties_exclude or value is None:
-            continue
-        default = name[7:] if name.startswith("custom.") else name
-        selected[config.properties_rename.get(name, default)] = value
-    return selected
-
-
-def order_address(address: Address | None) -> dict[str, Any] | None:
-    """Klaviyo's BillingAddress / ShippingAddress object (its recommended Placed Order keys);
-    the US state is the Region when `region` is empty."""
-    if address is None:
-        return None
-    mapped = _drop_empty({
-        "FirstName": address.first_name,
-        "LastName": address.last_name,
-        "Company": address.company,
-        "Address1": ", ".join(p for p in (address.apartment, address.building,
-                                          address.street_number, address.street_name) if p),
-        "Address2": ", ".join(p for p in (address.additional_street_info,
-                                          address.additional_address_info) if p),
-        "City": address.city,
-        "Region": address_region(address),
-        "CountryCode": address.country,
-        "Zip": address.postal_code,
-        "Phone": address.phone or address.mobile,
-    })
-    return mapped or None
-
-
-def total_tax(order: Order) -> float | None:
-    """`taxedPrice.totalTax`, else gross minus net; None for an order without taxes."""
-    taxed = order.taxed_price
-    if taxed is None:
-        return None
-    if taxed.total_tax is not None:
-        return money_value(taxed.total_tax)
-    if taxed.total_gross is not None and taxed.total_net is not None:
-        return _number(taxed.total_gross.amount - taxed.total_net.amount)
-    return None
-
-
 def placed_order_wanted(order: Order, config: OrderMappingConfig) -> bool:
     """PLACED_ORDER_STATES: Placed Order only for orders (now) in one of these states."""
     return not config.placed_order_states or order.order_state in config.placed_order_states
-
-
-def item_entries(
-    order: Order, lookup: ProductLookup, config: OrderMappingConfig
-) -> list[dict[str, Any]]:
-    """The Items[] entries: line items, then custom line items."""
-    items = [line_item_properties(li, lookup, config) for li in order.line_items]
-    items += [custom_line_item_properties(cli, config) for cli in order.custom_line_items]
-    return items
-
-
-def order_properties(
-    order: Order, lookup: ProductLookup, config: OrderMappingConfig, *,
-    items: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Properties of the order-level events (Placed, Fulfilled, Cancelled, Refunded Order).
-
-    `items`: the order's `item_entries`, when the caller has built them already."""
-    locale = config.locale
-    if items is None:
-        items = item_entries(order, lookup, config)
-    names = [localized(li.name, locale) for li in order.line_items]
-    names += [localized(cli.name, locale) for cli in order.custom_line_items]
-    categories = [c for li in order.line_items
-                  for c in (lookup.get(li.product_id or "") or ProductInfo()).categories]
-
-    infos = _shipping_infos(order)
-    charged = [c for c in (_shipping_charged(i) for i in infos) if c is not None]
-    discount = (
-        sum((_line_discount(li.discounted_price_per_quantity) for li in order.line_items),
-            Decimal(0))
-        + sum((_line_discount(c.discounted_price_per_quantity) for c in order.custom_line_items),
-              Decimal(0))
-        + sum((_shipping_discount(i) for i in infos), Decimal(0))
-        + (order.discount_on_total_price.discounted_amount.amount
-           if order.discount_on_total_price is not None else Decimal(0))
-    )
-    # Codes are only known when the caller expanded `discountCodes[*].discountCode`.
-    codes = [str((d.discount_code.obj or {}).get("code")) for d in order.discount_codes
-             if (d.discount_code.obj or {}).get("code")]
-
-    generated = _drop_empty({
-        "OrderId": order.id,
-        "OrderNumber": order.order_number,
-        "ItemNames": list(dict.fromkeys(n for n in names if n)),
-        "Categories": list(dict.fromkeys(categories)),
-        "Items": items,
-        "DiscountCode": ", ".join(dict.fromkeys(codes)) or None,
-        "DiscountValue": _number(discount) if discount else None,
-        "ShippingMethod": ", ".join(dict.fromkeys(
-            i.shipping_method_name for i in infos if i.shipping_method_name)) or None,
-        "ShippingValue": _number(sum(charged, Decimal(0))) if charged else None,
-        "TotalTax": total_tax(order),
-        "Brands": list(dict.fromkeys(i["Brand"] for i in items if i.get("Brand"))),
-        "BillingAddress": order_address(order.billing_address),
-        "ShippingAddress": order_address(order.shipping_address),
-    })
-    # The Klaviyo structure is the contract flows rely on: a selected raw field never replaces it.
-    extra = {k: v for k, v in selected_order_fields(order, config).items() if k not in generated}
-    return {**generated, **extra}
 
 
 def _event(

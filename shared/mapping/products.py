@@ -6,10 +6,10 @@ the commercetools documents and builds the lookup; orders and checkout both use 
 from __future__ import annotations
 
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from pydantic import ValidationError
@@ -98,6 +98,23 @@ def category_breadcrumbs(
     return [CATEGORY_SEPARATOR.join(path[: i + 1]) for i in range(len(path))]
 
 
+_Doc = TypeVar("_Doc", bound=CtModel)
+
+
+def _readable(
+    model: type[_Doc], docs: Iterable[Mapping[str, Any]], id_field: str, warning: str
+) -> Iterator[tuple[Mapping[str, Any], _Doc]]:
+    """Each raw document that parses as `model`, with its parsed form. One that does not is
+    logged (its id only) and left out: it only loses its enrichment."""
+    for doc in docs:
+        try:
+            parsed = model.model_validate(doc)
+        except ValidationError:
+            log.warning(warning, **{id_field: str(doc.get("id"))})
+            continue
+        yield doc, parsed
+
+
 def product_lookup(
     products: Iterable[Mapping[str, Any]],
     categories: Iterable[Mapping[str, Any]] = (),
@@ -111,13 +128,8 @@ def product_lookup(
     """
     by_id: dict[str, Mapping[str, Any]] = {}
     names: dict[str, LocalizedString] = {}
-    for doc in categories:
-        try:
-            category = _Category.model_validate(doc)
-        except ValidationError:
-            log.warning("category document unreadable; left out of Categories",
-                        ctCategoryId=str(doc.get("id")))
-            continue
+    for doc, category in _readable(_Category, categories, "ctCategoryId",
+                                   "category document unreadable; left out of Categories"):
         by_id[category.id] = doc
         names[category.id] = category.name
         for ref in category.ancestors:
@@ -125,13 +137,8 @@ def product_lookup(
                 names.setdefault(ref.id, ref.obj["name"])
 
     lookup: dict[str, ProductInfo] = {}
-    for doc in products:
-        try:
-            product = _Product.model_validate(doc)
-        except ValidationError:
-            log.warning("product document unreadable; order items lack its categories",
-                        ctProductId=str(doc.get("id")))
-            continue
+    for _, product in _readable(_Product, products, "ctProductId",
+                                "product document unreadable; order items lack its categories"):
         current = product.master_data.current
         paths: list[str] = []
         for ref in current.categories:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import NamedTuple, Protocol, TypeVar
 
 from shared.bulk.base import BatchResult, Kind
 from shared.state import jobs
@@ -39,6 +39,14 @@ def _release_lock(txn: Txn, lock: Lock | None, job_id: str) -> None:
         txn.put_lock(released)
 
 
+class _Renewal(NamedTuple):
+    """The lease a write gives the job's lock (the worker that holds it, until now + lease)."""
+
+    now: datetime
+    lease: timedelta
+    worker: str
+
+
 class JobStore(ABC):
     """Jobs, their ids lists and the per-kind locks. Thread-safe."""
 
@@ -57,6 +65,35 @@ class JobStore(ABC):
     @abstractmethod
     def get_ids(self, job_id: str) -> list[str] | None:
         """The ids of a partial sync (None: the job syncs everything)."""
+
+    def _compare_and_set(
+        self, job_id: str, expect: Callable[[Job], bool], change: Callable[[Job], Job], *,
+        renewal: _Renewal | None = None,
+    ) -> Job | None:
+        """In one transaction: read the job; unless `expect(job)` holds, write nothing and
+        return None; else write `change(job)` (pure: Firestore may run it again) and return it.
+
+        The kind's lock follows: released when the change ended a live job, renewed with
+        `renewal` when the job lives on and holds it, else left alone (and not read).
+        """
+
+        def fn(txn: Txn) -> Job | None:
+            job = txn.job(job_id)
+            if job is None or not expect(job):
+                return None
+            changed = change(job)
+            ends = job.live and not changed.live
+            # Reads come before writes (Firestore's rule): the lock first, only when it changes.
+            lock = txn.lock(job.kind) if ends or renewal is not None else None
+            txn.put_job(changed)
+            if ends:
+                _release_lock(txn, lock, job_id)
+            elif renewal is not None and lock is not None and lock.jobId == job_id and lock.held:
+                txn.put_lock(jobs.renew(lock, now=renewal.now, lease=renewal.lease,
+                                        holder=renewal.worker))
+            return changed
+
+        return self.run(fn)
 
     # ---- operations -------------------------------------------------------------------------
 
@@ -101,51 +138,28 @@ class JobStore(ABC):
 
     def mark_published(self, job_id: str, seq: int) -> bool:
         """Record that the task for batch `seq` is queued (unless the job moved on meanwhile)."""
-
-        def fn(txn: Txn) -> bool:
-            job = txn.job(job_id)
-            if job is None or not job.live or job.seq != seq or job.nextTaskPublished:
-                return False
-            txn.put_job(job.model_copy(update={"nextTaskPublished": True}))
-            return True
-
-        return self.run(fn)
+        return self._compare_and_set(
+            job_id, lambda job: job.live and job.seq == seq and not job.nextTaskPublished,
+            lambda job: job.model_copy(update={"nextTaskPublished": True}),
+        ) is not None
 
     def set_total(self, job_id: str, total: int) -> Job | None:
         """Record how many records the job will read (once: a counted total is kept)."""
-
-        def fn(txn: Txn) -> Job | None:
-            job = txn.job(job_id)
-            if job is None or job.total is not None:
-                return None
-            counted = job.model_copy(update={"total": total})
-            txn.put_job(counted)
-            return counted
-
-        return self.run(fn)
+        return self._compare_and_set(job_id, lambda job: job.total is None,
+                                     lambda job: job.model_copy(update={"total": total}))
 
     def mark_running(
         self, job_id: str, *, now: datetime, lease: timedelta, worker: str
     ) -> Job | None:
         """queued → running (startedAt), lease renewed. None unless the job was queued."""
-
-        def fn(txn: Txn) -> Job | None:
-            job = txn.job(job_id)
-            if job is None:
-                return None
-            lock = txn.lock(job.kind)
-            if job.status != JobStatus.QUEUED:
-                return None
-            running = job.model_copy(update={
+        return self._compare_and_set(
+            job_id, lambda job: job.status == JobStatus.QUEUED,
+            lambda job: job.model_copy(update={
                 "status": JobStatus.RUNNING, "startedAt": now, "updatedAt": now,
                 "leaseExpiresAt": now + lease, "worker": worker,
-            })
-            txn.put_job(running)
-            if lock is not None and lock.jobId == job_id and lock.held:
-                txn.put_lock(jobs.renew(lock, now=now, lease=lease, holder=worker))
-            return running
-
-        return self.run(fn)
+            }),
+            renewal=_Renewal(now, lease, worker),
+        )
 
     def save_batch(
         self, job_id: str, *, seq: int, phase: Phase, cursor: str | None, result: BatchResult,
@@ -158,25 +172,18 @@ class JobStore(ABC):
         stop) ends here and releases the kind's lock.
         """
 
-        def fn(txn: Txn) -> Job | None:
-            job = txn.job(job_id)
-            if job is None:
-                return None
-            lock = txn.lock(job.kind)
-            if not job.live or (job.seq, job.phase, job.cursor) != (seq, phase, cursor):
-                return None
-            saved = jobs.apply_batch(job, result, now=now, lease=lease, worker=worker,
-                                     max_errors=max_errors)
+        def saved(job: Job) -> Job:
+            applied = jobs.apply_batch(job, result, now=now, lease=lease, worker=worker,
+                                       max_errors=max_errors)
             if last_slot is not None:  # a partition's Klaviyo budget slot (shared/bulk/budget.py)
-                saved = saved.model_copy(update={"lastSlot": last_slot})
-            txn.put_job(saved)
-            if not saved.live:
-                _release_lock(txn, lock, job_id)
-            elif lock is not None and lock.jobId == job_id and lock.held:
-                txn.put_lock(jobs.renew(lock, now=now, lease=lease, holder=worker))
-            return saved
+                applied = applied.model_copy(update={"lastSlot": last_slot})
+            return applied
 
-        return self.run(fn)
+        def at_batch(job: Job) -> bool:
+            return job.live and (job.seq, job.phase, job.cursor) == (seq, phase, cursor)
+
+        return self._compare_and_set(job_id, at_batch, saved,
+                                     renewal=_Renewal(now, lease, worker))
 
     def record_failure(
         self, job_id: str, *, seq: int, now: datetime, lease: timedelta, worker: str,
@@ -187,32 +194,20 @@ class JobStore(ABC):
         Returns the updated job (None if the job moved on or ended meanwhile).
         """
 
-        def fn(txn: Txn) -> Job | None:
-            job = txn.job(job_id)
-            if job is None:
-                return None
-            lock = txn.lock(job.kind)
-            if not job.live or job.seq != seq:
-                return None
+        def failed(job: Job) -> Job:
             attempts = job.attempts + 1
             if attempts >= max_attempts:
-                ended = jobs.finish(
+                return jobs.finish(
                     job.model_copy(update={"attempts": attempts}), JobStatus.FAILED, now=now,
                     reason=f"batch {seq} failed {attempts} times", error_code=error_code,
                 )
-                txn.put_job(ended)
-                _release_lock(txn, lock, job_id)
-                return ended
-            retried = job.model_copy(update={
+            return job.model_copy(update={
                 "attempts": attempts, "errorCode": error_code, "updatedAt": now,
                 "leaseExpiresAt": now + lease, "worker": worker,
             })
-            txn.put_job(retried)
-            if lock is not None and lock.jobId == job_id and lock.held:
-                txn.put_lock(jobs.renew(lock, now=now, lease=lease, holder=worker))
-            return retried
 
-        return self.run(fn)
+        return self._compare_and_set(job_id, lambda job: job.live and job.seq == seq, failed,
+                                     renewal=_Renewal(now, lease, worker))
 
     def finish(
         self, job_id: str, status: JobStatus, *, now: datetime, reason: str | None = None,
@@ -323,19 +318,11 @@ class JobStore(ABC):
     def renew_lease(self, job_id: str, *, now: datetime, lease: timedelta,
                     worker: str) -> Job | None:
         """A live job's lease (and its lock's) renewed from now; None if it is not live."""
-
-        def fn(txn: Txn) -> Job | None:
-            job = txn.job(job_id)
-            if job is None or not job.live:
-                return None
-            lock = txn.lock(job.kind)
-            renewed = job.model_copy(update={"leaseExpiresAt": now + lease})
-            txn.put_job(renewed)
-            if lock is not None and lock.jobId == job_id and lock.held:
-                txn.put_lock(jobs.renew(lock, now=now, lease=lease, holder=worker))
-            return renewed
-
-        return self.run(fn)
+        return self._compare_and_set(
+            job_id, lambda job: job.live,
+            lambda job: job.model_copy(update={"leaseExpiresAt": now + lease}),
+            renewal=_Renewal(now, lease, worker),
+        )
 
 
 __all__ = ["Conflict", "Created", "JobStore", "Txn"]

@@ -14,6 +14,7 @@ from shared.bulk.base import Tally
 from shared.bulk.exporters.keyset import KeysetExporter, M, P
 from shared.commercetools.client import CommercetoolsClient
 from shared.deadline import Deadline
+from shared.http import chunks_within
 from shared.klaviyo import MAX_CATALOG_BULK, KlaviyoClient, catalog_id, catalog_resource
 from shared.klaviyo.batches import Outcome, Rejected
 from shared.klaviyo.bulk import CatalogOp
@@ -31,17 +32,9 @@ def external_id(klaviyo_id: str) -> str:
 
 
 def _filter_chunks(external_ids: Sequence[str]) -> Iterable[list[str]]:
-    chunk: list[str] = []
-    size = len("any(ids,[])")
-    for ext in external_ids:
-        cost = len(quote(filter_string(catalog_id(ext)), safe="")) + 1
-        if chunk and (len(chunk) >= MAX_CATALOG_BULK or size + cost > _MAX_FILTER_CHARS):
-            yield chunk
-            chunk, size = [], len("any(ids,[])")
-        chunk.append(ext)
-        size += cost
-    if chunk:
-        yield chunk
+    return chunks_within(
+        external_ids, lambda ext: len(quote(filter_string(catalog_id(ext)), safe="")) + 1,
+        max_items=MAX_CATALOG_BULK, max_chars=_MAX_FILTER_CHARS, base_chars=len("any(ids,[])"))
 
 
 def existing_ids(

@@ -36,7 +36,7 @@ from shared.deadline import Deadline
 from shared.klaviyo import KlaviyoClient
 from shared.klaviyo.catalog_jobs import PollPolicy
 from shared.log import get_logger
-from shared.mapping.catalog import category_attributes
+from shared.mapping.catalog_categories import category_attributes
 
 log = get_logger("bulk.categories")
 

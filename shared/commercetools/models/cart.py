@@ -1,7 +1,7 @@
 """Cart: what the Started Checkout event reads.
 
 Cart line items are the same commercetools types as an order's (LineItem, CustomLineItem), so they
-are reused from `models.order`: the order mapping's Items[] builder then works for carts as is.
+are reused from `models.order`: the Items[] builder (`mapping.line_items`) works for both.
 """
 
 from __future__ import annotations
