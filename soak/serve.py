@@ -104,8 +104,8 @@ def _scale_batches(customers_batch: int, order_events: int) -> None:
 
     original = exporters.build_exporter
 
-    def build(kind: Any, settings: Any, ct: Any, klaviyo: Any) -> Any:
-        exporter = original(kind, settings, ct, klaviyo)
+    def build(kind: Any, settings: Any, ct: Any, klaviyo: Any, *, since: Any = None) -> Any:
+        exporter = original(kind, settings, ct, klaviyo, since=since)
         if kind == "customers" and customers_batch:
             exporter.batch_size = customers_batch  # type: ignore[attr-defined]  # CustomersExporter
         if kind == "orders" and order_events:

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from shared.bulk.base import KINDS, BatchResult
+from shared.bulk.base import KINDS, BatchResult, DeletingExporter
+from shared.bulk.exporters import DELETING, build_exporter
 from shared.bulk.exporters import _common as common
-from shared.bulk.exporters import build_exporter
 from shared.bulk.exporters.categories import CategoriesExporter
 from shared.bulk.exporters.customers import CustomersExporter
 from shared.bulk.exporters.orders import OrdersExporter
@@ -699,6 +699,8 @@ def test_build_exporter_for_every_kind(ct_env: dict[str, str], ct_client: Any,
     assert isinstance(products, ProductsExporter) and products.poll.first == 0.5
     with pytest.raises(ValueError):  # the type: ignore: "profiles" is deliberately not a kind
         build_exporter("profiles", settings, ct_client, klaviyo_client)  # type: ignore[arg-type]
-    with pytest.raises(NotImplementedError):
-        build_exporter("customers", settings, ct_client, klaviyo_client).delete_batch(
-            deadline=Deadline.after(1))
+    # Only the catalog kinds can delete (deleteAll); the others have no delete_batch at all.
+    for kind in KINDS:
+        exporter = build_exporter(kind, settings, ct_client, klaviyo_client)
+        assert isinstance(exporter, DeletingExporter) == (kind in DELETING)
+    assert DELETING == {"categories", "products"}

@@ -45,6 +45,7 @@ from pydantic import (
 )
 
 from shared.bulk.base import KINDS, Kind
+from shared.bulk.exporters import DELETING
 from shared.bulk.runner import Conflict, EnqueueError, Runner
 from shared.log import get_logger
 from shared.state.jobs import Job, progress, utcnow
@@ -55,7 +56,7 @@ MAX_ID_LENGTH = 64
 # A partial sync's ids are stored as one document (Firestore: at most 1 MiB, each string counted
 # as its UTF-8 bytes + 1). 10,000 commercetools ids (36-character UUIDs) take 370,000 bytes.
 MAX_IDS_BYTES = 900_000
-DELETABLE: tuple[Kind, ...] = ("categories", "products")
+DELETABLE: tuple[Kind, ...] = tuple(k for k in KINDS if k in DELETING)  # deleteAll
 PARTIAL: tuple[Kind, ...] = ("customers", "orders")
 _JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -272,6 +273,8 @@ def parse_sync_body(kind: Kind, body: bytes, *, max_ids: int) -> SyncOptions:
     except ValidationError as exc:
         raise BadRequest(_describe(exc, ["deleteAll", "confirmDeletion"])) from None
     if options.deleteAll:
+        if kind not in DELETABLE:
+            raise BadRequest(f"deleteAll is not available for {kind}")
         if options.confirmDeletion != kind:
             raise BadRequest(
                 f"deleteAll first deletes ALL {kind} in the Klaviyo catalog; to confirm, send "

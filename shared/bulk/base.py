@@ -1,16 +1,17 @@
 """The contract between the bulk job runner (state, lock, tasks) and the per-kind exporters.
 
 A job is a chain of batches. Each batch starts after a cursor (the last commercetools id already
-done), reads as many CT pages as fill the kind's Klaviyo bulk request, sends them, and says where
-it stopped. Running the same batch twice sends the same idempotent data, so the runner may redeliver
-a batch whose result it failed to save.
+done), reads as many CT pages as fill the kind's Klaviyo bulk requests, sends them (reading the
+next page while the last is mapped and sent: shared/bulk/exporters/keyset.py), and says where it
+stopped: after the last record it sent. Running the same batch twice sends the same idempotent
+data, so the runner may redeliver a batch whose result it failed to save.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from shared.deadline import Deadline
 from shared.klaviyo.batches import RecordError, Rejected
@@ -38,15 +39,31 @@ class Exporter(Protocol):
     kind: Kind
 
     def run_batch(
-        self, *, after: str | None, ids: Sequence[str] | None, deadline: Deadline
+        self, *, after: str | None, ids: Sequence[str] | None, deadline: Deadline,
+        through: str | None = None,
     ) -> BatchResult:
-        """Sync the next batch of records after `after` (restricted to `ids` when given)."""
+        """Sync the next batch of records after `after` (restricted to `ids` when given; with
+        `through`, to a partition's id range: ids <= through)."""
         ...
 
+
+@runtime_checkable
+class DeletingExporter(Exporter, Protocol):
+    """An exporter that can also delete this kind's objects in Klaviyo (deleteAll): only the
+    catalog kinds. Whoever runs a deleteAll checks `isinstance(exporter, DeletingExporter)`."""
+
     def delete_batch(self, *, deadline: Deadline) -> BatchResult:
-        """Delete one batch of this kind's objects in Klaviyo (deleteAll); `done` when none are
-        left. Only categories and products support it."""
+        """Delete one batch of this kind's objects in Klaviyo; `done` when none are left."""
         ...
+
+
+def unexpected_error(ct_id: str, exc: Exception) -> RecordError:
+    """An exception nobody expected while mapping one record (a bug, or data no model foresaw)
+    is that record's error, never the batch's: logged by type (its text can echo customer
+    data), counted and reported with the record's id."""
+    log.error("record could not be mapped; reported as a record error", ctId=ct_id,
+              error=type(exc).__name__)
+    return RecordError(ct_id=ct_id, code=f"unexpected_{type(exc).__name__}")
 
 
 class Tally:
@@ -69,14 +86,6 @@ class Tally:
     def fail_all(self, rejected: Iterable[Rejected[Any]]) -> None:
         for item in rejected:
             self.fail(item.error)
-
-    def fail_unexpected(self, ct_id: str, exc: Exception) -> None:
-        """An exception nobody expected while mapping one record (a bug, or data no model
-        foresaw) is that record's error, never the batch's: logged by type (its text can echo
-        customer data), counted and reported with the record's id."""
-        log.error("record could not be mapped; reported as a record error", ctId=ct_id,
-                  error=type(exc).__name__)
-        self.fail(RecordError(ct_id=ct_id, code=f"unexpected_{type(exc).__name__}"))
 
     def result(self, *, cursor: str | None, done: bool) -> BatchResult:
         failed = len(self.errors)

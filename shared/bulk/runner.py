@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from shared.bulk import budget, partitions
-from shared.bulk.base import KINDS, BatchResult, Exporter, Kind
+from shared.bulk.base import KINDS, BatchResult, DeletingExporter, Exporter, Kind
 from shared.bulk.tasks import (
     LocalTaskQueue,
     PageTask,
@@ -408,13 +408,14 @@ class Runner:
             pacer = self._pacer(job)
             with _gc_paused(), budget.pacing(pacer):
                 result = self._checked(job, deadline, lambda: exporter.run_batch(
-                    after=job.cursor, ids=None, deadline=deadline,
-                    through=job.through))  # type: ignore[call-arg]
+                    after=job.cursor, ids=None, deadline=deadline, through=job.through))
             if pacer is not None and pacer.last_slot is not None:
                 self._slots[(job.id, job.seq)] = pacer.last_slot
             return result
         with _gc_paused():
             if job.phase == "deleting":
+                if not isinstance(exporter, DeletingExporter):  # the API lets no such job start
+                    raise TypeError(f"{job.kind} cannot delete in Klaviyo (no delete_batch)")
                 return exporter.delete_batch(deadline=deadline)
             ids = self.store.get_ids(job.id) if job.idCount is not None else None
             return self._checked(job, deadline, lambda: exporter.run_batch(

@@ -1,15 +1,18 @@
-"""Helpers the exporters share: keyset reading (all records, or a list of ids), the time budget
-for reading, catalog existence lookups, and create-or-update catalog phases."""
+"""What the catalog exporters share: existence lookups, listings, and create-or-update phases of
+catalog bulk jobs. (The read loop all exporters share is keyset.py.)"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
-from shared.commercetools.client import CommercetoolsClient, predicate_string
+from shared.bulk.base import Tally
+from shared.bulk.exporters.keyset import KeysetExporter, M, P
+from shared.commercetools.client import CommercetoolsClient
 from shared.deadline import Deadline
 from shared.http import chunks_within
 from shared.klaviyo import MAX_CATALOG_BULK, KlaviyoClient, catalog_id, catalog_resource
@@ -19,61 +22,8 @@ from shared.klaviyo.catalog import CATALOG_ID_PREFIX, KINDS, CatalogKind
 from shared.klaviyo.catalog_jobs import CatalogRecord, PollPolicy, run_catalog_jobs
 from shared.klaviyo.client import filter_string
 
-Doc = dict[str, Any]
-
 # Klaviyo filters travel in the query string; stay well below common 8 KB URL limits.
 _MAX_FILTER_CHARS = 4000
-
-
-class ReadBudget:
-    """Reading more CT pages stops once `share` of the time left at the start is used, so the
-    batch keeps the rest for sending (and for retries of what it sends)."""
-
-    def __init__(self, deadline: Deadline, share: float = 0.5) -> None:
-        self._start = time.monotonic()
-        self._limit = deadline.remaining() * share
-
-    def more(self) -> bool:
-        return time.monotonic() - self._start < self._limit
-
-
-def sorted_ids(ids: Sequence[str] | None) -> list[str] | None:
-    """The requested ids in keyset order (what `id > cursor` means), without repeats."""
-    if ids is None:
-        return None
-    return sorted(set(ids))
-
-
-@dataclass
-class Page:
-    docs: list[Doc]
-    cursor: str | None  # last id this page covers
-    exhausted: bool  # nothing after `cursor`
-    missing: tuple[str, ...] = ()  # asked-for ids commercetools does not have
-
-
-def next_page(
-    ct: CommercetoolsClient, resource: str, *, after: str | None, ids: list[str] | None,
-    limit: int, where: Sequence[str] = (), expand: Sequence[str] = (),
-    keep: Callable[[Doc], bool] | None = None, deadline: Deadline, through: str | None = None,
-) -> Page:
-    """One keyset page after `after`: all records (`sort=id asc`, `id > after`, `where`; with
-    `through`, a partition's range: `id <= through`), or the next `limit` of the sorted `ids`
-    (ids that do not exist, or fail `keep`, are passed over)."""
-    if ids is None:
-        if through is not None:
-            where = (*where, f"id <= {predicate_string(through)}")
-        docs = ct.query_page(resource, after=after, limit=limit, where=where, expand=expand,
-                             deadline=deadline)
-        return Page(docs, docs[-1]["id"] if docs else after, len(docs) < limit)
-    remaining = [i for i in ids if after is None or i > after]
-    todo = remaining[:limit]
-    docs = ct.get_by_ids(resource, todo, expand=expand, deadline=deadline) if todo else []
-    found = {str(d.get("id")) for d in docs}
-    missing = tuple(i for i in todo if i not in found)
-    if keep is not None:
-        docs = [d for d in docs if keep(d)]
-    return Page(docs, todo[-1] if todo else after, len(remaining) <= limit, missing)
 
 
 def external_id(klaviyo_id: str) -> str:
@@ -194,3 +144,35 @@ def list_catalog(
             return found, False
         body = klaviyo.request("GET", next_url, deadline=deadline)
     return found, True
+
+
+class CatalogExporter(KeysetExporter[M, P]):
+    """A catalog kind: one round of create-or-update catalog jobs a batch of up to `batch_size`
+    records, and deleteAll by listings of up to `delete_pages` pages."""
+
+    max_writes = 1
+
+    def __init__(self, ct: CommercetoolsClient, klaviyo: KlaviyoClient, *, page_size: int,
+                 batch_size: int, delete_pages: int, poll: PollPolicy,
+                 sleep: Callable[[float], None], since: datetime | None) -> None:
+        super().__init__(ct, klaviyo, page_size=page_size, since=since)
+        self.batch_size = max(1, batch_size)
+        self.delete_pages = max(1, delete_pages)
+        self.poll = poll
+        self.sleep = sleep
+
+    def upsert(self, kind: CatalogKind, writes: Sequence[CatalogWrite], *, existing: set[str],
+               deletes: Sequence[tuple[str, str]] = (),
+               deadline: Deadline) -> Outcome[CatalogRecord]:
+        """One round of jobs for these objects (`existing`: those Klaviyo has; upsert_phase)."""
+        return upsert_phase(self.klaviyo, kind, writes, existing, deletes=deletes,
+                            deadline=deadline, poll=self.poll, sleep=self.sleep)
+
+    def delete(self, kind: CatalogKind, external_ids: Sequence[str], tally: Tally, *,
+               deadline: Deadline) -> None:
+        """Delete these objects (deleteAll), each one counted as read, and failed if refused."""
+        tally.read += len(external_ids)
+        if external_ids:
+            outcome = self.upsert(kind, [], deletes=[(e, e) for e in external_ids],
+                                  existing=set(), deadline=deadline)
+            tally.fail_all(outcome.rejected)

@@ -23,28 +23,23 @@ listing pages per batch; done when both listings came back empty or were read to
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-
-from pydantic import ValidationError
+from typing import Any
 
 from shared.bulk.base import BatchResult, Kind, Tally
 from shared.bulk.exporters._common import (
+    CatalogExporter,
     CatalogWrite,
-    Doc,
-    ReadBudget,
     existing_ids,
     external_id,
     list_catalog,
-    next_page,
-    sorted_ids,
-    upsert_phase,
 )
+from shared.bulk.exporters.keyset import Doc, Row, Sent, Shape, Source
 from shared.commercetools.client import MAX_LIMIT, CommercetoolsClient
 from shared.commercetools.models.product import Product
 from shared.deadline import Deadline
-from shared.errors import ConnectorError
 from shared.klaviyo import KlaviyoClient
 from shared.klaviyo.batches import RecordError
 from shared.klaviyo.catalog_jobs import PollPolicy
@@ -74,113 +69,64 @@ class _Product:
     variants: list[CatalogWrite] = field(default_factory=list)
 
 
-class ProductsExporter:
+class ProductsExporter(CatalogExporter[Product, _Product]):
     kind: Kind = "products"
+    source = Source("products", Product, "product", expand=PRODUCT_EXPAND, where=(PUBLISHED,))
 
-    def __init__(
-        self,
-        ct: CommercetoolsClient,
-        klaviyo: KlaviyoClient,
-        *,
-        config: CatalogConfig | None = None,
-        page_size: int = MAX_LIMIT,
-        batch_size: int = MAX_LIMIT,
-        max_variants: int = 10_000,
-        delete_pages: int = 5,
-        poll: PollPolicy = PollPolicy(),
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        if not 1 <= page_size <= MAX_LIMIT:
-            raise ValueError(f"page_size must be between 1 and {MAX_LIMIT}")
-        self.ct = ct
-        self.klaviyo = klaviyo
+    def __init__(self, ct: CommercetoolsClient, klaviyo: KlaviyoClient, *,
+                 config: CatalogConfig | None = None, page_size: int = MAX_LIMIT,
+                 batch_size: int = MAX_LIMIT, max_variants: int = 10_000,
+                 delete_pages: int = 5, poll: PollPolicy = PollPolicy(),
+                 sleep: Callable[[float], None] = time.sleep,
+                 since: datetime | None = None) -> None:
+        super().__init__(ct, klaviyo, page_size=page_size, batch_size=batch_size,
+                         delete_pages=delete_pages, poll=poll, sleep=sleep, since=since)
         self.config = config or CatalogConfig()
-        self.page_size = page_size
-        self.batch_size = max(1, batch_size)
         self.max_variants = max(1, max_variants)
-        self.delete_pages = max(1, delete_pages)
-        self.poll = poll
-        self.sleep = sleep
 
     # ---- sync -----------------------------------------------------------------------------------
 
-    def run_batch(
-        self, *, after: str | None, ids: Sequence[str] | None, deadline: Deadline
-    ) -> BatchResult:
-        wanted = sorted_ids(ids)
-        budget = ReadBudget(deadline)
-        now = datetime.now(UTC)  # one instant: items and variants pick the same prices
-        tally = Tally()
-        products: list[_Product] = []
-        variants = 0
-        cursor, exhausted, full = after, False, False
-        while not full:
-            limit = min(self.page_size, self.batch_size - tally.read)
-            before = cursor
-            page = next_page(self.ct, "products", after=cursor, ids=wanted, limit=limit,
-                             where=(PUBLISHED,), expand=PRODUCT_EXPAND, keep=_published,
-                             deadline=deadline)
-            cursor, exhausted = page.cursor, page.exhausted
-            tally.not_found.extend(page.missing)
-            for position, doc in enumerate(page.docs):
-                try:
-                    mapped, error = self._map(doc, now)
-                except ConnectorError:
-                    raise
-                except Exception as exc:  # noqa: BLE001 - one record's problem, not the job's
-                    mapped, error = None, None
-                    tally.fail_unexpected(str(doc.get("id")), exc)
-                count = len(mapped.variants) if mapped else 0
-                if tally.read and variants + count > self.max_variants:
-                    # Enough variants: the rest of the page is the next batch's.
-                    cursor = str(page.docs[position - 1]["id"]) if position else before
-                    exhausted, full = False, True
-                    break
-                tally.read += 1
-                variants += count
-                if error is not None:
-                    tally.fail(error)
-                if mapped is not None:
-                    products.append(mapped)
-            if exhausted or tally.read >= self.batch_size or not budget.more():
-                break
+    def shape(self) -> Shape:
+        # Enough variants: the rest of the page is the next batch's.
+        return Shape(units=self.max_variants, rows=self.batch_size)
 
-        if products:
-            self._sync(products, tally, deadline)
-        result = tally.result(cursor=cursor, done=exhausted)
-        log.info("products batch exported", read=result.read, sent=result.sent,
-                 failed=result.failed, variants=variants, cursor=cursor, done=exhausted)
-        return result
+    def keep(self, doc: Doc) -> bool:
+        return _published(doc)
 
-    def _map(self, doc: Doc, now: datetime) -> tuple[_Product | None, RecordError | None]:
-        ct_id = str(doc.get("id"))
-        try:
-            product = Product.model_validate(doc)
-        except ValidationError:
-            log.warning("product document unreadable", ctProductId=ct_id)
-            return None, RecordError(ct_id=ct_id, code="unreadable_document")
-        attributes, relationships = item_attributes(product, self.config, now=now)
-        mapped = _Product(ct_id, CatalogWrite(ct_id, product.id, attributes, relationships))
-        with_sku, without_sku = split_variants(product.master_data.current)
+    def units(self, payload: _Product) -> int:
+        return len(payload.variants)
+
+    def map_record(self, record: Product, memo: dict[str, Any]) -> _Product:
+        # One instant for the batch: items and variants pick the same prices.
+        now: datetime = memo.setdefault("now", datetime.now(UTC))
+        attributes, relationships = item_attributes(record, self.config, now=now)
+        mapped = _Product(record.id, CatalogWrite(record.id, record.id, attributes,
+                                                  relationships))
+        with_sku, without_sku = split_variants(record.master_data.current)
         if without_sku:
-            log.warning("variants without SKU not sent", ctProductId=ct_id,
+            log.warning("variants without SKU not sent", ctProductId=record.id,
                         variantIds=without_sku)
         for variant in with_sku:
-            v_attributes, v_relationships = variant_attributes(product, variant, self.config,
+            v_attributes, v_relationships = variant_attributes(record, variant, self.config,
                                                                now=now)
             mapped.variants.append(
-                CatalogWrite(ct_id, variant.sku or "", v_attributes, v_relationships))
-        return mapped, None
+                CatalogWrite(record.id, variant.sku or "", v_attributes, v_relationships))
+        return mapped
 
-    def _sync(self, products: list[_Product], tally: Tally, deadline: Deadline) -> None:
+    def send(self, rows: list[Row[_Product]], deadline: Deadline) -> Sent:
+        products = [r.payload for r in rows if r.payload is not None]
+        if not products:
+            return Sent()
+        rejected: list[RecordError] = []
+        requests = 0
         # Phase 1: items.
         items = [p.item for p in products]
         existing_items = existing_ids(self.klaviyo, "item", [w.external_id for w in items],
                                       deadline=deadline)
-        outcome = upsert_phase(self.klaviyo, "item", items, existing_items, deadline=deadline,
-                               poll=self.poll, sleep=self.sleep)
-        tally.fail_all(outcome.rejected)
-        written = {p.ct_id for p in products} - {r.error.ct_id for r in outcome.rejected}
+        outcome = self.upsert("item", items, existing=existing_items, deadline=deadline)
+        rejected += [r.error for r in outcome.rejected]
+        requests += outcome.requests
+        written = {p.ct_id for p in products} - {e.ct_id for e in rejected}
 
         # Phase 2: variants of the items now in Klaviyo.
         existing_variants: set[str] = set()
@@ -198,10 +144,11 @@ class ProductsExporter:
                 deletes.extend((product.ct_id, sku) for sku in in_klaviyo if sku not in skus)
             writes.extend(product.variants)
         if writes or deletes:
-            outcome = upsert_phase(self.klaviyo, "variant", writes, existing_variants,
-                                   deletes=deletes, deadline=deadline, poll=self.poll,
-                                   sleep=self.sleep)
-            tally.fail_all(outcome.rejected)
+            outcome = self.upsert("variant", writes, deletes=deletes,
+                                  existing=existing_variants, deadline=deadline)
+            rejected += [r.error for r in outcome.rejected]
+            requests += outcome.requests
+        return Sent(rejected, requests, {"variants": sum(len(p.variants) for p in products)})
 
     # ---- deleteAll ------------------------------------------------------------------------------
 
@@ -210,22 +157,13 @@ class ProductsExporter:
         variants, variants_done = list_catalog(self.klaviyo, "variant",
                                                max_pages=self.delete_pages, deadline=deadline)
         if variants:
-            self._delete("variant", variants, tally, deadline)
+            self.delete("variant", variants, tally, deadline=deadline)
             if not variants_done:
                 return self._deleted(tally, done=False)
         items, items_done = list_catalog(self.klaviyo, "item", max_pages=self.delete_pages,
                                          deadline=deadline)
-        if items:
-            self._delete("item", items, tally, deadline)
+        self.delete("item", items, tally, deadline=deadline)
         return self._deleted(tally, done=items_done)
-
-    def _delete(self, kind: str, external_ids: list[str], tally: Tally,
-                deadline: Deadline) -> None:
-        tally.read += len(external_ids)
-        outcome = upsert_phase(self.klaviyo, kind, [], set(),  # type: ignore[arg-type]
-                               deletes=[(ext, ext) for ext in external_ids], deadline=deadline,
-                               poll=self.poll, sleep=self.sleep)
-        tally.fail_all(outcome.rejected)
 
     @staticmethod
     def _deleted(tally: Tally, *, done: bool) -> BatchResult:
